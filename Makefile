@@ -1,0 +1,28 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both set up .venv first (idempotent).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+QUESTION ?= Tom has 3 apples and buys 4 more. How many apples does he have now?
+
+.PHONY: demo test test-fast lint setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh $(VENV) $(PY)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/deepprune ask "$(QUESTION)" --n 8
+
+test: $(STAMP)
+	$(BIN)/ruff check deepprune_agents graphs tests bench examples
+	$(BIN)/mypy
+	$(BIN)/pytest -q -ra
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e"
+
+clean:
+	rm -rf $(VENV)

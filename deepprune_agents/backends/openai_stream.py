@@ -1,0 +1,176 @@
+"""One streaming request per branch against any OpenAI-compatible server (vLLM first).
+
+Why one request per branch (``n=1``) rather than one request with ``n=N``: a branch can only be stopped
+alone if it owns its HTTP stream. Closing that stream makes vLLM abort the request ("Aborted request"),
+which is the whole point of pruning.
+
+Retries (tenacity) wrap only the *opening* of a stream: once a token was consumed, retrying would
+generate it twice and silently change the sample, so a mid-stream failure fails that branch instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx2
+import openai
+from openai import AsyncOpenAI
+
+from deepprune_agents.errors import BackendRequestError, BackendUnavailableError, ModelNotFoundError
+
+EndpointKind = Literal["chat", "completions"]
+
+
+def api_key_from_env() -> str:
+    """API keys come from the environment only, so they never travel through state, events or results."""
+    return os.environ.get("DEEPPRUNE_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+
+
+@dataclass(frozen=True)
+class BranchRequest:
+    """Everything needed to (re)open one branch's stream. Serializable on purpose."""
+
+    model: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    prompt: str = ""
+    endpoint: EndpointKind = "chat"
+    max_tokens: int = 512
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    continuous_usage: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChunk:
+    """One SSE chunk reduced to what the engine needs."""
+
+    text: str
+    completion_tokens: int | None
+    finish_reason: str | None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Connection problems, 429 and 5xx may pass; every other status is the caller's mistake."""
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return False
+
+
+def translate_open_error(exc: BaseException, base_url: str, model: str) -> Exception:
+    """Map openai's exceptions to ours, with a message that names the fix."""
+    if isinstance(exc, openai.NotFoundError):
+        return ModelNotFoundError(
+            f"{base_url} does not serve model {model!r} (404: {_short(exc)}). Pass --model with a name from "
+            f"{base_url}/models, or leave the model unset to take the first one the server lists."
+        )
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return BackendRequestError(
+            f"{base_url} refused the credentials ({exc.status_code}). Set DEEPPRUNE_API_KEY or OPENAI_API_KEY."
+        )
+    if isinstance(exc, openai.APIStatusError) and not is_retryable(exc):
+        return BackendRequestError(f"{base_url} rejected the request ({exc.status_code}: {_short(exc)}).")
+    if isinstance(exc, openai.APIConnectionError):
+        return BackendUnavailableError(
+            f"cannot reach {base_url} ({type(exc).__name__}: {_short(exc)}). Start a server "
+            "(`deepprune serve` or `vllm serve MODEL`) or fix --base-url."
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return BackendUnavailableError(
+            f"{base_url} kept failing ({exc.status_code}: {_short(exc)}) after the retries on opening."
+        )
+    return BackendRequestError(f"{base_url}: {type(exc).__name__}: {_short(exc)}")
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class Endpoint:
+    """One base URL with its own client; ``inflight`` counts open streams for least-loaded placement."""
+
+    def __init__(self, base_url: str, *, read_timeout_s: float, connect_timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.inflight = 0
+        self.failures = 0
+        self.down_until = 0.0
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(read_timeout_s, connect=connect_timeout_s),
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
+        )
+        # max_retries=0: tenacity owns retries, and only around opening a stream.
+        self.client = AsyncOpenAI(
+            base_url=self.base_url, api_key=api_key_from_env(), max_retries=0, http_client=self._http
+        )
+
+    @property
+    def root_url(self) -> str:
+        """The server root (…/v1 stripped): where vLLM serves /health and /metrics."""
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+
+    async def open(self, req: BranchRequest) -> BranchStream:
+        """Open one stream; raises openai's exceptions (classified by the caller)."""
+        stream_options: dict[str, Any] = {"include_usage": True}
+        if req.continuous_usage:
+            stream_options["continuous_usage_stats"] = True
+        common: dict[str, Any] = {
+            "model": req.model,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "stream": True,
+            "stream_options": stream_options,
+            "extra_body": req.extra_body or None,
+        }
+        if req.seed is not None:
+            common["seed"] = req.seed
+        if req.endpoint == "chat":
+            raw = await self.client.chat.completions.create(messages=req.messages, **common)  # type: ignore[arg-type]
+        else:
+            raw = await self.client.completions.create(prompt=req.prompt, **common)
+        return BranchStream(raw, req.endpoint)
+
+    async def list_models(self) -> list[str]:
+        page = await self.client.models.list()
+        return [m.id for m in page.data]
+
+    async def aclose(self) -> None:
+        await self.client.close()
+        await self._http.aclose()
+
+
+class BranchStream:
+    """Async iterator of StreamChunk over one open SSE stream; ``close()`` makes the server abort it."""
+
+    def __init__(self, raw: Any, kind: EndpointKind) -> None:
+        self._raw = raw
+        self._kind = kind
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        async for chunk in self._raw:
+            usage = getattr(chunk, "usage", None)
+            tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
+            text = ""
+            finish = None
+            if chunk.choices:
+                choice = chunk.choices[0]
+                finish = choice.finish_reason
+                if self._kind == "chat":
+                    text = (choice.delta.content if choice.delta is not None else None) or ""
+                else:
+                    text = choice.text or ""
+            yield StreamChunk(text=text, completion_tokens=tokens, finish_reason=finish)
+
+    async def close(self) -> None:
+        """Close the socket (idempotent). vLLM sees the disconnect and aborts the request."""
+        if not self.closed:
+            self.closed = True
+            await self._raw.close()

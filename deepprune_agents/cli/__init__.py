@@ -1,0 +1,60 @@
+"""``deepprune`` command line: thin parsing and rendering around the library.
+
+Each sub-command lives in its own module with a ``register(subparsers)`` function, so the CLI grows by
+adding a module, not by editing one big file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from deepprune_agents.errors import DeepPruneError
+
+SUBCOMMAND_MODULES = (
+    "deepprune_agents.cli.ask_cmd",
+    "deepprune_agents.cli.serve_cmd",
+    "deepprune_agents.cli.judge_cmds",
+    "deepprune_agents.cli.bench_cmds",
+    "deepprune_agents.cli.replay_cmds",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepprune",
+        description="Parallel reasoning with DeepPrune: N branches, a judge that prunes redundant ones, a vote.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that sub-command is not part of this build
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        code = args.func(args)
+    except DeepPruneError as exc:
+        print(f"deepprune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepprune: interrupted; every branch was cancelled on the server.", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

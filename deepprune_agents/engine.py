@@ -1,0 +1,322 @@
+"""The run-scoped branch pool: starts, snapshots and cancels branch streams.
+
+LangGraph cannot cancel one running node from another, so branches are not nodes: each branch is an
+asyncio task owned by a ``BranchPool`` that lives for one graph run (registered under the run id), and
+the graph state only ever holds serializable snapshots of it. The judge node reads snapshots, asks the
+policy, and calls ``cancel`` — which closes the branch's HTTP stream so the server aborts the request.
+Branches never wait for the judge: they stream on while it thinks.
+
+Nothing is left running: the vote node closes the run, ``DeepPruneReasoner`` closes it in a ``finally``
+(caller cancelled, error, KeyboardInterrupt), and a watchdog closes a run whose graph stopped touching it
+(a Studio run killed mid-way) after ``lease_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepprune_agents.answers import extract_answer
+from deepprune_agents.backends.endpoints import EndpointPool
+from deepprune_agents.backends.openai_stream import BranchRequest, BranchStream
+from deepprune_agents.errors import DeepPruneError
+from deepprune_agents.judges.base import Judge
+from deepprune_agents.pruning import PruningPolicy
+from deepprune_agents.pruning.types import ALIVE, BranchStatus, BranchView
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Branch:
+    """One branch's live state. Mutated only by its own task and by ``BranchPool.cancel``."""
+
+    id: int
+    request: BranchRequest
+    status: BranchStatus = "pending"
+    pieces: list[str] = field(default_factory=list)
+    tokens: int = 0
+    usage_seen: bool = False
+    finish_reason: str | None = None
+    error: str | None = None
+    endpoint: str | None = None
+    answer: str | None = None
+    cancel_reason: str | None = None
+    t_start: float | None = None
+    t_first_token: float | None = None
+    t_end: float | None = None
+    t_cancel_decided: float | None = None
+    t_cancel_closed: float | None = None
+    cancel_decided_at: float | None = None  # wall clock (epoch s), to match server-side metrics
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+    stream: BranchStream | None = field(default=None, repr=False)
+    _joined: tuple[int, str] = field(default=(0, ""), repr=False)
+
+    @property
+    def alive(self) -> bool:
+        return self.status in ALIVE
+
+    @property
+    def text(self) -> str:
+        """The text so far; joined once per new piece, not once per read (the judge reads often)."""
+        count, text = self._joined
+        if count != len(self.pieces):
+            text = text + "".join(self.pieces[count:])
+            self._joined = (len(self.pieces), text)
+        return text
+
+    def view(self) -> BranchView:
+        return BranchView(
+            id=self.id,
+            text=self.text,
+            tokens=self.tokens,
+            status=self.status,
+            pieces=self.pieces,
+            answer=self.answer,
+        )
+
+    def cancel_latency_ms(self) -> float | None:
+        if self.t_cancel_decided is None or self.t_cancel_closed is None:
+            return None
+        return (self.t_cancel_closed - self.t_cancel_decided) * 1000.0
+
+    def snapshot(self, *, with_text: bool = True) -> dict[str, Any]:
+        """Serializable; what graph state, events and results hold."""
+        snap: dict[str, Any] = {
+            "id": self.id,
+            "status": self.status,
+            "tokens": self.tokens,
+            "answer": self.answer,
+            "finish_reason": self.finish_reason,
+            "endpoint": self.endpoint,
+            "error": self.error,
+            "cancel_reason": self.cancel_reason,
+            "cancel_latency_ms": self.cancel_latency_ms(),
+            "cancel_decided_at": self.cancel_decided_at,
+            "seed": self.request.seed,
+        }
+        if with_text:
+            snap["text"] = self.text
+        return snap
+
+
+class BranchPool:
+    """N branch tasks against an EndpointPool, with progress notification and cancellation."""
+
+    def __init__(self, endpoints: EndpointPool, requests: Sequence[BranchRequest]) -> None:
+        self.endpoints = endpoints
+        self.branches = [Branch(id=i, request=r) for i, r in enumerate(requests)]
+        self._changed = asyncio.Event()
+        self.closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        for b in self.branches:
+            b.task = asyncio.create_task(self._run(b), name=f"deepprune-branch-{b.id}")
+
+    async def _run(self, b: Branch) -> None:
+        b.t_start = time.perf_counter()
+        try:
+            endpoint, stream = await self.endpoints.open(b.request)
+        except asyncio.CancelledError:
+            self._end(b, "cancelled")
+            raise
+        except DeepPruneError as exc:
+            b.error = str(exc)
+            self._end(b, "failed")
+            return
+        except Exception as exc:  # an unexpected client bug must fail this branch, not the run
+            b.error = f"{type(exc).__name__}: {exc}"
+            self._end(b, "failed")
+            return
+        b.stream, b.endpoint = stream, endpoint.base_url
+        endpoint.inflight += 1
+        b.status = "running"
+        self._notify()
+        status: BranchStatus = "failed"
+        try:
+            async for chunk in stream:
+                if chunk.text:
+                    if b.t_first_token is None:
+                        b.t_first_token = time.perf_counter()
+                    b.pieces.append(chunk.text)
+                    if not b.usage_seen:
+                        b.tokens += 1
+                if chunk.completion_tokens is not None:
+                    b.usage_seen = True
+                    b.tokens = chunk.completion_tokens
+                if chunk.finish_reason is not None:
+                    b.finish_reason = chunk.finish_reason
+                self._notify()
+            if b.finish_reason is None:
+                b.error = "the stream ended without a finish_reason (server closed it early)"
+            else:
+                status = "finished"
+                b.answer = extract_answer(b.text)
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        except Exception as exc:  # killed server, read timeout, malformed SSE: keep the text so far
+            b.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            endpoint.inflight -= 1
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stream.close())
+            self._end(b, status)
+
+    def _end(self, b: Branch, status: BranchStatus) -> None:
+        b.status = status
+        b.t_end = time.perf_counter()
+        if b.t_cancel_decided is not None:
+            b.t_cancel_closed = b.t_end
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return any(b.alive for b in self.branches)
+
+    def views(self) -> list[BranchView]:
+        return [b.view() for b in self.branches]
+
+    def snapshots(self, *, with_text: bool = True) -> list[dict[str, Any]]:
+        return [b.snapshot(with_text=with_text) for b in self.branches]
+
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        timeout_s: float,
+        on_tick: Callable[[], None] | None = None,
+        tick_s: float = 0.25,
+    ) -> bool:
+        """Wait until ``predicate()`` holds or no branch is alive; False on timeout.
+
+        ``on_tick`` runs at most every ``tick_s`` while waiting (the judge node streams progress
+        events from it)."""
+        deadline = time.monotonic() + timeout_s
+        last_tick = 0.0
+        while True:
+            if predicate() or not self.alive:
+                return True
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if on_tick is not None and now - last_tick >= tick_s:
+                last_tick = now
+                on_tick()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(tick_s, deadline - now)):
+                    await self._changed.wait()
+
+    # -- cancelling ---------------------------------------------------------------------------
+    async def cancel(self, ids: Sequence[int], reason: str = "pruned") -> None:
+        """Cancel branches and wait (bounded) until their streams are closed."""
+        tasks = []
+        now, wall = time.perf_counter(), time.time()
+        for i in ids:
+            b = self.branches[i]
+            if not b.alive or b.task is None:
+                continue
+            b.t_cancel_decided, b.cancel_decided_at = now, wall
+            b.cancel_reason = reason
+            b.task.cancel()
+            tasks.append(b.task)
+        if tasks:
+            done, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            for t in pending:  # pragma: no cover - a stream that would not close in 5 s
+                log.warning("branch task %s did not stop within %.0f s", t.get_name(), CLOSE_TIMEOUT_S)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:  # pragma: no cover
+                    log.warning("branch task %s: %r", t.get_name(), t.exception())
+
+    async def aclose(self, reason: str = "closed") -> None:
+        """Cancel everything still alive. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.cancel([b.id for b in self.branches if b.alive], reason)
+        # Retrieve results of tasks that ended on their own so asyncio never warns about them.
+        for b in self.branches:
+            if b.task is not None and b.task.done() and not b.task.cancelled():
+                b.task.exception()
+
+
+@dataclass
+class Run:
+    """Everything a graph run needs between node calls that cannot live in (serializable) state."""
+
+    run_id: str
+    pool: BranchPool
+    policy: PruningPolicy
+    judge: Judge
+    endpoints: EndpointPool
+    owns_endpoints: bool
+    started_at: float = field(default_factory=time.perf_counter)
+    deadline: float = 0.0
+    last_touch: float = field(default_factory=time.monotonic)
+    sent_chars: dict[int, int] = field(default_factory=dict)
+    sent_status: dict[int, str] = field(default_factory=dict)
+    judge_retry_at: float = 0.0
+    watchdog: asyncio.Task[None] | None = None
+    closed: bool = False
+
+    def touch(self) -> None:
+        self.last_touch = time.monotonic()
+
+    async def aclose(self, reason: str = "closed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.pool.aclose(reason)
+        finally:
+            if self.owns_endpoints:
+                await self.endpoints.aclose()
+            if self.watchdog is not None and self.watchdog is not asyncio.current_task():
+                self.watchdog.cancel()
+            _RUNS.pop(self.run_id, None)
+
+
+_RUNS: dict[str, Run] = {}
+
+
+def register_run(run: Run, *, lease_s: float) -> None:
+    """Make the run reachable from later nodes, and start its watchdog."""
+    _RUNS[run.run_id] = run
+
+    async def watchdog() -> None:
+        while not run.closed:
+            await asyncio.sleep(min(5.0, lease_s / 4))
+            if time.monotonic() - run.last_touch > lease_s:
+                log.warning("run %s: graph stopped touching it for %.0f s; closing", run.run_id, lease_s)
+                await run.aclose("abandoned")
+                return
+
+    run.watchdog = asyncio.create_task(watchdog(), name=f"deepprune-watchdog-{run.run_id}")
+
+
+def get_run(run_id: str) -> Run | None:
+    return _RUNS.get(run_id)
+
+
+async def close_run(run_id: str, reason: str = "closed") -> None:
+    """Close a run if it is still open (safe to call twice, and for unknown ids)."""
+    run = _RUNS.get(run_id)
+    if run is not None:
+        await run.aclose(reason)
+
+
+def open_runs() -> list[str]:
+    return list(_RUNS)

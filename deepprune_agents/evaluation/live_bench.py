@@ -1,0 +1,184 @@
+"""Live benchmark: DeepPrune vs plain cons@N on a real vLLM server, in one run.
+
+For each question both methods run back to back with the same seeds (branch i uses seed + i), so
+DeepPrune's surviving branches are the very samples cons@N would have drawn. Figures:
+
+* wall time per run, and ``speedup`` = total cons wall / total DeepPrune wall;
+* generated tokens from the *server's* counter (``vllm:generation_tokens_total``), which includes the
+  tokens produced between a cancel decision and the abort: ``token_reduction`` = 1 - DP / cons;
+* ``answer_agreement``: share of questions where both votes give the same answer (plus accuracy of both
+  against the known answers);
+* cancellation latency: client side (decision -> socket closed) from the result, and server side
+  (decision -> ``vllm:num_requests_running`` dropped by the batch size) from a 10 ms metrics sampler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from deepprune_agents.answers import answers_equal
+from deepprune_agents.backends.metrics import metric, scrape_samples, wait_until_idle
+from deepprune_agents.result import DeepPruneResult
+from deepprune_agents.settings import DeepPruneContext
+
+# Ten one- or two-step word problems written for this benchmark; the embedded SmolLM2-135M gets each of
+# them right in at least some samples (see the per-question "cons_correct_branches" in the JSON).
+LIVE_QUESTIONS: list[tuple[str, str]] = [
+    ("Tom has 3 apples and buys 4 more. How many apples does he have now?", "7"),
+    ("A box holds 6 eggs. How many eggs are in 2 boxes?", "12"),
+    ("Sara had 10 candies and ate 3 of them. How many candies are left?", "7"),
+    ("There are 5 birds on a tree and 2 more birds land on it. How many birds are on the tree now?", "7"),
+    ("One pencil costs 2 dollars. How many dollars do 5 pencils cost?", "10"),
+    ("Ben is 8 years old. How old will Ben be in 3 years?", "11"),
+    ("A class has 12 girls and 9 boys. How many students are in the class?", "21"),
+    ("Anna reads 4 pages every day. How many pages does she read in 3 days?", "12"),
+    ("Mike had 20 dollars and spent 5 dollars. How many dollars does he have left?", "15"),
+    ("A farmer has 3 cows. Each cow has 4 legs. How many legs do the cows have in total?", "12"),
+]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 100]); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+@dataclass
+class RunningSampler:
+    """Polls ``vllm:num_requests_running`` every ``interval_s`` into (epoch, value) samples."""
+
+    root_url: str
+    interval_s: float = 0.01
+
+    def __post_init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _loop(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    samples = await scrape_samples(self.root_url, client)
+                    self.samples.append((time.time(), metric(samples, "vllm:num_requests_running")))
+                await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def abort_latencies_ms(self, result: DeepPruneResult) -> list[float]:
+        """Per cancel batch: time until the running count fell by the batch size."""
+        batches: dict[float, int] = {}
+        for b in result.branches:
+            if b.status == "cancelled" and b.cancel_decided_at is not None:
+                batches[b.cancel_decided_at] = batches.get(b.cancel_decided_at, 0) + 1
+        out = []
+        for t0, k in sorted(batches.items()):
+            before = [v for t, v in self.samples if t <= t0]
+            if not before:
+                continue
+            target = before[-1] - k
+            after = [(t, v) for t, v in self.samples if t > t0 and v <= target]
+            if after:
+                out.append((after[0][0] - t0) * 1000.0)
+        return out
+
+
+async def _server_tokens(root_url: str) -> float:
+    return metric(await scrape_samples(root_url), "vllm:generation_tokens_total")
+
+
+async def run_live_bench(
+    ctx: DeepPruneContext,
+    *,
+    root_url: str,
+    questions: list[tuple[str, str]] | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run both methods on every question; returns the JSON-ready report."""
+    from deepprune_agents.reasoner import DeepPruneReasoner
+
+    questions = questions or LIVE_QUESTIONS
+    reasoner = DeepPruneReasoner(ctx)
+    rows: list[dict[str, Any]] = []
+    client_lat: list[float] = []
+    server_lat: list[float] = []
+    for q, truth in questions:
+        row: dict[str, Any] = {"question": q, "truth": truth}
+        for method, policy in (("cons", "none"), ("deepprune", ctx.policy)):
+            await wait_until_idle(root_url, timeout_s=60)
+            before = await _server_tokens(root_url)
+            sampler = RunningSampler(root_url)
+            sampler.start()
+            t0 = time.perf_counter()
+            try:
+                result = await reasoner.ainvoke(q, config={"configurable": {"policy": policy}})
+            finally:
+                wall = time.perf_counter() - t0
+                await sampler.stop()
+            await wait_until_idle(root_url, timeout_s=60)
+            tokens = await _server_tokens(root_url) - before
+            row[method] = {
+                "answer": result.answer,
+                "correct": answers_equal(result.answer, truth),
+                "wall_s": wall,
+                "server_tokens": tokens,
+                "client_tokens": result.tokens_generated,
+                "cancelled": result.cancelled,
+                "failed": result.failed,
+                "correct_branches": sum(answers_equal(b.answer, truth) for b in result.branches),
+            }
+            if method == "deepprune":
+                lat = [b.cancel_latency_ms for b in result.branches if b.cancel_latency_ms is not None]
+                client_lat.extend(lat)
+                srv = sampler.abort_latencies_ms(result)
+                server_lat.extend(srv)
+                row[method]["cancel_latency_ms"] = lat
+                row[method]["server_abort_latency_ms"] = srv
+        row["agree"] = answers_equal(row["cons"]["answer"], row["deepprune"]["answer"]) or (
+            row["cons"]["answer"] is None and row["deepprune"]["answer"] is None
+        )
+        rows.append(row)
+        if progress is not None:
+            progress(row)
+    cons_wall = sum(r["cons"]["wall_s"] for r in rows)
+    dp_wall = sum(r["deepprune"]["wall_s"] for r in rows)
+    cons_tok = sum(r["cons"]["server_tokens"] for r in rows)
+    dp_tok = sum(r["deepprune"]["server_tokens"] for r in rows)
+    return {
+        "n": ctx.n,
+        "policy": ctx.policy,
+        "judge": ctx.judge,
+        "truncate": ctx.truncate,
+        "questions": len(rows),
+        "speedup": cons_wall / dp_wall if dp_wall else None,
+        "token_reduction": 1.0 - dp_tok / cons_tok if cons_tok else None,
+        "answer_agreement": sum(r["agree"] for r in rows) / len(rows),
+        "accuracy_cons": sum(r["cons"]["correct"] for r in rows) / len(rows),
+        "accuracy_deepprune": sum(r["deepprune"]["correct"] for r in rows) / len(rows),
+        "cancel_latency_p50_ms": statistics.median(client_lat) if client_lat else None,
+        "cancel_latency_p99_ms": percentile(client_lat, 99),
+        "server_abort_latency_p50_ms": statistics.median(server_lat) if server_lat else None,
+        "server_abort_latency_p99_ms": percentile(server_lat, 99),
+        "cons_wall_s": cons_wall,
+        "deepprune_wall_s": dp_wall,
+        "cons_server_tokens": cons_tok,
+        "deepprune_server_tokens": dp_tok,
+        "targets": {"speedup": 2.0, "token_reduction": 0.60, "cancel_latency_p99_ms": 50.0},
+        "rows": rows,
+    }

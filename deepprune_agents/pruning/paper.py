@@ -1,0 +1,126 @@
+"""The ``paper`` policy: DeepPrune as published.
+
+Each branch is judged once, on its first k tokens (or k reasoning words), and put into a cluster by
+the greedy rule. When the largest cluster is known (every live branch assigned, or its lead can no
+longer be overtaken), its first K2 members run to completion and every other branch is cancelled; the
+answer is the majority vote of those K2. A branch that joins a cluster past its K2-th member can never be
+among the finishers, so it is cancelled at once rather than kept waiting.
+
+Fallback: if every cluster is a singleton (the judge found no two alike), there is no "largest
+cluster"; the first K2 branches run to completion and vote instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from deepprune_agents.judges.base import Judge
+from deepprune_agents.pruning.clustering import Clusters, assign, judge_input
+from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
+from deepprune_agents.pruning.vote import majority_vote, weighted_vote
+from deepprune_agents.truncation import TruncationSpec, reached
+
+
+class PaperPolicy:
+    name = "paper"
+
+    def __init__(
+        self,
+        *,
+        truncation: TruncationSpec,
+        tau: float = 0.5,
+        k1: int = 10,
+        max_clusters: int = 32,
+        k2: int = 20,
+        seed: int = 0,
+        judge_timeout_s: float = 60.0,
+    ) -> None:
+        self.truncation = truncation
+        self.tau, self.k1, self.max_clusters, self.k2 = tau, k1, max_clusters, k2
+        self.seed = seed
+        self.judge_timeout_s = judge_timeout_s
+        self.clusters = Clusters()
+        self.keep: list[int] | None = None  # set once the largest cluster is decided
+        self.fallback: str | None = None
+
+    def _eligible(self, v: BranchView) -> bool:
+        if v.id in self.clusters.of:
+            return False
+        return v.finished or (v.status == "running" and reached(v.text, self.truncation, v.pieces))
+
+    def ready(self, views: Sequence[BranchView]) -> bool:
+        """A judge round is due when some branch reached its truncation point (or finished)."""
+        return any(self._eligible(v) for v in views)
+
+    async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
+        decision = Decision()
+        by_id = {v.id: v for v in views}
+        for v in sorted((v for v in views if self._eligible(v)), key=lambda v: v.id):
+            trace = judge_input(v, self.truncation)
+            cluster, sim, pairs = await assign(
+                self.clusters,
+                v,
+                trace,
+                judge,
+                tau=self.tau,
+                k1=self.k1,
+                max_clusters=self.max_clusters,
+                seed=self.seed,
+                timeout_s=self.judge_timeout_s,
+            )
+            decision.pairs_scored += pairs
+            decision.judge_calls += 1 if pairs else 0
+            decision.events.append({"event": "cluster", "branch": v.id, "cluster": cluster, "similarity": sim})
+            late = self.clusters.members[cluster].index(v.id) >= self.k2
+            if self.keep is None and late and v.alive:
+                decision.cancel.append(v.id)
+        if self.keep is None:
+            self._try_decide(views)
+        if self.keep is not None:
+            keep = set(self.keep)
+            decision.cancel.extend(v.id for v in views if v.alive and v.id not in keep)
+        decision.cancel = sorted(set(decision.cancel) & {i for i, v in by_id.items() if v.alive})
+        return decision
+
+    def _try_decide(self, views: Sequence[BranchView]) -> None:
+        pending = sum(1 for v in views if v.alive and v.id not in self.clusters.of)
+        live = self.clusters.non_empty()
+        if not live:
+            if pending == 0:
+                self.keep = []
+                self.fallback = "no-branch-assigned"
+            return
+        sizes = sorted(((len(self.clusters.members[c]), -c) for c in live), reverse=True)
+        top = sizes[0][0]
+        second = sizes[1][0] if len(sizes) > 1 else 0
+        if pending and top - second <= pending:
+            return
+        usable = {v.id for v in views if v.status not in ("failed", "cancelled")}
+        if top == 1 and pending == 0:
+            self.fallback = "all-singletons"
+            order = sorted(b for b in self.clusters.of if b in usable)
+            self.keep = order[: self.k2]
+            return
+        winner = -sizes[0][1]
+        self.keep = [b for b in self.clusters.members[winner] if b in usable][: self.k2]
+
+    def vote(self, views: Sequence[BranchView]) -> VoteResult:
+        """Majority over the kept finishers; pruned branches never vote."""
+        keep = set(self.keep or [])
+        ballots = [(v.id, v.answer, 1.0) for v in views if v.finished and v.id in keep]
+        result = weighted_vote(ballots, fallback=self.fallback)
+        if result.answer is None:
+            # The kept branches failed or gave no parsable answer: say so and use whatever finished.
+            rescue = majority_vote([(v.id, v.answer) for v in views if v.finished])
+            rescue.fallback = "kept-branches-gave-no-answer"
+            return rescue
+        return result
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "clusters": self.clusters.export(),
+            "keep": self.keep,
+            "fallback": self.fallback,
+        }

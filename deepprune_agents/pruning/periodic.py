@@ -1,0 +1,136 @@
+"""The ``periodic`` policy: the design card's continuous pruning.
+
+The judge runs again every ``judge_every`` generated tokens per branch while branches grow:
+
+1. branches that reached the minimum prefix (the truncation spec) are placed by the greedy rule, reading
+   everything they have generated so far;
+2. representatives of different clusters are compared again on their longer prefixes, and clusters the
+   judge now calls equivalent are merged (two branches that looked different at 32 tokens may be plainly
+   the same computation at 96);
+3. each cluster keeps ``representatives`` branches running; the others are cancelled.
+
+The vote weights each cluster by its size (its pruned members were predicted to agree with it), split
+evenly over the cluster's representatives that finished with an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.pruning.clustering import Clusters, assign, call_judge, judge_input
+from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
+from deepprune_agents.pruning.vote import weighted_vote
+from deepprune_agents.truncation import TruncationSpec, reached
+
+
+class PeriodicPolicy:
+    name = "periodic"
+
+    def __init__(
+        self,
+        *,
+        truncation: TruncationSpec,
+        tau: float = 0.5,
+        k1: int = 10,
+        max_clusters: int = 32,
+        representatives: int = 1,
+        judge_every: int = 32,
+        seed: int = 0,
+        judge_timeout_s: float = 60.0,
+    ) -> None:
+        self.truncation = truncation
+        self.tau, self.k1, self.max_clusters = tau, k1, max_clusters
+        self.representatives = representatives
+        self.judge_every = judge_every
+        self.seed = seed
+        self.judge_timeout_s = judge_timeout_s
+        self.clusters = Clusters()
+        self.tokens_at_last_step: dict[int, int] = {}
+        self.status_at_last_step: dict[int, str] = {}
+
+    def _eligible(self, v: BranchView) -> bool:
+        if v.id in self.clusters.of:
+            return False
+        return v.finished or (v.status == "running" and reached(v.text, self.truncation, v.pieces))
+
+    def ready(self, views: Sequence[BranchView]) -> bool:
+        """Due when running branches grew ``judge_every`` tokens on average, or a status changed."""
+        if any(self.status_at_last_step.get(v.id) != v.status for v in views if not v.alive):
+            return True
+        running = [v for v in views if v.status == "running"]
+        if not running:
+            return False
+        grown = sum(v.tokens - self.tokens_at_last_step.get(v.id, 0) for v in running) / len(running)
+        return grown >= self.judge_every and any(self._eligible(v) or v.id in self.clusters.of for v in running)
+
+    def _representatives(self, cluster: int, by_id: dict[int, BranchView]) -> list[int]:
+        usable = [b for b in self.clusters.members[cluster] if by_id[b].alive or by_id[b].finished]
+        return usable[: self.representatives]
+
+    async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
+        decision = Decision()
+        by_id = {v.id: v for v in views}
+        for v in sorted((v for v in views if self._eligible(v)), key=lambda v: v.id):
+            cluster, sim, pairs = await assign(
+                self.clusters,
+                v,
+                judge_input(v, None),
+                judge,
+                tau=self.tau,
+                k1=self.k1,
+                max_clusters=self.max_clusters,
+                seed=self.seed,
+                timeout_s=self.judge_timeout_s,
+            )
+            decision.pairs_scored += pairs
+            decision.judge_calls += 1 if pairs else 0
+            decision.events.append({"event": "cluster", "branch": v.id, "cluster": cluster, "similarity": sim})
+        await self._merge(by_id, decision, judge)
+        for c in self.clusters.non_empty():
+            reps = set(self._representatives(c, by_id))
+            decision.cancel.extend(b for b in self.clusters.members[c] if by_id[b].alive and b not in reps)
+        decision.cancel = sorted(set(decision.cancel))
+        self.tokens_at_last_step = {v.id: v.tokens for v in views}
+        self.status_at_last_step = {v.id: v.status for v in views}
+        return decision
+
+    async def _merge(self, by_id: dict[int, BranchView], decision: Decision, judge: Judge) -> None:
+        """Re-judge the clusters' lead representatives on their current (longer) prefixes."""
+        leads: list[tuple[int, int]] = []
+        for c in self.clusters.non_empty():
+            reps = self._representatives(c, by_id)
+            if reps and by_id[reps[0]].alive:  # finished leads were already compared when they joined
+                leads.append((c, reps[0]))
+        if len(leads) < 2:
+            return
+        traces = {b: judge_input(by_id[b], None) for _, b in leads}
+        index: list[tuple[int, int]] = []
+        pairs: list[TracePair] = []
+        for i, (ca, ba) in enumerate(leads):
+            for cb, bb in leads[i + 1 :]:
+                index.append((ca, cb))
+                pairs.append((traces[ba], traces[bb]))
+        scores = await call_judge(judge, pairs, self.judge_timeout_s)
+        decision.judge_calls += 1
+        decision.pairs_scored += len(pairs)
+        for (ca, cb), score in zip(index, scores, strict=True):
+            if score > self.tau and self.clusters.members[ca] and self.clusters.members[cb]:
+                self.clusters.merge(ca, cb)
+                decision.events.append({"event": "merge", "into": ca, "cluster": cb, "similarity": score})
+
+    def vote(self, views: Sequence[BranchView]) -> VoteResult:
+        by_id = {v.id: v for v in views}
+        ballots: list[tuple[int, str | None, float]] = []
+        for c in self.clusters.non_empty():
+            members = self.clusters.members[c]
+            answered = [b for b in members if by_id[b].finished and by_id[b].answer is not None]
+            for b in answered:
+                ballots.append((b, by_id[b].answer, len(members) / len(answered)))
+        # Finished branches the clustering never saw (none in a completed run) still count once.
+        ballots.extend((v.id, v.answer, 1.0) for v in views if v.finished and v.id not in self.clusters.of)
+        return weighted_vote(ballots)
+
+    def export(self) -> dict[str, Any]:
+        return {"policy": self.name, "clusters": self.clusters.export()}

@@ -1,0 +1,58 @@
+"""Data the pruning policies read and write. Plain, serializable, no I/O.
+
+A policy sees the branches only as ``BranchView`` snapshots (text so far, token pieces, status) and
+answers with a ``Decision`` (which branches to cancel). The engine turns decisions into closed streams;
+the policy never touches a stream, which is what makes it testable with a scripted judge and replayable
+offline on recorded traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BranchStatus = Literal["pending", "running", "finished", "cancelled", "failed"]
+ALIVE: frozenset[str] = frozenset({"pending", "running"})
+
+
+@dataclass(frozen=True, slots=True)
+class BranchView:
+    """A snapshot of one branch as a policy sees it."""
+
+    id: int
+    text: str
+    tokens: int
+    status: BranchStatus
+    pieces: Sequence[str] | None = None
+    answer: str | None = None
+    recorded_answer: str | None = None  # offline traces only: what the full trace ended with (oracle)
+
+    @property
+    def alive(self) -> bool:
+        return self.status in ALIVE
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one judge round decided."""
+
+    cancel: list[int] = field(default_factory=list)
+    judge_calls: int = 0
+    pairs_scored: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    judge_error: str | None = None
+
+
+@dataclass(slots=True)
+class VoteResult:
+    """The vote: the winning answer, the weight of every answer class, and who voted."""
+
+    answer: str | None
+    counts: dict[str, float]
+    voters: list[int]
+    fallback: str | None = None

@@ -1,0 +1,39 @@
+"""Weighted majority vote over extracted answers, grouping answers by mathematical equality.
+
+Answers are grouped with ``answers.group_answers`` (so "0.5" and "\\frac{1}{2}" vote together);
+unparsable answers (None) cast no vote. Ties go to the class whose first voter has the lowest branch id,
+so the outcome never depends on dict or set ordering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from deepprune_agents.answers import group_answers
+from deepprune_agents.pruning.types import VoteResult
+
+
+def weighted_vote(ballots: Sequence[tuple[int, str | None, float]], *, fallback: str | None = None) -> VoteResult:
+    """``ballots`` are (branch id, answer, weight). Returns the heaviest answer class."""
+    valid = [(bid, ans, w) for bid, ans, w in ballots if ans is not None and w > 0]
+    if not valid:
+        return VoteResult(answer=None, counts={}, voters=[], fallback=fallback)
+    groups = group_answers([ans for _, ans, _ in valid])
+    counts: dict[str, float] = {}
+    best: tuple[float, int] | None = None
+    winner: str | None = None
+    for members in groups:
+        label = valid[members[0]][1]
+        assert label is not None
+        weight = sum(valid[i][2] for i in members)
+        first_id = min(valid[i][0] for i in members)
+        counts[label] = counts.get(label, 0.0) + weight
+        key = (weight, -first_id)
+        if best is None or key > best:
+            best, winner = key, label
+    return VoteResult(answer=winner, counts=counts, voters=sorted(b for b, _, _ in valid), fallback=fallback)
+
+
+def majority_vote(answers: Sequence[tuple[int, str | None]]) -> VoteResult:
+    """Plain self-consistency (cons@N): one vote per answered branch."""
+    return weighted_vote([(bid, ans, 1.0) for bid, ans in answers])

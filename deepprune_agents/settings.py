@@ -1,0 +1,140 @@
+"""One typed settings object, read by the CLI, the Runnable and the graph alike.
+
+It doubles as the LangGraph ``context_schema`` (like react-agent's ``Context``): Studio renders its
+fields as a form, ``DeepPruneReasoner`` builds it from constructor arguments and ``RunnableConfig``,
+and unset endpoint fields fall back to environment variables. API keys are *not* fields: they are only
+read from the environment by the backend, so they can never end up in state, events or results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from deepprune_agents.errors import ConfigError
+
+PolicyName = Literal["paper", "periodic"]
+EndpointKind = Literal["chat", "completions"]
+
+# "The answer is N." rather than \boxed{}: small chat models (SmolLM2) follow it far more often, and the
+# extractor reads both forms (and "#### N"), so larger models that box their answers work unchanged.
+DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Finish with a line of the form 'The answer is N.'"
+KNOWN_POLICIES = ("paper", "periodic", "none")
+
+
+def _env_urls() -> list[str]:
+    raw = os.environ.get("DEEPPRUNE_BASE_URLS") or os.environ.get("DEEPPRUNE_BASE_URL") or ""
+    return [u.strip() for u in raw.replace(" ", ",").split(",") if u.strip()]
+
+
+@dataclass(kw_only=True)
+class DeepPruneContext:
+    """Everything a pruned run needs to know, with the paper's constants as defaults."""
+
+    n: int = field(default=8, metadata={"description": "Number of parallel branches (cons@N)."})
+    policy: str = field(
+        default="periodic",
+        metadata={
+            "description": "'periodic' (judge every judge_every tokens), 'paper' (DeepPrune) or 'none' (cons@N)."
+        },
+    )
+    judge: str = field(
+        default="embedding",
+        metadata={"description": "Judge name: embedding, trained, llm, transformers, oracle, numbers."},
+    )
+    judge_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"description": "Keyword arguments for the judge factory."}
+    )
+    tau: float = field(default=0.5, metadata={"description": "Join a cluster when similarity > tau."})
+    k1: int = field(default=10, metadata={"description": "Members sampled per cluster for similarity."})
+    max_clusters: int = field(default=32, metadata={"description": "K: most clusters opened."})
+    k2: int = field(default=20, metadata={"description": "paper: traces of the largest cluster completed."})
+    truncate: str = field(
+        default="tokens:32",
+        metadata={"description": "Judge input: 'tokens:K' or 'words:K' (first K reasoning words)."},
+    )
+    judge_every: int = field(
+        default=32, metadata={"description": "periodic: judge again after this many new tokens per branch."}
+    )
+    representatives: int = field(default=1, metadata={"description": "periodic: branches kept running per cluster."})
+    base_urls: list[str] = field(
+        default_factory=list,
+        metadata={"description": "OpenAI-compatible base URLs (…/v1). Empty: start the embedded server."},
+    )
+    model: str | None = field(
+        default=None, metadata={"description": "Model name; None takes the first model the server lists."}
+    )
+    endpoint: str = field(default="chat", metadata={"description": "'chat' or 'completions'."})
+    system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT)
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = field(default=512, metadata={"description": "Token cap per branch."})
+    seed: int = field(default=0, metadata={"description": "Branch i is sampled with seed + i."})
+    extra_body: dict[str, Any] = field(
+        default_factory=dict, metadata={"description": "vLLM sampling extras passed through extra_body."}
+    )
+    max_n: int = field(default=512, metadata={"description": "Cap on n (protects the server)."})
+    max_question_chars: int = 20_000
+    request_timeout_s: float = field(
+        default=60.0, metadata={"description": "Per-read timeout of a stream: a stalled stream fails."}
+    )
+    run_timeout_s: float = field(default=900.0, metadata={"description": "Deadline of a whole run."})
+    judge_timeout_s: float = field(default=60.0, metadata={"description": "Deadline of one judge call."})
+    open_retries: int = field(default=3, metadata={"description": "Retries when opening a stream."})
+
+    def __post_init__(self) -> None:
+        if not self.base_urls:
+            self.base_urls = _env_urls()
+        if self.model is None:
+            self.model = os.environ.get("DEEPPRUNE_MODEL") or None
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the field and the fix; called on construction and by the graph."""
+        if not isinstance(self.n, int) or self.n < 1:
+            raise ConfigError(f"n must be an integer >= 1 (got {self.n!r}): ask for at least one branch.")
+        if self.n > self.max_n:
+            raise ConfigError(f"n={self.n} exceeds max_n={self.max_n}: lower n or raise max_n.")
+        if self.policy not in KNOWN_POLICIES:
+            raise ConfigError(f"unknown policy {self.policy!r}: use one of {', '.join(KNOWN_POLICIES)}.")
+        if not 0.0 <= self.tau <= 1.0:
+            raise ConfigError(f"tau must lie in [0, 1] (got {self.tau}).")
+        for name in ("k1", "max_clusters", "k2", "judge_every", "representatives", "max_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1 (got {value!r}).")
+        if self.endpoint not in ("chat", "completions"):
+            raise ConfigError(f"endpoint must be 'chat' or 'completions' (got {self.endpoint!r}).")
+        if not 0.0 <= self.temperature <= 5.0 or not 0.0 < self.top_p <= 1.0:
+            raise ConfigError("temperature must lie in [0, 5] and top_p in (0, 1].")
+        for name in ("request_timeout_s", "run_timeout_s", "judge_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0.")
+        from deepprune_agents.truncation import parse_truncation
+
+        parse_truncation(self.truncate)
+        for url in self.base_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")
+
+    def replace(self, **changes: Any) -> DeepPruneContext:
+        """A validated copy with ``changes`` applied (unknown keys raise ConfigError)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}.")
+        data = asdict(self)
+        data.update(changes)
+        return DeepPruneContext(**data)
+
+    @classmethod
+    def from_any(cls, value: DeepPruneContext | dict[str, Any] | None) -> DeepPruneContext:
+        """Accept the dataclass, a plain dict (Studio / JSON configs) or None (all defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls().replace(**{k: v for k, v in value.items() if v is not None})
+        raise ConfigError(f"context must be a DeepPruneContext or a dict, not {type(value).__name__}.")

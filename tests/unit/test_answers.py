@@ -1,0 +1,256 @@
+"""Hand-checked cases for answer extraction, normalization, equality and vote grouping."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from deepprune_agents.answers import (
+    answer_key,
+    answers_equal,
+    extract_answer,
+    group_answers,
+    normalize_answer,
+)
+
+# ---------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # OVM / GSM8K fine-tuned style
+        ("She sells 9 eggs for $2 each, so 9 * 2 = $<<9*2=18>>18.\nThe answer is 18", "18"),
+        ("Natalia sold 48/2 = 24 clips.\n#### 1,000", "1,000"),
+        # boxed, nested braces, the last box wins
+        (r"First \boxed{3}. Wait, no: the result is \boxed{\frac{1}{2}}.", r"\frac{1}{2}"),
+        (r"so $\boxed{\sqrt{a^{2}+b^{2}}}$", r"\sqrt{a^{2}+b^{2}}"),
+        (r"hence \boxed 5", "5"),
+        (r"\fbox{42}", "42"),
+        # an unclosed box is skipped in favour of the previous well-formed one
+        (r"\boxed{7} then \boxed{8", "7"),
+        # boxed beats a later "The answer is"
+        (r"\boxed{12}. The answer is 13", "12"),
+        # phrases: last occurrence, decoration stripped
+        ("The answer is 5. Actually, the final answer is 6.", "6"),
+        ("**Final answer is $42$.**", "42"),
+        ("Answer: 3.5", "3.5"),
+        ("So the answer is:\n\n  17", "17"),
+        ("The answer is 400+60=460", "460"),
+        # multiple choice
+        ("Therefore the answer is (B).", "B"),
+        ("Answer: C", "C"),
+        ("The correct option is (D).", "D"),
+        ("Looking at each, (A) is correct.", "A"),
+    ],
+)
+def test_extract_answer_cases(text: str, expected: str) -> None:
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "I am not sure how to solve this.", r"\boxed{", "The answer is", "####", r"\boxed{}"],
+)
+def test_extract_answer_none_when_no_answer(text: str) -> None:
+    assert extract_answer(text) is None
+
+
+def test_extract_answer_is_linear_on_adversarial_input() -> None:
+    # Inputs shaped to trigger regex backtracking or quadratic re-scanning; each must take well under
+    # a second (quadratic behaviour on 200k characters would take minutes).
+    n = 200_000
+    adversarial = [
+        "\\boxed{" * (n // 7),
+        "answer: " * (n // 8),
+        "The answer is " + " " * n,
+        "(B) is " * (n // 7),
+        "{" * n + "x",
+        "1" * n + "x",
+    ]
+    for text in adversarial:
+        start = time.perf_counter()
+        extract_answer(text)
+        normalize_answer(text)
+        answers_equal(text, text + "1")
+        assert time.perf_counter() - start < 2.0, text[:20]
+
+
+# ---------------------------------------------------------------- normalization
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("$1,000", "1000"),
+        ("1,234,567", "1234567"),
+        ("x = 5", "5"),
+        (r"\text{18 dollars}", "18"),
+        ("18 dollars.", "18"),
+        (r"\dfrac{3}{4}", r"\frac{3}{4}"),
+        (r"\frac34", r"\frac{3}{4}"),
+        ("18.0", "18"),
+        ("0.50", "0.5"),
+        ("50%", "50"),
+        (r"50\%", "50"),
+        ("(b)", "B"),
+        (r"90^\circ", "90"),
+        (r"\left( 1, 2 \right)", "(1,2)"),
+        (r"\boxed{7}", "7"),
+        ("2 pi", "2pi"),  # "pi" is not a unit
+        (r"\pi r^2", r"\pi r^2"),  # the space that ends a LaTeX command is kept
+    ],
+)
+def test_normalize_answer(raw: str, expected: str) -> None:
+    assert normalize_answer(raw) == expected
+
+
+# ---------------------------------------------------------------- equality
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("72", "72.0"),
+        ("1,000", "1000"),
+        (r"\frac{1}{2}", "0.5"),
+        (r"\boxed{\frac{1}{2}}", "0.5"),
+        ("3/4", "0.75"),
+        (r"\dfrac{3}{4}", "3/4"),
+        ("0.333333", r"\frac{1}{3}"),  # within the 1e-6 relative tolerance
+        ("50%", "50"),
+        ("$18", "18 dollars"),
+        ("(b)", "B"),
+        ("x = 5", "5"),
+        ("x+1", "1+x"),
+        (r"2\sqrt{2}", r"\sqrt{8}"),
+        (r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}"),
+        ("x^2-1", "(x-1)(x+1)"),
+        (r"2^{10}", "1024"),
+        (r"\pi r^2", "r^2 pi"),
+        ("Blue ", "blue"),  # free text: normalized strings agree after whitespace
+    ],
+)
+def test_answers_equal_true(a: str, b: str) -> None:
+    assert answers_equal(a, b)
+    assert answers_equal(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("72", "73"),
+        ("1000000", "1000001"),  # integers compare exactly, not within the relative tolerance
+        ("50%", "0.5"),  # documented decision: a percent sign is dropped, not divided by 100
+        ("0.5", "0.6"),
+        ("A", "B"),
+        ("blue", "eulb"),  # multi-letter words never go to sympy (no implicit b*l*u*e)
+        ("x", "y"),
+        ("pi", "3.14"),
+        ("E", "e"),  # single letters are plain symbols, not sympy's E/I/S singletons
+    ],
+)
+def test_answers_equal_false(a: str, b: str) -> None:
+    assert not answers_equal(a, b)
+    assert not answers_equal(b, a)
+
+
+def test_none_and_blank_equal_nothing() -> None:
+    assert not answers_equal(None, None)
+    assert not answers_equal(None, "1")
+    assert not answers_equal("1", None)
+    assert not answers_equal("", "")
+    assert not answers_equal("$", "$")
+    assert answer_key(None) is None
+    assert answer_key("  ") is None
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "__import__('os').system('echo pwned')",
+        "9^9^9^9",
+        "(10^100)^(10^100)",
+        "2**10**10",
+        "lambda: 1",
+        "x." * 50,
+        r"\frac{1}{0}",
+        "1/0",
+        "1e999999999",
+        "(" * 150,
+    ],
+)
+def test_hostile_answers_are_safe_and_fast(hostile: str) -> None:
+    start = time.perf_counter()
+    assert not answers_equal(hostile, "12345")
+    assert time.perf_counter() - start < 5.0
+
+
+# ---------------------------------------------------------------- keys and grouping
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [("72", "72"), ("72.00", "72"), ("$1,000", "1000"), ("3/4", "0.75"), (r"\frac{1}{3}", "1/3"), ("-0.50", "-0.5")],
+)
+def test_answer_key_numbers(raw: str, key: str) -> None:
+    assert answer_key(raw) == key
+
+
+def test_equal_keys_imply_equal_answers() -> None:
+    answers = ["0.5", r"\frac{1}{2}", "1/2", "$0.50", "50%", "50", "x+1", "Blue", "blue ", "(b)", "B"]
+    for a in answers:
+        for b in answers:
+            if answer_key(a) == answer_key(b):
+                assert answers_equal(a, b), (a, b)
+
+
+def test_group_answers_merges_equal_forms() -> None:
+    answers: list[str | None] = ["0.5", None, r"\frac{1}{2}", "x+1", "1+x", "3", "1/2", "", "3.0"]
+    groups = group_answers(answers)
+    assert groups == [[0, 2, 6], [3, 4], [5, 8]]
+
+
+def test_group_answers_is_ordered_by_first_index() -> None:
+    groups = group_answers(["b", "a", "b", "c", "a"])
+    assert groups == [[0, 2], [1, 4], [3]]
+    assert group_answers([]) == []
+    assert group_answers([None, None]) == []
+
+
+# ---------------------------------------------------------------- real traces
+
+
+def _shared_data() -> Path:
+    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    return Path(os.environ.get("DEEPPRUNE_SHARED_DATA", default))
+
+
+@pytest.mark.shared_data
+def test_extractor_agrees_with_ovm_labels_on_real_traces() -> None:
+    """On the recorded GSM8K traces, our extractor must agree with OVM's own extracted answers and
+    with its correctness labels (the few disagreements are OVM truncating "400+60=460" to "400")."""
+    files = sorted((_shared_data() / "traces").glob("ovm_gsm8k_*.jsonl"))
+    if not files:
+        pytest.skip(f"no OVM trace files under {_shared_data() / 'traces'} (set DEEPPRUNE_SHARED_DATA)")
+    total = parsed = answer_agree = label_agree = 0
+    for path in files[:2]:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                obj = json.loads(line)
+                for out in obj["outputs"]:
+                    ours = extract_answer(out["response"])
+                    theirs = out["response_answer"]
+                    total += 1
+                    if theirs != "[invalid]":
+                        parsed += 1
+                        answer_agree += answers_equal(ours, theirs)
+                    correct = answers_equal(ours, obj["ground_truth"])
+                    label_agree += correct == (out["label"] is True)
+    assert parsed > 1000
+    assert answer_agree / parsed > 0.99
+    assert label_agree / total > 0.99
