@@ -56,7 +56,7 @@ class EndpointPool:
         last: tuple[BaseException, Endpoint] | None = None
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.open_retries + 1),
-            wait=wait_exponential_jitter(initial=self.retry_wait_s, max=4.0),
+            wait=wait_exponential_jitter(multiplier=self.retry_wait_s, max=4.0),
             retry=retry_if_exception(is_retryable),
             reraise=True,
         )

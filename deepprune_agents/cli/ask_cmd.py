@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from typing import Any
@@ -117,46 +118,56 @@ def _summary(result: DeepPruneResult) -> Table:
     return t
 
 
+class _Board:
+    """The live table's rows, folded from progress events."""
+
+    def __init__(self, n: int) -> None:
+        self.rows: dict[int, dict[str, Any]] = {i: {"status": "pending"} for i in range(n)}
+        self.header = "starting…"
+
+    def apply(self, item: dict[str, Any]) -> None:
+        kind = item.get("event")
+        if kind == "start":
+            self.header = f"{item['model']} · {item['policy']} policy · {item['judge']} judge · n={item['n']}"
+        elif kind == "tokens":
+            for b in item["branches"]:
+                row = self.rows.setdefault(b["id"], {})
+                row["text"] = row.get("text", "") + b["delta"]
+                row.update(tokens=b["tokens"], status=b["status"])
+        elif kind == "cluster":
+            self.rows.setdefault(item["branch"], {})["cluster"] = item["cluster"]
+        elif kind == "merge":
+            for row in self.rows.values():
+                if row.get("cluster") == item["cluster"]:
+                    row["cluster"] = item["into"]
+
+    def finish(self, result: DeepPruneResult) -> None:
+        for b in result.branches:
+            self.rows[b.id].update(status=b.status, tokens=b.tokens, answer=b.answer, cluster=b.cluster, text=b.text)
+
+    def table(self) -> Table:
+        return _table(self.rows, self.header)
+
+
 async def _ask(question: str, ctx: DeepPruneContext, live_view: bool) -> DeepPruneResult:
     from deepprune_agents.reasoner import DeepPruneReasoner
 
     reasoner = DeepPruneReasoner(ctx)
-    rows: dict[int, dict[str, Any]] = {i: {"status": "pending"} for i in range(ctx.n)}
-    console = Console(stderr=True)
+    board = _Board(ctx.n)
     result: DeepPruneResult | None = None
-    with Live(
-        _table(rows, "starting…"),
-        console=console,
-        refresh_per_second=8,
-        transient=False,
-        auto_refresh=live_view,
-    ) as live:
-        header = "starting…"
+    live = Live(board.table(), console=Console(stderr=True), refresh_per_second=8) if live_view else None
+    with live if live is not None else contextlib.nullcontext():
         async for item in reasoner.astream_progress(question):
             if isinstance(item, DeepPruneResult):
                 result = item
                 break
-            kind = item.get("event")
-            if kind == "start":
-                header = f"{item['model']} · {item['policy']} policy · {item['judge']} judge · n={item['n']}"
-            elif kind == "tokens":
-                for b in item["branches"]:
-                    row = rows.setdefault(b["id"], {})
-                    row["text"] = row.get("text", "") + b["delta"]
-                    row.update(tokens=b["tokens"], status=b["status"])
-            elif kind == "cluster":
-                rows.setdefault(item["branch"], {})["cluster"] = item["cluster"]
-            elif kind == "merge":
-                for row in rows.values():
-                    if row.get("cluster") == item["cluster"]:
-                        row["cluster"] = item["into"]
-            if live_view:
-                live.update(_table(rows, header))
+            board.apply(item)
+            if live is not None:
+                live.update(board.table())
         assert result is not None
-        for b in result.branches:
-            rows[b.id].update(status=b.status, tokens=b.tokens, answer=b.answer, cluster=b.cluster, text=b.text)
-        if live_view:
-            live.update(Group(_table(rows, header), _summary(result)))
+        board.finish(result)
+        if live is not None:
+            live.update(Group(board.table(), _summary(result)))
     return result
 
 

@@ -28,9 +28,7 @@ def register(subparsers: Any) -> None:
         "Ctrl-C or SIGTERM stops it cleanly.",
     )
     p.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
-    p.add_argument(
-        "--startup-timeout", type=float, default=300.0, help="seconds to wait for /health (default 300)"
-    )
+    p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for /health (default 300)")
     p.set_defaults(func=_run_from_args)
 
 
@@ -42,9 +40,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_serve(
-    port: int | None = None, *, startup_timeout_s: float = 300.0, console: Console | None = None
-) -> int:
+def run_serve(port: int | None = None, *, startup_timeout_s: float = 300.0, console: Console | None = None) -> int:
     """Start, print the URL and model, block until Ctrl-C / SIGTERM, stop. 0 on a clean stop, 1 if the
     server died on its own; start-up failures raise EmbeddedServerError (the CLI prints its message)."""
     if port is not None and not 0 < port < 65536:
@@ -56,9 +52,7 @@ def run_serve(
     try:
         with out.status("Starting the embedded vLLM server (about a minute on a small CPU machine)..."):
             server.start()
-        out.print(
-            f"[bold green]vLLM is serving[/] model [bold]{server.model}[/] at [bold]{server.base_url}[/]"
-        )
+        out.print(f"[bold green]vLLM is serving[/] model [bold]{server.model}[/] at [bold]{server.base_url}[/]")
         out.print(f"  log: {server.log_path}")
         out.print(f'  use it: [cyan]deepprune ask "What is 17*3?" --base-url {server.base_url}[/]')
         out.print(f"      or: [cyan]export DEEPPRUNE_BASE_URL={server.base_url}[/]")

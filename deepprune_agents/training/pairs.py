@@ -68,6 +68,8 @@ def truncated_traces(q: QuestionTraces, truncation: str | None = None) -> list[P
     Recorded traces have no server token ids, so 'tokens:K' counts ``truncation.simple_tokenize``
     pieces; the policy does the same on replays, so train and use-time inputs match.
     """
+    from deepprune_agents.truncation import simple_tokenize
+
     cut: Callable[[str], str]
     if truncation is None:
         cut = _identity
@@ -86,7 +88,7 @@ def truncated_traces(q: QuestionTraces, truncation: str | None = None) -> list[P
         out.append(
             PartialTrace(
                 text=text,
-                tokens=len(text.split()),
+                tokens=len(simple_tokenize(text)),
                 trace_id=f"{q.question_id}#{i}",
                 finished=text == t.text,
                 answer=t.answer,
