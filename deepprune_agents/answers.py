@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+import warnings
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -183,9 +184,7 @@ _FRAC_SHORT_RE = re.compile(r"\\frac\s*(\d)\s*(\d)")
 _SQRT_SHORT_RE = re.compile(r"\\sqrt\s*(\d)")
 # Words must be whitespace-separated so the pattern has one way to match (no backtracking blow-up).
 _UNIT_TAIL_RE = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([A-Za-z]{2,}(?:\.?\s+[A-Za-z]{2,}){0,2}\.?)")
-_NOT_UNITS = frozenset(
-    {"pi", "sqrt", "and", "or", "to", "of", "times", "plus", "minus", "over", "by", "divided"}
-)
+_NOT_UNITS = frozenset({"pi", "sqrt", "and", "or", "to", "of", "times", "plus", "minus", "over", "by", "divided"})
 _CURRENCY_RE = re.compile(r"^(?:\\\$|\$|usd|rs\.?|€|£)\s*", re.IGNORECASE)
 
 
@@ -218,7 +217,9 @@ def normalize_answer(ans: str) -> str:
     Removes presentation only: ``$``, ``\\text{}``, ``\\left``/``\\right``, LaTeX spacing, degree signs,
     a leading ``x =``, unit words after a number ("18 dollars"), thousands separators ("1,000"),
     a percent sign (see the module docstring), trailing zeros after a decimal point ("18.0", "0.50"),
-    all whitespace; ``\\dfrac``/``\\tfrac`` become ``\\frac``; a parenthesized choice "(b)" becomes "B".
+    all whitespace; ``\\dfrac``/``\\tfrac`` become ``\\frac``; a parenthesized choice "(b)" becomes "B";
+    a purely alphabetic word of two or more letters is lower-cased (single letters keep their case,
+    since they may be choices or variables).
     """
     if not isinstance(ans, str):
         return ""
@@ -264,6 +265,8 @@ def normalize_answer(ans: str) -> str:
             s = "0"
     if s.startswith("+") and len(s) > 1:
         s = s[1:]
+    if len(s) > 1 and s.isalpha():  # a free-text word ("Blue", "Monday"); single letters keep case
+        s = s.lower()
     return s
 
 
@@ -440,20 +443,28 @@ def _latex_to_python(s: str) -> str:
 
 
 def _safe_python(expr: str) -> str:
-    """Accept only numbers, + - * / ** ( ), single-letter symbols and a few function names."""
+    """Accept only numbers, + - * / ** ( ), single-letter symbols and a few function names.
+
+    The tokens are re-joined with spaces so Python cannot fuse them into other literals ("1e999999999"
+    would be a float with a billion-digit exponent, "0x1F" a hex number, "1j" an imaginary one).
+    """
+    tokens: list[str] = []
     pos = 0
     for m in _PY_TOKEN_RE.finditer(expr):
         if m.start() != pos:
             raise _Reject
+        pos = m.end()
         token = m.group(0)
+        if token.isspace():
+            continue
         if token[0].isalpha() and len(token) > 1 and token not in _ALLOWED_NAMES:
             raise _Reject
         if token[0].isdigit() and len(token) > 30:
             raise _Reject
-        pos = m.end()
+        tokens.append("log" if token == "ln" else token)
     if pos != len(expr):
         raise _Reject
-    return expr.replace("ln", "log")
+    return " ".join(tokens)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -477,7 +488,9 @@ def _sympify(norm: str) -> Any:
         local.update({"sqrt": sympy.sqrt, "pi": sympy.pi, "sin": sympy.sin, "cos": sympy.cos})
         local.update({"tan": sympy.tan, "log": sympy.log, "exp": sympy.exp})
         transformations = (*standard_transformations, implicit_multiplication, convert_xor)
-        expr = parse_expr(code, local_dict=local, transformations=transformations, evaluate=False)
+        with warnings.catch_warnings():  # sympy deprecation chatter about odd inputs is not ours to show
+            warnings.simplefilter("ignore")
+            expr = parse_expr(code, local_dict=local, transformations=transformations, evaluate=False)
         if not isinstance(expr, sympy.Expr):
             return None
         # Bound the work evaluation would do. Innermost powers first, so a tower like 9^9^9^9 is
@@ -503,6 +516,12 @@ def _symbolic_equal(na: str, nb: str) -> bool:
     x, y = _sympify(na), _sympify(nb)
     if x is None or y is None:
         return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _sympy_equal(x, y)
+
+
+def _sympy_equal(x: Any, y: Any) -> bool:
     try:
         import sympy
 
@@ -513,6 +532,14 @@ def _symbolic_equal(na: str, nb: str) -> bool:
             value = complex(sympy.N(diff, 30))
             scale = max(abs(complex(sympy.N(x, 30))), abs(complex(sympy.N(y, 30))), 1e-300)
             return abs(value) <= 1e-9 * scale or abs(value) == 0.0
+        # Cheap refutation first: most pairs a vote compares differ, and differ at a generic point;
+        # ``simplify`` (slow) only runs on pairs that agree there.
+        symbols = sorted(diff.free_symbols, key=str)
+        point = {s: sympy.Float(0.5772156649 + 0.3183098862 * i) for i, s in enumerate(symbols)}
+        probe = complex(sympy.N(diff.subs(point), 30))
+        scale = max(abs(complex(sympy.N(x.subs(point), 30))), abs(complex(sympy.N(y.subs(point), 30))), 1.0)
+        if abs(probe) > 1e-6 * scale:
+            return False
         return bool(sympy.simplify(diff) == 0)
     except Exception:
         return False

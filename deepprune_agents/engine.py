@@ -43,6 +43,7 @@ class Branch:
     status: BranchStatus = "pending"
     pieces: list[str] = field(default_factory=list)
     tokens: int = 0
+    base_tokens: int = 0  # tokens generated before a resume (the server's usage counts only new ones)
     usage_seen: bool = False
     finish_reason: str | None = None
     error: str | None = None
@@ -116,10 +117,40 @@ class BranchPool:
         self._changed = asyncio.Event()
         self.closed = False
 
+    @classmethod
+    def restore(
+        cls, endpoints: EndpointPool, requests: Sequence[BranchRequest], snapshots: Sequence[dict[str, Any]]
+    ) -> BranchPool:
+        """Rebuild a pool from checkpointed snapshots (a resumed run in a new process).
+
+        Finished, cancelled and failed branches keep their text and are not started again; a branch
+        that was still generating continues after its text (``BranchRequest.resumed``), so no finished
+        branch and no already generated token is generated twice."""
+        from deepprune_agents.truncation import simple_tokenize
+
+        pool = cls(endpoints, requests)
+        for b, snap in zip(pool.branches, snapshots, strict=True):
+            text = snap.get("text") or ""
+            b.pieces = simple_tokenize(text) if text else []
+            b.tokens = b.base_tokens = int(snap.get("tokens", 0))
+            b.answer = snap.get("answer")
+            b.finish_reason = snap.get("finish_reason")
+            b.error = snap.get("error")
+            b.endpoint = snap.get("endpoint")
+            b.cancel_reason = snap.get("cancel_reason")
+            if snap.get("status") in ALIVE:
+                b.status = "pending"
+                if text:
+                    b.request = b.request.resumed(text, b.tokens)
+            else:
+                b.status = snap.get("status", "failed")
+        return pool
+
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         for b in self.branches:
-            b.task = asyncio.create_task(self._run(b), name=f"deepprune-branch-{b.id}")
+            if b.alive and b.task is None:
+                b.task = asyncio.create_task(self._run(b), name=f"deepprune-branch-{b.id}")
 
     async def _run(self, b: Branch) -> None:
         b.t_start = time.perf_counter()
@@ -151,7 +182,7 @@ class BranchPool:
                         b.tokens += 1
                 if chunk.completion_tokens is not None:
                     b.usage_seen = True
-                    b.tokens = chunk.completion_tokens
+                    b.tokens = b.base_tokens + chunk.completion_tokens
                 if chunk.finish_reason is not None:
                     b.finish_reason = chunk.finish_reason
                 self._notify()

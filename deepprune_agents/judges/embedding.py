@@ -25,6 +25,10 @@ class EmbeddingJudge:
     def __init__(self, model_path: str | None = None, device: str = "cpu", batch_size: int = 64) -> None:
         self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
 
+    def clear_cache(self) -> None:
+        """Forget cached embeddings (cold-latency measurements)."""
+        self._encoder.clear_cache()
+
     def score_sync(self, pairs: Sequence[TracePair]) -> list[float]:
         """Blocking scorer (used by ``ascore`` in a worker thread and by offline evaluation)."""
         if not pairs:

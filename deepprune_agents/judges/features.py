@@ -42,7 +42,7 @@ _WORD = re.compile(r"\w+")
 class TextInfo:
     """Per-text parse, computed once per distinct text and reused across all its pairs."""
 
-    __slots__ = ("nums", "num_seq", "results", "words", "word_set")
+    __slots__ = ("num_seq", "nums", "results", "word_set", "words")
 
     def __init__(self, text: str) -> None:
         self.num_seq = [_canonical(m.group(0)) for m in _NUMBER.finditer(text)]
@@ -88,9 +88,7 @@ def pair_features(a: TextInfo, b: TextInfo) -> list[float]:
     ]
 
 
-def features_for(
-    pairs: Sequence[tuple[str, str]], cache: dict[str, TextInfo] | None = None
-) -> npt.NDArray[np.float32]:
+def features_for(pairs: Sequence[tuple[str, str]], cache: dict[str, TextInfo] | None = None) -> npt.NDArray[np.float32]:
     """A (len(pairs), len(FEATURE_NAMES)) float32 matrix; parses each distinct text once."""
     info = cache if cache is not None else {}
 

@@ -28,6 +28,8 @@ class PruningPolicy(Protocol):
 
     def export(self) -> dict[str, Any]: ...
 
+    def restore(self, exported: dict[str, Any], views: Sequence[BranchView]) -> None: ...
+
 
 class NoPrunePolicy:
     """Plain self-consistency (cons@N): never judges, never cancels. The baseline every figure is against."""
@@ -46,6 +48,9 @@ class NoPrunePolicy:
     def export(self) -> dict[str, Any]:
         return {"policy": self.name, "clusters": []}
 
+    def restore(self, exported: dict[str, Any], views: Sequence[BranchView]) -> None:
+        """Nothing to restore: this policy keeps no state."""
+
 
 def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
     """Build the policy named in the settings, with all constants from the settings."""
@@ -59,6 +64,7 @@ def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
             k2=ctx.k2,
             seed=ctx.seed,
             judge_timeout_s=ctx.judge_timeout_s,
+            stop_when_decided=ctx.stop_when_decided,
         )
     if ctx.policy == "periodic":
         return PeriodicPolicy(
@@ -70,6 +76,7 @@ def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
             judge_every=ctx.judge_every,
             seed=ctx.seed,
             judge_timeout_s=ctx.judge_timeout_s,
+            stop_when_decided=ctx.stop_when_decided,
         )
     if ctx.policy == "none":
         return NoPrunePolicy()

@@ -86,6 +86,19 @@ class Clusters:
     def export(self) -> list[list[int]]:
         return [list(m) for m in self.members if m]
 
+    @classmethod
+    def rebuild(
+        cls, members: Sequence[Sequence[int]], views: Sequence[BranchView], spec: TruncationSpec | None
+    ) -> Clusters:
+        """Clusters from exported member lists, with judge inputs re-derived from the branch views."""
+        by_id = {v.id: v for v in views}
+        out = cls()
+        for group in members:
+            cluster: int | None = None
+            for b in group:
+                cluster = out.add(b, cluster, judge_input(by_id[b], spec))
+        return out
+
 
 async def assign(
     clusters: Clusters,

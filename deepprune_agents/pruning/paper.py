@@ -6,6 +6,9 @@ longer be overtaken), its first K2 members run to completion and every other bra
 answer is the majority vote of those K2. A branch that joins a cluster past its K2-th member can never be
 among the finishers, so it is cancelled at once rather than kept waiting.
 
+Once the kept branches' majority can no longer change (``stop_when_decided``, on by default), the kept
+branches still running are stopped too: that never changes the voted answer, only saves their tokens.
+
 Fallback: if every cluster is a singleton (the judge found no two alike), there is no "largest
 cluster"; the first K2 branches run to completion and vote instead.
 """
@@ -18,7 +21,7 @@ from typing import Any
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning.clustering import Clusters, assign, judge_input
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
-from deepprune_agents.pruning.vote import majority_vote, weighted_vote
+from deepprune_agents.pruning.vote import majority_vote, vote_is_decided, weighted_vote
 from deepprune_agents.truncation import TruncationSpec, reached
 
 
@@ -35,13 +38,16 @@ class PaperPolicy:
         k2: int = 20,
         seed: int = 0,
         judge_timeout_s: float = 60.0,
+        stop_when_decided: bool = True,
     ) -> None:
         self.truncation = truncation
         self.tau, self.k1, self.max_clusters, self.k2 = tau, k1, max_clusters, k2
         self.seed = seed
         self.judge_timeout_s = judge_timeout_s
+        self.stop_when_decided = stop_when_decided
         self.clusters = Clusters()
         self.keep: list[int] | None = None  # set once the largest cluster is decided
+        self.kept_done_seen = 0
         self.fallback: str | None = None
 
     def _eligible(self, v: BranchView) -> bool:
@@ -50,8 +56,15 @@ class PaperPolicy:
         return v.finished or (v.status == "running" and reached(v.text, self.truncation, v.pieces))
 
     def ready(self, views: Sequence[BranchView]) -> bool:
-        """A judge round is due when some branch reached its truncation point (or finished)."""
-        return any(self._eligible(v) for v in views)
+        """A judge round is due when some branch reached its truncation point (or finished), or — once
+        the kept set is known — when one more kept branch finished (the vote may now be decided)."""
+        if any(self._eligible(v) for v in views):
+            return True
+        return self.keep is not None and self.stop_when_decided and self._kept_done(views) > self.kept_done_seen
+
+    def _kept_done(self, views: Sequence[BranchView]) -> int:
+        keep = set(self.keep or [])
+        return sum(1 for v in views if v.id in keep and not v.alive)
 
     async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
         decision = Decision()
@@ -80,7 +93,13 @@ class PaperPolicy:
         if self.keep is not None:
             keep = set(self.keep)
             decision.cancel.extend(v.id for v in views if v.alive and v.id not in keep)
+            if self.stop_when_decided:
+                ballots = [(i, by_id[i].answer, 1.0) for i in self.keep if by_id[i].finished]
+                running = [i for i in self.keep if by_id[i].alive]
+                if running and vote_is_decided(ballots, float(len(running))):
+                    decision.decided = running
         decision.cancel = sorted(set(decision.cancel) & {i for i, v in by_id.items() if v.alive})
+        self.kept_done_seen = self._kept_done(views)
         return decision
 
     def _try_decide(self, views: Sequence[BranchView]) -> None:
@@ -124,3 +143,9 @@ class PaperPolicy:
             "keep": self.keep,
             "fallback": self.fallback,
         }
+
+    def restore(self, exported: dict[str, Any], views: Sequence[BranchView]) -> None:
+        """Continue from ``export()`` output (checkpoint resume); judge inputs are re-derived."""
+        self.clusters = Clusters.rebuild(exported.get("clusters", []), views, self.truncation)
+        self.keep = exported.get("keep")
+        self.fallback = exported.get("fallback")

@@ -9,6 +9,9 @@ The judge runs again every ``judge_every`` generated tokens per branch while bra
    the same computation at 96);
 3. each cluster keeps ``representatives`` branches running; the others are cancelled.
 
+Once the weighted vote can no longer change (``stop_when_decided``), every branch still running is
+stopped: the answer stays the same, the tokens are saved.
+
 The vote weights each cluster by its size (its pruned members were predicted to agree with it), split
 evenly over the cluster's representatives that finished with an answer.
 """
@@ -21,7 +24,7 @@ from typing import Any
 from deepprune_agents.judges.base import Judge, TracePair
 from deepprune_agents.pruning.clustering import Clusters, assign, call_judge, judge_input
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
-from deepprune_agents.pruning.vote import weighted_vote
+from deepprune_agents.pruning.vote import vote_is_decided, weighted_vote
 from deepprune_agents.truncation import TruncationSpec, reached
 
 
@@ -39,6 +42,7 @@ class PeriodicPolicy:
         judge_every: int = 32,
         seed: int = 0,
         judge_timeout_s: float = 60.0,
+        stop_when_decided: bool = True,
     ) -> None:
         self.truncation = truncation
         self.tau, self.k1, self.max_clusters = tau, k1, max_clusters
@@ -46,6 +50,7 @@ class PeriodicPolicy:
         self.judge_every = judge_every
         self.seed = seed
         self.judge_timeout_s = judge_timeout_s
+        self.stop_when_decided = stop_when_decided
         self.clusters = Clusters()
         self.tokens_at_last_step: dict[int, int] = {}
         self.status_at_last_step: dict[int, str] = {}
@@ -92,6 +97,10 @@ class PeriodicPolicy:
             reps = set(self._representatives(c, by_id))
             decision.cancel.extend(b for b in self.clusters.members[c] if by_id[b].alive and b not in reps)
         decision.cancel = sorted(set(decision.cancel))
+        if self.stop_when_decided:
+            alive = [v.id for v in views if v.alive and v.id not in decision.cancel]
+            if alive and self._decided(by_id, set(decision.cancel)):
+                decision.decided = alive
         self.tokens_at_last_step = {v.id: v.tokens for v in views}
         self.status_at_last_step = {v.id: v.status for v in views}
         return decision
@@ -120,6 +129,22 @@ class PeriodicPolicy:
                 self.clusters.merge(ca, cb)
                 decision.events.append({"event": "merge", "into": ca, "cluster": cb, "similarity": score})
 
+    def _decided(self, by_id: dict[int, BranchView], cancelling: set[int]) -> bool:
+        """Can the weighted vote still change? A cluster's weight counts as cast only once all of its
+        running representatives have finished; unassigned live branches count as one undecided vote each."""
+        ballots: list[tuple[int, str | None, float]] = []
+        undecided = 0.0
+        for c in self.clusters.non_empty():
+            members = self.clusters.members[c]
+            running = [b for b in members if by_id[b].alive and b not in cancelling]
+            answered = [b for b in members if by_id[b].finished and by_id[b].answer is not None]
+            if running or not answered:
+                undecided += len(members) if running else 0.0
+                continue
+            ballots.extend((b, by_id[b].answer, len(members) / len(answered)) for b in answered)
+        undecided += sum(1 for b, v in by_id.items() if v.alive and b not in self.clusters.of)
+        return vote_is_decided(ballots, undecided)
+
     def vote(self, views: Sequence[BranchView]) -> VoteResult:
         by_id = {v.id: v for v in views}
         ballots: list[tuple[int, str | None, float]] = []
@@ -134,3 +159,9 @@ class PeriodicPolicy:
 
     def export(self) -> dict[str, Any]:
         return {"policy": self.name, "clusters": self.clusters.export()}
+
+    def restore(self, exported: dict[str, Any], views: Sequence[BranchView]) -> None:
+        """Continue from ``export()`` output (checkpoint resume)."""
+        self.clusters = Clusters.rebuild(exported.get("clusters", []), views, None)
+        self.tokens_at_last_step = {v.id: v.tokens for v in views}
+        self.status_at_last_step = {v.id: v.status for v in views}

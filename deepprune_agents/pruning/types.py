@@ -42,6 +42,7 @@ class Decision:
     """What one judge round decided."""
 
     cancel: list[int] = field(default_factory=list)
+    decided: list[int] = field(default_factory=list)  # cancelled because the vote can no longer change
     judge_calls: int = 0
     pairs_scored: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)

@@ -37,3 +37,17 @@ def weighted_vote(ballots: Sequence[tuple[int, str | None, float]], *, fallback:
 def majority_vote(answers: Sequence[tuple[int, str | None]]) -> VoteResult:
     """Plain self-consistency (cons@N): one vote per answered branch."""
     return weighted_vote([(bid, ans, 1.0) for bid, ans in answers])
+
+
+def vote_is_decided(ballots: Sequence[tuple[int, str | None, float]], undecided: float) -> bool:
+    """True when no outcome of the ``undecided`` weight still to come can change the winner.
+
+    The leading answer class must outweigh the runner-up even if every undecided vote went to the
+    runner-up (strictly: a tie could flip on the tie-break). Used to stop branches whose vote cannot
+    matter any more; it never changes the voted answer, only saves their tokens."""
+    result = weighted_vote(ballots)
+    if result.answer is None:
+        return False
+    weights = sorted(result.counts.values(), reverse=True)
+    runner_up = weights[1] if len(weights) > 1 else 0.0
+    return weights[0] > runner_up + undecided

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -56,9 +58,7 @@ async def test_pruning_cancels_on_the_server_and_costs_fewer_tokens(vllm_server)
     # Every branch's text is kept, cancelled ones included.
     assert all(b.text for b in cancelled)
     if vllm_server.log_path is not None:
-        with open(vllm_server.log_path, "rb") as fh:
-            fh.seek(offset)
-            log = fh.read().decode("utf-8", "replace")
+        log = vllm_server.log_path.read_bytes()[offset:].decode("utf-8", "replace")
         assert "Aborted request" in log
 
 
@@ -89,8 +89,6 @@ async def test_wrong_model_name_names_the_served_models(vllm_server) -> None:  #
 
 
 async def test_caller_cancellation_aborts_every_branch(vllm_server) -> None:  # type: ignore[no-untyped-def]
-    import asyncio
-
     reasoner = DeepPruneReasoner(**settings(vllm_server, max_tokens=400, policy="none"))
     task = asyncio.create_task(reasoner.ainvoke("Write a long story about a dragon who learns arithmetic."))
     async with httpx.AsyncClient() as client:
@@ -100,10 +98,8 @@ async def test_caller_cancellation_aborts_every_branch(vllm_server) -> None:  # 
                 break
             await asyncio.sleep(0.05)
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     assert await wait_until_idle(vllm_server.root_url, 5)
 
 

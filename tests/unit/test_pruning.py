@@ -180,3 +180,55 @@ async def test_paper_never_keeps_more_than_k2(k2: int) -> None:
     policy = PaperPolicy(truncation=SPEC, k2=k2)
     await policy.step([view(i, "a") for i in range(6)], LabelJudge())
     assert policy.keep is not None and len(policy.keep) == k2
+
+
+def test_vote_is_decided_only_when_the_undecided_weight_cannot_flip_it() -> None:
+    from deepprune_agents.pruning.vote import vote_is_decided
+
+    ballots = [(0, "7", 5.0), (1, "8", 2.0)]
+    assert vote_is_decided(ballots, 2.0)  # 5 > 2 + 2
+    assert not vote_is_decided(ballots, 3.0)  # 5 = 2 + 3: a tie could flip on the tie-break
+    assert not vote_is_decided([], 0.0)
+
+
+async def test_periodic_stops_the_rest_once_the_vote_cannot_change() -> None:
+    policy = PeriodicPolicy(truncation=SPEC, representatives=1)
+    views = [view(i, "a") for i in range(5)] + [view(5, "b"), view(6, "c")]
+    first = await policy.step(views, LabelJudge())
+    assert first.cancel == [1, 2, 3, 4] and first.decided == []
+    # Cluster a (weight 5) finished with an answer; b and c (weight 1 each) cannot outvote it.
+    later = [view(0, "a", status="finished", answer="7")]
+    later += [view(i, "a", status="cancelled") for i in range(1, 5)] + [view(5, "b"), view(6, "c")]
+    second = await policy.step(later, LabelJudge())
+    assert second.decided == [5, 6]
+    off = PeriodicPolicy(truncation=SPEC, representatives=1, stop_when_decided=False)
+    await off.step(views, LabelJudge())
+    assert (await off.step(later, LabelJudge())).decided == []
+
+
+async def test_paper_stops_kept_branches_once_their_majority_is_certain() -> None:
+    policy = PaperPolicy(truncation=SPEC)
+    views = [view(i, "a") for i in range(5)]
+    await policy.step(views, LabelJudge())
+    assert policy.keep == [0, 1, 2, 3, 4]
+    done = [view(i, "a", status="finished", answer="7") for i in range(3)] + [view(3, "a"), view(4, "a")]
+    decision = await policy.step(done, LabelJudge())
+    assert decision.decided == [3, 4]  # 3 votes for 7 > 0 + 2 undecided
+
+
+async def test_restore_continues_from_exported_clusters() -> None:
+    policy = PeriodicPolicy(truncation=SPEC)
+    views = [view(0, "a"), view(1, "a"), view(2, "b")]
+    await policy.step(views, LabelJudge())
+    again = PeriodicPolicy(truncation=SPEC)
+    again.restore(policy.export(), views)
+    assert again.clusters.export() == policy.clusters.export()
+    assert not again.ready(views)
+
+
+async def test_paper_is_ready_again_when_a_kept_branch_finishes() -> None:
+    policy = PaperPolicy(truncation=SPEC)
+    views = [view(i, "a") for i in range(3)]
+    await policy.step(views, LabelJudge())
+    assert not policy.ready(views)
+    assert policy.ready([view(0, "a", status="finished", answer="1"), view(1, "a"), view(2, "a")])

@@ -1,0 +1,152 @@
+"""Judge metrics: AUROC, TNR at the paper's operating point (FNR = 0.2), TNR/accuracy at the online
+threshold, and latency per pair.
+
+TNR at FNR 0.2 is the paper's headline because it is what pruning buys: keep 80% of the pairs that
+*would* agree merged (FNR 0.2) and count how many disagreeing pairs are correctly kept apart. Metric code
+is pure numpy (no scikit-learn dependency) and handles tied scores the standard way (average ranks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from deepprune_agents.errors import ConfigError
+from deepprune_agents.judges.base import Judge
+from deepprune_agents.training.pairs import PairExample
+
+ArrayLike = Sequence[float] | npt.NDArray[np.floating] | npt.NDArray[np.integer]
+
+
+def _arrays(labels: ArrayLike, scores: ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    y = np.asarray(labels).astype(np.int64)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape or y.ndim != 1:
+        raise ConfigError(f"labels and scores must be 1-D of equal length (got {y.shape} and {s.shape}).")
+    return y, s
+
+
+def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks); NaN when one class is absent."""
+    y, s = _arrays(labels, scores)
+    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(s.size, dtype=np.float64)
+    sorted_s = s[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def tnr_at_fnr(labels: ArrayLike, scores: ArrayLike, fnr: float = 0.2) -> tuple[float, float]:
+    """(TNR, threshold) at the highest threshold whose FNR is <= ``fnr`` ("same" iff score >= thr)."""
+    y, s = _arrays(labels, scores)
+    pos, neg = np.sort(s[y == 1]), s[y == 0]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan"), float("nan")
+    # At most floor(fnr * n_pos) positives may fall strictly below the threshold.
+    thr = float(pos[int(np.floor(fnr * pos.size + 1e-9))])
+    return float((neg < thr).mean()), thr
+
+
+def at_threshold(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dict[str, float]:
+    """TNR, TPR and accuracy when a pair is called "same answer" iff score > threshold (online rule)."""
+    y, s = _arrays(labels, scores)
+    pred = s > threshold
+    tnr = float((~pred[y == 0]).mean()) if (y == 0).any() else float("nan")
+    tpr = float(pred[y == 1].mean()) if (y == 1).any() else float("nan")
+    acc = float((pred == (y == 1)).mean()) if y.size else float("nan")
+    return {"tnr": tnr, "tpr": tpr, "accuracy": acc}
+
+
+def metrics(labels: ArrayLike, scores: ArrayLike, *, threshold: float = 0.5, fnr: float = 0.2) -> dict[str, Any]:
+    """All scalar metrics of a scored pair set (``tnr`` is TNR at FNR=``fnr``)."""
+    y, s = _arrays(labels, scores)
+    tnr, thr = tnr_at_fnr(y, s, fnr)
+    online = at_threshold(y, s, threshold)
+    return {
+        "auroc": auroc(y, s),
+        "tnr": tnr,
+        "tnr_threshold": thr,
+        "fnr_target": fnr,
+        "online_threshold": threshold,
+        "tnr_online": online["tnr"],
+        "tpr_online": online["tpr"],
+        "accuracy_online": online["accuracy"],
+        "pairs": int(y.size),
+        "positives": int(y.sum()),
+    }
+
+
+async def score_pairs(
+    judge: Judge, pairs: Sequence[PairExample], batch_size: int = 64
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Scores of ``judge`` on ``pairs`` in batches, and the wall time in seconds."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1 (got {batch_size}).")
+    out: list[float] = []
+    t0 = time.perf_counter()
+    for s in range(0, len(pairs), batch_size):
+        batch = [p.pair for p in pairs[s : s + batch_size]]
+        scores = await judge.ascore(batch)
+        if len(scores) != len(batch):
+            raise ConfigError(f"judge {judge.name!r} returned {len(scores)} scores for {len(batch)} pairs.")
+        out.extend(scores)
+    return np.asarray(out, dtype=np.float64), time.perf_counter() - t0
+
+
+async def cold_latency_ms(judge: Judge, pairs: Sequence[PairExample], batch_size: int = 64) -> float | None:
+    """ms/pair on one batch of pairs whose texts are all distinct, with the judge's caches cleared:
+    the worst case (every text new), as opposed to the amortised ``ms_per_pair``."""
+    seen: set[str] = set()
+    batch = []
+    for p in pairs:
+        if p.a.text not in seen and p.b.text not in seen and p.a.text != p.b.text:
+            seen.update((p.a.text, p.b.text))
+            batch.append(p.pair)
+            if len(batch) == batch_size:
+                break
+    if not batch:
+        return None
+    clear = getattr(judge, "clear_cache", None)
+    if callable(clear):
+        clear()
+    t0 = time.perf_counter()
+    await judge.ascore(batch)
+    return (time.perf_counter() - t0) * 1000.0 / len(batch)
+
+
+async def evaluate_judge(
+    judge: Judge,
+    pairs: Sequence[PairExample],
+    *,
+    batch_size: int = 64,
+    threshold: float = 0.5,
+    fnr: float = 0.2,
+    cold: bool = True,
+) -> dict[str, Any]:
+    """The evaluation JSON: ``auroc``, ``tnr`` (at FNR=0.2), online-threshold metrics, ``ms_per_pair``
+    (amortised over the test pairs from a cleared cache, batches of ``batch_size``), ``pairs``,
+    ``judge``, and ``ms_per_pair_cold`` (all texts new)."""
+    if not pairs:
+        raise ConfigError("no test pairs: the test files need questions with at least two traces.")
+    cold_ms = await cold_latency_ms(judge, pairs, batch_size) if cold else None
+    clear = getattr(judge, "clear_cache", None)
+    if callable(clear):
+        clear()
+    scores, seconds = await score_pairs(judge, pairs, batch_size)
+    labels = np.fromiter((p.label for p in pairs), dtype=np.int64, count=len(pairs))
+    out = {"judge": judge.name, **metrics(labels, scores, threshold=threshold, fnr=fnr)}
+    out["ms_per_pair"] = seconds * 1000.0 / len(pairs)
+    out["ms_per_pair_cold"] = cold_ms
+    out["batch_size"] = batch_size
+    return out
