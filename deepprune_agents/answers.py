@@ -189,10 +189,15 @@ _CURRENCY_RE = re.compile(r"^(?:\\\$|\$|usd|rs\.?|€|£)\s*", re.IGNORECASE)
 
 
 def _unwrap_boxed(s: str) -> str:
-    if s.startswith(("\\boxed", "\\fbox")):
-        inner = _boxed(s)
-        if inner is not None and s.rstrip().endswith("}"):
-            return inner
+    """``\\boxed{X}`` -> ``X`` when the box spans the whole string (a ground truth written boxed)."""
+    m = _BOX_RE.match(s)
+    if m is None:
+        return s
+    j = m.end()
+    while j < len(s) and s[j] in " \t":
+        j += 1
+    if j < len(s) and s[j] == "{" and _matching_braces(s).get(j) == len(s) - 1:
+        return s[j + 1 : -1].strip()
     return s
 
 

@@ -18,8 +18,15 @@ QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
 async def test_resume_after_the_process_lost_the_run(vllm_server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # tau = 1.0: the judge never merges, so nothing is pruned and every branch's fate is visible.
     ctx = DeepPruneContext(
-        n=4, base_urls=[vllm_server.base_url], model=vllm_server.model, max_tokens=160, judge="numbers",
-        policy="periodic", tau=1.0, judge_every=8, truncate="tokens:8",
+        n=4,
+        base_urls=[vllm_server.base_url],
+        model=vllm_server.model,
+        max_tokens=160,
+        judge="numbers",
+        policy="periodic",
+        tau=1.0,
+        judge_every=8,
+        truncate="tokens:8",
     )
     config: dict[str, Any] = {"configurable": {"thread_id": "resume-test"}}
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.sqlite")) as saver:

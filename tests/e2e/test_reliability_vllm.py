@@ -1,0 +1,108 @@
+"""Faults against the real vLLM server: a judge that raises or hangs, an endpoint that is down, Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+import httpx
+
+from deepprune_agents.backends.metrics import RUNNING, parse_prometheus, totals
+from deepprune_agents.judges import register_judge
+from deepprune_agents.judges.base import TracePair
+from deepprune_agents.reasoner import DeepPruneReasoner
+
+QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have now?"
+
+
+class RaisingJudge:
+    name = "raises"
+
+    async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
+        raise RuntimeError("judge backend exploded")
+
+
+class HangingJudge:
+    name = "hangs"
+
+    async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
+        await asyncio.sleep(3600)
+        return []
+
+
+register_judge("test-raises", RaisingJudge, replace=True)
+register_judge("test-hangs", HangingJudge, replace=True)
+
+
+def kw(server, **extra):  # type: ignore[no-untyped-def]
+    base = {"n": 4, "base_urls": [server.base_url], "model": server.model, "max_tokens": 64}
+    base.update(extra)
+    return base
+
+
+async def test_a_raising_judge_degrades_to_no_pruning(vllm_server) -> None:  # type: ignore[no-untyped-def]
+    result = await DeepPruneReasoner(**kw(vllm_server, judge="test-raises")).ainvoke(QUESTION)
+    assert result.judge_errors and "exploded" in result.judge_errors[0]
+    assert result.cancelled == 0 and result.finished == 4
+
+
+async def test_a_hanging_judge_times_out_and_the_run_completes(vllm_server) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    result = await DeepPruneReasoner(**kw(vllm_server, judge="test-hangs", judge_timeout_s=0.5)).ainvoke(QUESTION)
+    assert any("did not answer" in e for e in result.judge_errors)
+    assert result.finished == 4
+    assert time.monotonic() - t0 < 120
+
+
+async def test_branches_move_off_an_endpoint_that_is_down(vllm_server) -> None:  # type: ignore[no-untyped-def]
+    dead = "http://127.0.0.1:9/v1"  # connection refused
+    reasoner = DeepPruneReasoner(**kw(vllm_server, base_urls=[dead, vllm_server.base_url], policy="none"))
+    result = await reasoner.ainvoke(QUESTION)
+    assert result.finished == 4
+    assert {b.endpoint for b in result.branches} == {vllm_server.base_url}
+
+
+def test_ctrl_c_in_the_cli_aborts_every_branch(vllm_server) -> None:  # type: ignore[no-untyped-def]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deepprune_agents.cli",
+            "ask",
+            "Write a long story about a dragon.",
+            "--n",
+            "4",
+            "--max-tokens",
+            "400",
+            "--policy",
+            "none",
+            "--base-url",
+            vllm_server.base_url,
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            metrics = totals(parse_prometheus(httpx.get(vllm_server.root_url + "/metrics", timeout=5).text))
+            if metrics.get(RUNNING, 0) >= 1:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the CLI never started its branches")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert b"cancelled" in err
+    # The autouse fixture then checks that vllm:num_requests_running is back to 0.
