@@ -19,9 +19,9 @@ from typing import Any
 
 from deepprune_agents.errors import JudgeError
 from deepprune_agents.judges.base import Judge, TracePair
-from deepprune_agents.pruning.types import BranchView
+from deepprune_agents.pruning.types import BranchView, Decision
 from deepprune_agents.traces import PartialTrace
-from deepprune_agents.truncation import TruncationSpec, truncate
+from deepprune_agents.truncation import TruncationSpec, reached, truncate
 
 
 def judge_input(view: BranchView, spec: TruncationSpec | None) -> PartialTrace:
@@ -136,3 +136,50 @@ async def assign(
 def export_inputs(clusters: Clusters) -> dict[str, Any]:
     """Serializable view for graph state and results."""
     return {"clusters": clusters.export(), "cluster_of": {str(k): v for k, v in clusters.of.items()}}
+
+
+class GreedyClusteringPolicy:
+    """What ``paper`` and ``periodic`` share: the constants, the cluster state, which branches are
+    ready to be placed, and placing them (one judge call per branch, recorded in the decision)."""
+
+    name = "greedy"
+
+    def __init__(
+        self,
+        *,
+        truncation: TruncationSpec,
+        tau: float = 0.5,
+        k1: int = 10,
+        max_clusters: int = 32,
+        seed: int = 0,
+        judge_timeout_s: float = 60.0,
+        stop_when_decided: bool = True,
+    ) -> None:
+        self.truncation = truncation
+        self.tau, self.k1, self.max_clusters = tau, k1, max_clusters
+        self.seed = seed
+        self.judge_timeout_s = judge_timeout_s
+        self.stop_when_decided = stop_when_decided
+        self.clusters = Clusters()
+
+    def _eligible(self, v: BranchView) -> bool:
+        """Not yet placed, and long enough for its truncated prefix to be final (or finished)."""
+        if v.id in self.clusters.of:
+            return False
+        return v.finished or (v.status == "running" and reached(v.text, self.truncation, v.pieces))
+
+    async def _place_eligible(
+        self, views: Sequence[BranchView], judge: Judge, decision: Decision, spec: TruncationSpec | None
+    ) -> list[tuple[BranchView, int]]:
+        """Place every eligible branch in id order; the judge reads it truncated by ``spec``."""
+        placed = []
+        for v in sorted((v for v in views if self._eligible(v)), key=lambda v: v.id):
+            cluster, sim, pairs = await assign(
+                self.clusters, v, judge_input(v, spec), judge, tau=self.tau, k1=self.k1,
+                max_clusters=self.max_clusters, seed=self.seed, timeout_s=self.judge_timeout_s,
+            )  # fmt: skip
+            decision.pairs_scored += pairs
+            decision.judge_calls += 1 if pairs else 0
+            decision.events.append({"event": "cluster", "branch": v.id, "cluster": cluster, "similarity": sim})
+            placed.append((v, cluster))
+        return placed

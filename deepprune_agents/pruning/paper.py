@@ -19,41 +19,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from deepprune_agents.judges.base import Judge
-from deepprune_agents.pruning.clustering import Clusters, assign, judge_input
+from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import majority_vote, vote_is_decided, weighted_vote
-from deepprune_agents.truncation import TruncationSpec, reached
+from deepprune_agents.truncation import TruncationSpec
 
 
-class PaperPolicy:
+class PaperPolicy(GreedyClusteringPolicy):
     name = "paper"
 
-    def __init__(
-        self,
-        *,
-        truncation: TruncationSpec,
-        tau: float = 0.5,
-        k1: int = 10,
-        max_clusters: int = 32,
-        k2: int = 20,
-        seed: int = 0,
-        judge_timeout_s: float = 60.0,
-        stop_when_decided: bool = True,
-    ) -> None:
-        self.truncation = truncation
-        self.tau, self.k1, self.max_clusters, self.k2 = tau, k1, max_clusters, k2
-        self.seed = seed
-        self.judge_timeout_s = judge_timeout_s
-        self.stop_when_decided = stop_when_decided
-        self.clusters = Clusters()
+    def __init__(self, *, truncation: TruncationSpec, k2: int = 20, **common: Any) -> None:
+        super().__init__(truncation=truncation, **common)
+        self.k2 = k2
         self.keep: list[int] | None = None  # set once the largest cluster is decided
         self.kept_done_seen = 0
         self.fallback: str | None = None
-
-    def _eligible(self, v: BranchView) -> bool:
-        if v.id in self.clusters.of:
-            return False
-        return v.finished or (v.status == "running" and reached(v.text, self.truncation, v.pieces))
 
     def ready(self, views: Sequence[BranchView]) -> bool:
         """A judge round is due when some branch reached its truncation point (or finished), or — once
@@ -69,22 +49,7 @@ class PaperPolicy:
     async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
         decision = Decision()
         by_id = {v.id: v for v in views}
-        for v in sorted((v for v in views if self._eligible(v)), key=lambda v: v.id):
-            trace = judge_input(v, self.truncation)
-            cluster, sim, pairs = await assign(
-                self.clusters,
-                v,
-                trace,
-                judge,
-                tau=self.tau,
-                k1=self.k1,
-                max_clusters=self.max_clusters,
-                seed=self.seed,
-                timeout_s=self.judge_timeout_s,
-            )
-            decision.pairs_scored += pairs
-            decision.judge_calls += 1 if pairs else 0
-            decision.events.append({"event": "cluster", "branch": v.id, "cluster": cluster, "similarity": sim})
+        for v, cluster in await self._place_eligible(views, judge, decision, self.truncation):
             late = self.clusters.members[cluster].index(v.id) >= self.k2
             if self.keep is None and late and v.alive:
                 decision.cancel.append(v.id)

@@ -22,43 +22,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from deepprune_agents.judges.base import Judge, TracePair
-from deepprune_agents.pruning.clustering import Clusters, assign, call_judge, judge_input
+from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy, call_judge, judge_input
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import vote_is_decided, weighted_vote
-from deepprune_agents.truncation import TruncationSpec, reached
+from deepprune_agents.truncation import TruncationSpec
 
 
-class PeriodicPolicy:
+class PeriodicPolicy(GreedyClusteringPolicy):
     name = "periodic"
 
     def __init__(
-        self,
-        *,
-        truncation: TruncationSpec,
-        tau: float = 0.5,
-        k1: int = 10,
-        max_clusters: int = 32,
-        representatives: int = 1,
-        judge_every: int = 32,
-        seed: int = 0,
-        judge_timeout_s: float = 60.0,
-        stop_when_decided: bool = True,
+        self, *, truncation: TruncationSpec, representatives: int = 1, judge_every: int = 32, **common: Any
     ) -> None:
-        self.truncation = truncation
-        self.tau, self.k1, self.max_clusters = tau, k1, max_clusters
+        super().__init__(truncation=truncation, **common)
         self.representatives = representatives
         self.judge_every = judge_every
-        self.seed = seed
-        self.judge_timeout_s = judge_timeout_s
-        self.stop_when_decided = stop_when_decided
-        self.clusters = Clusters()
         self.tokens_at_last_step: dict[int, int] = {}
         self.status_at_last_step: dict[int, str] = {}
-
-    def _eligible(self, v: BranchView) -> bool:
-        if v.id in self.clusters.of:
-            return False
-        return v.finished or (v.status == "running" and reached(v.text, self.truncation, v.pieces))
 
     def ready(self, views: Sequence[BranchView]) -> bool:
         """Due when running branches grew ``judge_every`` tokens on average, or a status changed."""
@@ -77,21 +57,7 @@ class PeriodicPolicy:
     async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
         decision = Decision()
         by_id = {v.id: v for v in views}
-        for v in sorted((v for v in views if self._eligible(v)), key=lambda v: v.id):
-            cluster, sim, pairs = await assign(
-                self.clusters,
-                v,
-                judge_input(v, None),
-                judge,
-                tau=self.tau,
-                k1=self.k1,
-                max_clusters=self.max_clusters,
-                seed=self.seed,
-                timeout_s=self.judge_timeout_s,
-            )
-            decision.pairs_scored += pairs
-            decision.judge_calls += 1 if pairs else 0
-            decision.events.append({"event": "cluster", "branch": v.id, "cluster": cluster, "similarity": sim})
+        await self._place_eligible(views, judge, decision, None)
         await self._merge(by_id, decision, judge)
         for c in self.clusters.non_empty():
             reps = set(self._representatives(c, by_id))
