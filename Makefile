@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/deepprune ask "$(QUESTION)" --n 8
 
 test: $(STAMP)
-	$(BIN)/ruff check deepprune_agents graphs tests bench examples
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -ra
 

@@ -151,7 +151,7 @@ def fit_head(data: EncodedPairs, cfg: TrainConfig, progress: bool = False) -> tu
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * idx.numel()
+                total += float(loss.detach()) * idx.numel()
                 n += idx.numel()
             history.append(total / max(n, 1))
             bar(epoch, history[-1])

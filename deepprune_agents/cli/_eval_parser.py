@@ -1,0 +1,29 @@
+"""The shared ``deepprune eval`` parser: ``eval judge`` and ``eval replay`` live in different modules,
+and argparse refuses to add the same sub-command twice, so each module asks for it here."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+_ATTR = "_deepprune_eval_subparsers"
+
+
+def get_or_add_eval_parser(subparsers: Any) -> Any:
+    """The ``_SubParsersAction`` under ``deepprune eval`` (created on first call, reused afterwards).
+
+    Usage in a command module::
+
+        def register(subparsers):
+            eval_sub = get_or_add_eval_parser(subparsers)
+            p = eval_sub.add_parser("replay", help=...)
+    """
+    existing = getattr(subparsers, _ATTR, None)
+    if existing is not None:
+        return existing
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "eval", help="offline evaluations on recorded traces (judge metrics, replays)"
+    )
+    eval_sub = parser.add_subparsers(dest="eval_command", metavar="EVAL", required=True)
+    setattr(subparsers, _ATTR, eval_sub)
+    return eval_sub
