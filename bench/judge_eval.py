@@ -78,8 +78,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         pairs = build_pairs(questions, trunc, max_traces=args.max_traces, seed=args.seed)
         data = encode_pairs(pairs)
-        print(f"[{trunc}] {len(pairs)} pairs, {data.emb.shape[0]} distinct texts, encoded in "
-              f"{time.perf_counter() - t0:.0f}s", flush=True)
+        print(
+            f"[{trunc}] {len(pairs)} pairs, {data.emb.shape[0]} distinct texts, encoded in "
+            f"{time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
         gen_arr = np.array([p.generator for p in pairs])
         grp_arr = np.array([p.group for p in pairs])
         for train_gen, test_gen in ((gens[0], gens[1]), (gens[1], gens[0])):
@@ -96,9 +99,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 scores, _ = await score_pairs(judge, test_pairs, batch_size=64)
                 m = metrics(y_test, scores)
                 lat = await evaluate_judge(judge, test_pairs[: args.latency_pairs], cold=True)
-                results.append({**row_base, "judge": name, **m, "auroc_unseen_q": m["auroc"],
-                                "tnr_unseen_q": m["tnr"], "ms_per_pair": lat["ms_per_pair"],
-                                "ms_per_pair_cold": lat["ms_per_pair_cold"]})
+                results.append(
+                    {
+                        **row_base,
+                        "judge": name,
+                        **m,
+                        "auroc_unseen_q": m["auroc"],
+                        "tnr_unseen_q": m["tnr"],
+                        "ms_per_pair": lat["ms_per_pair"],
+                        "ms_per_pair_cold": lat["ms_per_pair_cold"],
+                    }
+                )
             # -- zero-shot LLM
             results.append({**row_base, "judge": "llm (zero-shot)", **(await _llm_row(args, test_pairs))})
             # -- trained variants
@@ -115,17 +126,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     pooled[sel] = head_scores(f_head, data.subset(sel))
                     covered |= sel
                 strict = metrics(data.labels[covered], pooled[covered])
-                results.append({**row_base, "judge": label, **m, "auroc_unseen_q": strict["auroc"],
-                                "tnr_unseen_q": strict["tnr"], "final_train_loss": hist[-1]})
+                results.append(
+                    {
+                        **row_base,
+                        "judge": label,
+                        **m,
+                        "auroc_unseen_q": strict["auroc"],
+                        "tnr_unseen_q": strict["tnr"],
+                        "final_train_loss": hist[-1],
+                    }
+                )
             print(f"[{trunc}] {direction} done", flush=True)
         # latency of the full trained judge (encoder + features + head), measured once per truncation
-        lat = await _trained_latency(args, data, pairs, trunc, base_cfg)
+        trained_lat = await _trained_latency(args, data, pairs, trunc, base_cfg)
         for r in results:
             if r["truncation"] == trunc and r["judge"].startswith("trained"):
-                r["ms_per_pair"], r["ms_per_pair_cold"] = lat
-    return {"results": results, "generators": gens, "files": [f.name for f in files],
-            "max_traces_per_question": args.max_traces, "seed": args.seed, "folds": args.folds,
-            "latency_pairs": args.latency_pairs, "cpu_threads": _threads()}
+                r["ms_per_pair"], r["ms_per_pair_cold"] = trained_lat
+    return {
+        "results": results,
+        "generators": gens,
+        "files": [f.name for f in files],
+        "max_traces_per_question": args.max_traces,
+        "seed": args.seed,
+        "folds": args.folds,
+        "latency_pairs": args.latency_pairs,
+        "cpu_threads": _threads(),
+    }
 
 
 def _threads() -> int:
@@ -159,9 +185,18 @@ async def _llm_row(args: argparse.Namespace, test_pairs: list[PairExample]) -> d
     rng = np.random.default_rng(args.seed)
     idx = rng.choice(len(test_pairs), size=min(args.llm_pairs, len(test_pairs)), replace=False)
     sample = [test_pairs[i] for i in idx]
-    out = await evaluate_judge(judge, sample, batch_size=16, cold=False)
-    return {**out, "auroc_unseen_q": out["auroc"], "tnr_unseen_q": out["tnr"],
-            "status": f"subsample of {len(sample)} test pairs"}
+    from deepprune_agents.errors import DeepPruneError
+
+    try:
+        out = await evaluate_judge(judge, sample, batch_size=16, cold=False)
+    except DeepPruneError as exc:
+        return {"status": f"failed: {exc}"}
+    return {
+        **out,
+        "auroc_unseen_q": out["auroc"],
+        "tnr_unseen_q": out["tnr"],
+        "status": f"subsample of {len(sample)} test pairs",
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -184,8 +219,9 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["results"]:
         if "auroc" not in r:
-            lines.append(f"| {r['truncation']} | {r['direction']} | {r['judge']} | {r.get('status', '')} "
-                         "| | | | | | | |")
+            lines.append(
+                f"| {r['truncation']} | {r['direction']} | {r['judge']} | {r.get('status', '')} | | | | | | | |"
+            )
             continue
         lines.append(
             f"| {r['truncation']} | {r['direction']} | {r['judge']} | {_fmt(r['auroc'])} | {_fmt(r['tnr'])} "
@@ -193,6 +229,47 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(r['accuracy_online'])} | {_fmt(r.get('ms_per_pair'), 2)} "
             f"| {_fmt(r.get('ms_per_pair_cold'), 2)} |"
         )
+    lines += ["", "## Against the targets (trained, focal + oversampling)", ""]
+    lines.append("Targets: AUROC >= 0.90, TNR@FNR0.2 >= 0.82, <= 5 ms/pair (CPU, batches of 64).")
+    lines.append("")
+    for r in report["results"]:
+        if r["judge"] == "trained (focal + oversampling)":
+            num = next(
+                (
+                    x
+                    for x in report["results"]
+                    if x["judge"] == "numbers"
+                    and x["truncation"] == r["truncation"]
+                    and x["direction"] == r["direction"]
+                ),
+                None,
+            )
+            delta = f" (numbers heuristic: {_fmt(num['auroc'])})" if num else ""
+            lines.append(
+                f"- {r['truncation']}, {r['direction']}: AUROC {_fmt(r['auroc'])}{delta}, unseen question "
+                f"{_fmt(r.get('auroc_unseen_q'))}; TNR {_fmt(r['tnr'])}; {_fmt(r.get('ms_per_pair'), 2)} ms/pair "
+                f"amortised, {_fmt(r.get('ms_per_pair_cold'), 2)} ms/pair with every text new."
+            )
+    lines += [
+        "",
+        "Notes:",
+        "",
+        "- 'words:25' cuts at the 25th *reasoning word* (so, because, then, ...). GSM8K traces are short (median "
+        "87 pieces) and none of the 10,000 recorded traces has 25 such words: that truncation keeps the *whole* "
+        "trace (measured: 100% of traces, 99.4% containing 'The answer is N'), so its AUROC ~1.0 only says the "
+        "judge reads a stated answer. It is the paper's best setting on long AIME traces, not a test here. "
+        "'tokens:32' (about the first third of a trace; 1.2% contain the answer) is the real test.",
+        "- The *unseen model* protocol is the one the issue asks for, but both generators answered the same 20 "
+        "questions. With questions held out as well (*unseen q* columns; only 16 training questions per fold), "
+        "the trained head does not beat the number-overlap heuristic: with 20 questions of data the head learns "
+        "question-specific patterns. More questions (not more samples per question) are what would help.",
+        "- The zero-shot `llm` row is the embedded SmolLM2 (small instruct model): its first-token P(yes) is "
+        "almost the same for every pair (yes/no both ~20%), i.e. no signal; AUROC < 0.5 on 100 pairs is noise "
+        "plus a bias. ms/pair there is one HTTP request per pair to vLLM on CPU with 16 in flight.",
+        "- Latency is dominated by the MiniLM forward pass (2 new texts per pair when nothing is cached; CPU "
+        "shared with a running vLLM server during these measurements). In a live run each branch prefix is "
+        "embedded once and reused across all its comparisons, which is what the amortised column measures.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -208,8 +285,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "judge_eval.json"))
     ap.add_argument("--markdown", default=str(ROOT / "docs" / "judge_results.md"))
+    ap.add_argument("--from-json", default=None, help="only re-render the markdown from a saved JSON report")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.from_json:
+        report = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        md = markdown(report)
+        print(md)
+        Path(args.markdown).write_text(md, encoding="utf-8")
+        return
     report = asyncio.run(run(args))
     md = markdown(report)
     print(md)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from deepprune_agents.errors import ConfigError, JudgeError
 from deepprune_agents.judges.base import TracePair
-from deepprune_agents.judges.prompt import DEFAULT_TEMPLATE, NO_WORDS, YES_WORDS, render_prompt
+from deepprune_agents.judges.prompt import DEFAULT_TEMPLATE, render_prompt
 
 _POSITIVE_NAMES = ("same", "yes", "equivalent", "equal", "positive", "true", "entailment", "label_1", "1")
 
@@ -109,7 +109,7 @@ class TransformersJudge:
             tok.padding_side = "left"  # the next-token logits are read at the last position
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token or tok.unk_token
-            self._yes_ids, self._no_ids = _word_token_ids(tok, YES_WORDS), _word_token_ids(tok, NO_WORDS)
+            self._yes_ids, self._no_ids = _word_token_ids(tok, {"yes"}), _word_token_ids(tok, {"no"})
             if not self._yes_ids or not self._no_ids:
                 raise JudgeError(f"the tokenizer of {str(self.path)!r} has no single-token 'yes'/'no'.")
         self._tok, self._model = tok, model
@@ -200,12 +200,10 @@ class TransformersJudge:
         return await asyncio.to_thread(self.score_sync, list(pairs))
 
 
-def _word_token_ids(tok: Any, words: frozenset[str]) -> list[int]:
+def _word_token_ids(tok: Any, words: set[str]) -> list[int]:
     """Ids of single tokens spelling a yes/no variant ('yes', ' Yes', 'YES' ...)."""
     ids: set[int] = set()
     for w in words:
-        if len(w) < 2:
-            continue  # 'y'/'n' single letters are too ambiguous as first tokens
         for variant in (w, w.capitalize(), w.upper(), " " + w, " " + w.capitalize()):
             enc = tok.encode(variant, add_special_tokens=False)
             if len(enc) == 1:

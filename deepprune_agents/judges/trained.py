@@ -82,6 +82,7 @@ def save_head(head: PairHead, out_dir: str | Path, extra_config: dict[str, Any] 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
     save_file(state, str(out / HEAD_FILE))
+    (out / HEAD_FILE).chmod(0o644)  # package data must be readable by every user after pip install
     cfg = {
         "format_version": FORMAT_VERSION,
         "architecture": "minilm-biencoder-pairhead",

@@ -46,9 +46,7 @@ async def test_embedding_identical_is_one_and_symmetric_and_empty(embedding_judg
 
 
 async def test_embedding_concurrent_calls_agree(embedding_judge: Judge) -> None:
-    pairs: list[TracePair] = [
-        (pt(f"step {i}: add {i} apples"), pt(f"step {i}: add {i} pears")) for i in range(20)
-    ]
+    pairs: list[TracePair] = [(pt(f"step {i}: add {i} apples"), pt(f"step {i}: add {i} pears")) for i in range(20)]
     r1, r2 = await asyncio.gather(embedding_judge.ascore(pairs), embedding_judge.ascore(pairs[::-1]))
     assert r1 == pytest.approx(r2[::-1], abs=1e-5)
 

@@ -1,0 +1,239 @@
+"""Load: 512 branches in one process against the replay server at full speed.
+
+    .venv/bin/python bench/scale.py [--n 512] [--policy paper] [--judge numbers] [--json bench/out/scale.json]
+
+The replay server runs in its own process (``deepprune replay-server``, full speed), so the figures
+below are the orchestrator's alone:
+
+* event-loop lag: a probe task sleeps 5 ms in a loop on the orchestrator's loop; lag = how late it
+  wakes (p50/p99/max; target p99 <= 20 ms);
+* orchestrator CPU: process CPU time (user + sys) / wall time of the run, in cores (target <= 1);
+* memory: RSS before, peak during (sampled every 50 ms) and after;
+* cancellation: for every branch the engine cancelled, server-side stop (the replay server's record of
+  the client disconnect) minus the engine's decision time; share within 50 ms.
+
+``--profile`` also runs the run under cProfile and writes the top functions (cumulative) into the JSON:
+that is where to look if the loop lags, without touching engine code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
+FILES = ["ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl", "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl"]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def merged_trace_file(out_dir: Path) -> tuple[Path, str]:
+    """GSM8K test question 0 with the Llama and Mistral samples together (800 traces >= 512 branches)."""
+    from deepprune_agents.trace_io import load_traces
+
+    questions = [load_traces([SHARED / "traces" / f])[0] for f in FILES]
+    texts = [t.text for q in questions for t in q.traces]
+    path = out_dir / "scale_traces.jsonl"
+    line = {"question_id": "gsm8k-test-0", "question": questions[0].question, "ground_truth": questions[0].ground_truth}
+    path.write_text(json.dumps({**line, "traces": texts}) + "\n")
+    return path, questions[0].question
+
+
+class Server:
+    """``deepprune replay-server`` in a subprocess on a free port."""
+
+    def __init__(self, traces: Path, tokens_per_s: float = 0.0) -> None:
+        cmd = [sys.executable, "-m", "deepprune_agents.cli", "replay-server", "--traces", str(traces), "--port", "0"]
+        cmd += ["--tokens-per-s", str(tokens_per_s)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"(http://[\d.]+:\d+)/v1", line)
+        if m is None:
+            self.proc.kill()
+            raise RuntimeError(f"replay server did not start: {line!r}")
+        self.root = m.group(1)
+        self.base_url = self.root + "/v1"
+        self.ps = psutil.Process(self.proc.pid)
+
+    def stats(self) -> dict[str, Any]:
+        return httpx.get(self.root + "/stats", timeout=30).json()
+
+    def reset(self) -> None:
+        httpx.post(self.root + "/admin/reset", timeout=10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def one_run(server: Server, question: str, args: argparse.Namespace) -> dict[str, Any]:
+    from deepprune_agents.reasoner import DeepPruneReasoner
+    from deepprune_agents.settings import DeepPruneContext
+
+    ctx = DeepPruneContext(
+        n=args.n,
+        max_n=max(512, args.n),
+        policy=args.policy,
+        judge=args.judge,
+        truncate=args.truncate,
+        base_urls=[server.base_url],
+        model="replay",
+        max_tokens=4096,
+        seed=args.seed,
+        request_timeout_s=120,
+    )
+    reasoner = DeepPruneReasoner(ctx)
+    me = psutil.Process()
+    lags: list[float] = []
+    rss: list[int] = []
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        interval = 0.005
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(interval)
+            lags.append((time.perf_counter() - t - interval) * 1000.0)
+
+    async def memory() -> None:
+        while not stop.is_set():
+            rss.append(me.memory_info().rss)
+            await asyncio.sleep(0.05)
+
+    # warm the judge (model load) outside the measured window
+    await DeepPruneReasoner(ctx.replace(n=2)).ainvoke(question)
+    server.reset()
+    rss_before = me.memory_info().rss
+    tasks = [asyncio.create_task(probe()), asyncio.create_task(memory())]
+    cpu0, srv_cpu0, t0 = me.cpu_times(), server.ps.cpu_times(), time.perf_counter()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler is not None:
+        profiler.enable()
+    result = await reasoner.ainvoke(question)
+    if profiler is not None:
+        profiler.disable()
+    wall = time.perf_counter() - t0
+    cpu1, srv_cpu1 = me.cpu_times(), server.ps.cpu_times()
+    stop.set()
+    await asyncio.gather(*tasks)
+    await asyncio.sleep(0.5)  # let the server record the last disconnects
+    stats = server.stats()
+    by_seed = {r["seed"]: r for r in stats["records"]}
+    stop_lat = []
+    for b in result.branches:
+        if b.status == "cancelled" and b.cancel_decided_at is not None:
+            rec = by_seed.get(b.seed)
+            if rec is not None:
+                end = rec["t_disconnect"] or rec["t_end"]
+                if end is not None:
+                    stop_lat.append((end - b.cancel_decided_at) * 1000.0)
+    out: dict[str, Any] = {
+        "n": args.n,
+        "tokens_per_s_per_stream": args.tokens_per_s,
+        "policy": args.policy,
+        "judge": args.judge,
+        "wall_s": wall,
+        "answer": result.answer,
+        "branches": {"finished": result.finished, "cancelled": result.cancelled, "failed": result.failed},
+        "tokens_generated": result.tokens_generated,
+        "server_tokens": stats["generation_tokens_total"],
+        "open_streams_after": stats["open_streams"],
+        "judge_rounds": result.judge_rounds,
+        "loop_lag_ms": {
+            "p50": percentile(lags, 50),
+            "p99": percentile(lags, 99),
+            "max": max(lags) if lags else None,
+            "samples": len(lags),
+        },
+        "orchestrator_cpu_cores": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+        "server_cpu_cores": ((srv_cpu1.user + srv_cpu1.system) - (srv_cpu0.user + srv_cpu0.system)) / wall,
+        "rss_mb": {
+            "before": rss_before / 2**20,
+            "peak": max(rss) / 2**20 if rss else None,
+            "after": me.memory_info().rss / 2**20,
+        },
+        "cancel_stop_ms": {
+            "count": len(stop_lat),
+            "p50": percentile(stop_lat, 50),
+            "p99": percentile(stop_lat, 99),
+            "max": max(stop_lat) if stop_lat else None,
+            "share_within_50ms": sum(1 for x in stop_lat if x <= 50.0) / len(stop_lat) if stop_lat else None,
+        },
+        "targets": {"loop_lag_p99_ms": 20, "orchestrator_cpu_cores": 1.0},
+    }
+    if profiler is not None:
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(35)
+        out["profile_top_cumulative"] = buf.getvalue().splitlines()
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(25)
+        out["profile_top_self"] = buf.getvalue().splitlines()
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=512)
+    parser.add_argument("--policy", default="paper", choices=["paper", "periodic", "none"])
+    parser.add_argument("--judge", default="numbers")
+    parser.add_argument("--truncate", default="tokens:32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokens-per-s", type=float, default=0.0, help="server pace per stream (0: full speed)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the run (slower; separate figures)")
+    parser.add_argument("--json", dest="json_out", default=str(REPO / "bench" / "out" / "scale.json"))
+    args = parser.parse_args()
+    if not (SHARED / "traces").is_dir():
+        print(f"shared data folder {SHARED} is absent: set DEEPPRUNE_SHARED_DATA (see ../shared/data/README.md).")
+        return 2
+    out = Path(args.json_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    traces, question = merged_trace_file(out.parent)
+    server = Server(traces, args.tokens_per_s)
+    try:
+        report = asyncio.run(one_run(server, question, args))
+    finally:
+        server.stop()
+    out.write_text(json.dumps(report, indent=2))
+    for key in ("wall_s", "branches", "tokens_generated", "server_tokens", "open_streams_after", "judge_rounds"):
+        print(f"{key:22s} {report[key]}")
+    for key in ("loop_lag_ms", "rss_mb", "cancel_stop_ms"):
+        print(
+            f"{key:22s} "
+            + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in report[key].items())
+        )
+    print(
+        f"{'orchestrator_cpu':22s} {report['orchestrator_cpu_cores']:.2f} cores "
+        f"(server {report['server_cpu_cores']:.2f})"
+    )
+    if args.profile:
+        print("\n".join(report["profile_top_self"][:40]))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

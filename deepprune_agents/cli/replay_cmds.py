@@ -1,0 +1,183 @@
+"""``deepprune replay-server`` and ``deepprune eval replay``: serve recorded traces over HTTP, and measure
+DeepPrune against the baselines on them (see ``deepprune_agents/evaluation``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from deepprune_agents.cli._eval_parser import get_or_add_eval_parser
+from deepprune_agents.errors import ConfigError
+
+
+def _n_arg(value: str) -> int | None:
+    if value.strip().lower() in ("full", "all"):
+        return None
+    try:
+        n = int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--n takes an integer or 'full', not {value!r}") from exc
+    if n < 1:
+        raise argparse.ArgumentTypeError("--n must be >= 1")
+    return n
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "replay-server",
+        help="an OpenAI-compatible server that streams recorded traces (evaluation, fault injection)",
+    )
+    p.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace files (JSONL)")
+    p.add_argument("--tokens-per-s", type=float, default=0.0, help="pace per stream (0: full speed)")
+    p.add_argument("--port", type=int, default=8100, help="port (0: any free port)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--model", default="replay", help="the model name it serves")
+    p.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="all streams of one run emit their k-th token together, in seed order (deterministic engine)",
+    )
+    p.add_argument("--stagger-s", type=float, default=0.0, help="lockstep: delay between streams within a tick")
+    p.add_argument("--fault-open-status", type=int, default=None, help="answer opens with this status (429, 500)")
+    p.add_argument("--fault-open-first", type=int, default=0, help="... for the first K requests")
+    p.add_argument("--fault-open-rate", type=float, default=0.0, help="... or for this fraction of requests")
+    p.add_argument("--fault-stall-after", type=int, default=None, help="stall every stream after T tokens")
+    p.add_argument("--fault-malformed-after", type=int, default=None, help="send a malformed chunk after T tokens")
+    p.add_argument("--fault-drop-after", type=int, default=None, help="drop the connection after T tokens")
+    p.set_defaults(func=run_replay_server)
+
+    eval_sub = get_or_add_eval_parser(subparsers)
+    e = eval_sub.add_parser(
+        "replay",
+        help="DeepPrune vs cons@N, ESC, DeepConf and the oracle on recorded traces (bootstrap draws)",
+    )
+    e.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace files (JSONL)")
+    e.add_argument("--n", type=_n_arg, default=16, help="traces per draw, or 'full' (default 16)")
+    e.add_argument("--judge", default="embedding", help="judge: embedding, trained, numbers, oracle, ...")
+    e.add_argument("--policy", default="paper", choices=["paper", "periodic"], help="the policy reported as deepprune")
+    e.add_argument("--runs", type=int, default=10, help="bootstrap draws per question (default 10)")
+    e.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
+    e.add_argument("--tau", type=float, default=0.5)
+    e.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
+    e.add_argument("--k2", type=int, default=20)
+    e.add_argument("--judge-every", type=int, default=32)
+    e.add_argument("--esc-window", type=int, default=5)
+    e.add_argument("--max-tokens", type=int, default=None, help="cap per branch (default: none)")
+    e.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="PARAM=V1,V2",
+        help="sweep tau or truncate (e.g. tau=0.3,0.5,0.7); writes OUT.sweep-PARAM.png next to the JSON",
+    )
+    e.set_defaults(func=run_eval_replay)
+
+
+def run_replay_server(args: argparse.Namespace) -> int:
+    from deepprune_agents.evaluation.replay_data import load_replay_questions
+    from deepprune_agents.evaluation.replay_server import FaultConfig, serve_forever
+
+    faults = FaultConfig(
+        open_status=args.fault_open_status,
+        open_first=args.fault_open_first,
+        open_rate=args.fault_open_rate,
+        stall_after=args.fault_stall_after,
+        malformed_after=args.fault_malformed_after,
+        drop_after=args.fault_drop_after,
+    )
+    if args.fault_open_status is None and (args.fault_open_first or args.fault_open_rate):
+        raise ConfigError("--fault-open-first/--fault-open-rate need --fault-open-status (e.g. 429).")
+    questions = load_replay_questions(args.traces)
+    serve_forever(
+        questions,
+        host=args.host,
+        port=args.port,
+        tokens_per_s=args.tokens_per_s,
+        model=args.model,
+        faults=faults,
+        lockstep=args.lockstep,
+        stagger_s=args.stagger_s,
+    )
+    return 0
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    methods = report["methods"]
+    cons = methods["cons"]
+    table = Table(
+        title=f"replay: N={report['n']}, {report['runs']} runs x {len(report['questions'])} questions, "
+        f"judge {report['judge']}, policy {report['policy']}"
+    )
+    for col in ("method", "accuracy", "95% CI", "tokens", "reduction", "judge calls", "of oracle saving"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for name, m in methods.items():
+        if name in ("deepprune", "oracle"):
+            continue
+        lo, hi = m["accuracy_ci95"]
+        osf = m["oracle_saving_fraction"]
+        table.add_row(
+            name,
+            f"{m['accuracy']:.1%}",
+            f"{lo:.1%}-{hi:.1%}",
+            f"{m['tokens']:.0f}",
+            f"{m['token_reduction']:.1%}",
+            f"{m['judge_calls']:.1f}",
+            "" if osf is None or name == "cons" else f"{osf:.0%}",
+        )
+    console = Console(width=max(120, Console().width))
+    console.print(table)
+    osf = report["oracle_saving_fraction"]
+    console.print(
+        f"deepprune ({report['policy']}): token reduction {report['token_reduction']:.1%} vs cons@N "
+        f"({cons['tokens']:.0f} tokens/question), accuracy {report['accuracy_delta']:+.1%} vs cons, "
+        f"oracle saving fraction {'n/a' if osf is None else f'{osf:.0%}'}"
+    )
+
+
+def run_eval_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from deepprune_agents.evaluation.replay_data import load_replay_questions
+    from deepprune_agents.evaluation.replay_eval import EvalConfig, evaluate, parse_sweep, plot_sweep, sweep_async
+
+    err = Console(stderr=True)
+    cfg = EvalConfig(
+        n=args.n,
+        runs=args.runs,
+        judge=args.judge,
+        policy=args.policy,
+        tau=args.tau,
+        truncate=args.truncate,
+        k2=args.k2,
+        judge_every=args.judge_every,
+        esc_window=args.esc_window,
+        max_tokens=args.max_tokens,
+    )
+    cfg.validate()
+    sweeps = [parse_sweep(s) for s in args.sweep]
+    questions = load_replay_questions(args.traces)
+    report = evaluate(questions, cfg, progress=lambda msg: err.print(msg))
+    out = Path(args.json_out) if args.json_out else None
+    if sweeps:
+        report["sweeps"] = {}
+        for param, values in sweeps:
+            sweep = asyncio.run(sweep_async(questions, cfg, param, values, progress=lambda msg: err.print(msg)))
+            sweep.pop("base", None)
+            if out is not None:
+                png = out.with_name(f"{out.stem}.sweep-{param}.png")
+                sweep["plot"] = str(plot_sweep(sweep, png, title=f"N={report['n']}, judge {cfg.judge}: {param}"))
+            report["sweeps"][param] = sweep
+    print_report(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2, default=str))
+        err.print(f"wrote {out}")
+    elif sweeps:
+        err.print("no --json given: sweep plots are written next to the JSON, so none was written.")
+    return 0

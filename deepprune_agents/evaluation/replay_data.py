@@ -1,0 +1,180 @@
+"""Recorded traces prepared for replay: token pieces, answers, and which trace a seed stands for.
+
+The replay server and the offline simulator must agree on everything a run depends on, so both read
+it from here:
+
+* the token pieces of a trace (``simple_tokenize``: what the server streams, one piece per chunk, and
+  what the simulator advances by one per tick);
+* the answer of a full trace as the engine would extract it (``extract_answer`` on the text, the same
+  call the engine makes when a stream finishes), next to the answer recorded in the file (what the
+  oracle judge reads);
+* ``trace_index(question_id, n_traces, seed)``: the recorded trace a request with ``seed`` is served.
+  A seed is read as ``run * RUN_STRIDE + i``: run ``r`` is a seeded permutation of the question's traces
+  and branch ``i`` takes its ``i``-th element. The engine gives branch ``i`` the seed ``ctx.seed + i``, so a
+  run started with ``ctx.seed = run_seed(r)`` draws N *distinct* traces (N <= the number recorded), and
+  different runs draw different subsets: exactly the bootstrap draw of the evaluation.
+
+Pure: no I/O beyond ``load_replay_questions``, which only reads trace files.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deepprune_agents.answers import answers_equal, extract_answer
+from deepprune_agents.errors import ConfigError
+from deepprune_agents.trace_io import load_traces
+from deepprune_agents.traces import QuestionTraces
+from deepprune_agents.truncation import simple_tokenize
+
+#: Seeds ``run * RUN_STRIDE + i`` address branch ``i`` of bootstrap run ``run``.
+RUN_STRIDE = 1 << 20
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_ws(text: str) -> str:
+    """Collapse every whitespace run to one space and strip (question matching ignores layout)."""
+    return _WS.sub(" ", text).strip()
+
+
+def run_seed(run: int) -> int:
+    """The base seed (``DeepPruneContext.seed``) of bootstrap run ``run``."""
+    if run < 0:
+        raise ConfigError(f"run must be >= 0 (got {run}).")
+    return run * RUN_STRIDE
+
+
+@functools.lru_cache(maxsize=4096)
+def _permutation(question_id: str, n_traces: int, run: int) -> tuple[int, ...]:
+    order = list(range(n_traces))
+    random.Random(f"deepprune-replay/{question_id}/{run}").shuffle(order)
+    return tuple(order)
+
+
+def trace_index(question_id: str, n_traces: int, seed: int) -> int:
+    """The recorded trace served for ``seed`` (deterministic; distinct for the branches of one run)."""
+    if n_traces < 1:
+        raise ConfigError(f"question {question_id!r} has no recorded trace to replay.")
+    run, i = divmod(int(seed), RUN_STRIDE)
+    return _permutation(question_id, n_traces, run)[i % n_traces]
+
+
+def draw(question_id: str, n_traces: int, n: int, run: int) -> list[int]:
+    """Trace indices of the ``n`` branches of bootstrap run ``run`` (what the engine is served)."""
+    base = run_seed(run)
+    return [trace_index(question_id, n_traces, base + i) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class ReplayTrace:
+    """One recorded trace, cut into the pieces the server streams."""
+
+    text: str
+    pieces: tuple[str, ...]
+    answer: str | None  # extract_answer(text): what the engine votes with
+    recorded_answer: str | None  # the file's answer: what the oracle judge reads
+    correct: bool | None
+    token_logprobs: tuple[float, ...] | None = None
+    offsets: tuple[int, ...] = field(default=(), repr=False)  # offsets[t] = len("".join(pieces[:t]))
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.pieces)
+
+    def prefix(self, tokens: int) -> str:
+        """The text of the first ``tokens`` pieces."""
+        return self.text[: self.offsets[min(tokens, len(self.pieces))]]
+
+
+def make_trace(
+    text: str,
+    *,
+    recorded_answer: str | None = None,
+    correct: bool | None = None,
+    token_logprobs: Sequence[float] | None = None,
+) -> ReplayTrace:
+    pieces = tuple(simple_tokenize(text))
+    offsets = [0]
+    for p in pieces:
+        offsets.append(offsets[-1] + len(p))
+    answer = extract_answer(text)
+    return ReplayTrace(
+        text=text,
+        pieces=pieces,
+        answer=answer,
+        recorded_answer=recorded_answer if recorded_answer is not None else answer,
+        correct=correct,
+        token_logprobs=tuple(token_logprobs) if token_logprobs is not None else None,
+        offsets=tuple(offsets),
+    )
+
+
+@dataclass(frozen=True)
+class ReplayQuestion:
+    """A question with its recorded traces, ready to be served or simulated."""
+
+    question_id: str
+    question: str
+    ground_truth: str | None
+    traces: tuple[ReplayTrace, ...]
+    source: str = ""
+
+    @property
+    def has_logprobs(self) -> bool:
+        return bool(self.traces) and all(t.token_logprobs is not None for t in self.traces)
+
+    def is_correct(self, answer: str | None) -> bool:
+        """Whether a voted answer matches the ground truth (False without one)."""
+        return self.ground_truth is not None and answer is not None and answers_equal(answer, self.ground_truth)
+
+
+def from_question_traces(q: QuestionTraces) -> ReplayQuestion:
+    traces = tuple(
+        make_trace(t.text, recorded_answer=t.answer, correct=t.correct, token_logprobs=t.token_logprobs)
+        for t in q.traces
+    )
+    return ReplayQuestion(q.question_id, q.question, q.ground_truth, traces, q.source)
+
+
+def load_replay_questions(paths: Iterable[str | Path]) -> list[ReplayQuestion]:
+    """Read trace files (every format ``trace_io`` knows) and prepare them for replay."""
+    questions = [from_question_traces(q) for q in load_traces(paths)]
+    if not questions:
+        raise ConfigError("the trace files hold no question: pass JSONL files with one question per line.")
+    seen: set[str] = set()
+    for q in questions:
+        if q.question_id in seen:
+            raise ConfigError(f"question id {q.question_id!r} occurs twice: give each line a distinct question_id.")
+        seen.add(q.question_id)
+        if not q.traces:
+            raise ConfigError(f"question {q.question_id!r} has no trace: every line needs at least one.")
+    return questions
+
+
+class QuestionIndex:
+    """Finds the recorded question a prompt asks, by whitespace-normalized containment.
+
+    The prompt (last user message or completions prompt) usually wraps the question in a template, so
+    we look for the recorded question *inside* it; the longest match wins (a question that is a prefix
+    of another must not shadow it)."""
+
+    def __init__(self, questions: Sequence[ReplayQuestion]) -> None:
+        self.questions = list(questions)
+        self._norm = sorted(((normalize_ws(q.question), q) for q in self.questions), key=lambda p: -len(p[0]))
+        self._exact = {n: q for n, q in self._norm}
+
+    def find(self, prompt: str) -> ReplayQuestion | None:
+        norm = normalize_ws(prompt)
+        hit = self._exact.get(norm)
+        if hit is not None:
+            return hit
+        for qn, q in self._norm:
+            if qn and qn in norm:
+                return q
+        return None

@@ -1,0 +1,106 @@
+"""The offline simulator gives the figures of the real engine against the replay server.
+
+The engine (graph, judge node, HTTP streams, cancellation by closing sockets) runs unchanged against
+``ReplayServer`` on 127.0.0.1; the simulator replays the same policy over the same traces (the draw of
+the same seeds). Per branch, the tokens and the final status must be *equal*, and so must the voted
+answer and the number of judge rounds.
+
+Why exact equality is possible: with lockstep pacing the server emits the k-th piece of every stream of a
+run in the same tick, in seed order (= branch order), ``stagger_s`` apart, which is the delivery order
+the simulator assumes. The engine is then deterministic provided each judge round (snapshot, policy,
+closing the cancelled streams) completes before the next delivery, i.e. within ``stagger_s``; a
+branch cancelled in a round then holds exactly the tokens it had when the round started, which is what
+the simulator counts. On a heavily loaded machine a round can overrun the stagger; the test then repeats
+that run once at half the pace (a timing precondition, not a tolerance on the figures) and still
+requires equality.
+
+At full speed (no pacing) the engine is not deterministic, but cons@N (nothing pruned) must still match
+to the token: every branch streams its whole trace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw, load_replay_questions, run_seed
+from deepprune_agents.evaluation.replay_server import ReplayServer
+from deepprune_agents.evaluation.simulator import SimResult, simulate
+from deepprune_agents.judges import get_judge
+from deepprune_agents.pruning import make_policy
+from deepprune_agents.reasoner import DeepPruneReasoner
+from deepprune_agents.settings import DeepPruneContext
+
+N = 5
+STAGGER_S = 0.015
+TRACE_FILE = "traces/ovm_gsm8k_test_n300_mistral7b-ep2.jsonl"
+
+
+@pytest.fixture(scope="module")
+def questions(shared_data: Path) -> list[ReplayQuestion]:
+    return load_replay_questions([shared_data / TRACE_FILE])[:2]
+
+
+def figures_engine(result: Any) -> tuple[list[int], list[str], str | None]:
+    return [b.tokens for b in result.branches], [b.status for b in result.branches], result.answer
+
+
+def figures_sim(result: SimResult) -> tuple[list[int], list[str], str | None]:
+    return result.branch_tokens, result.statuses, result.answer
+
+
+async def engine_and_sim(
+    q: ReplayQuestion, policy: str, run: int, stagger_s: float
+) -> tuple[tuple[Any, ...], tuple[Any, ...], int, int, ReplayServer]:
+    rate = 1.0 / (N * stagger_s)
+    server = ReplayServer([q], tokens_per_s=rate, lockstep=True, stagger_s=stagger_s)
+    with server:
+        ctx = DeepPruneContext(
+            n=N,
+            policy=policy,
+            judge="numbers",
+            truncate="tokens:16",
+            tau=0.3,
+            judge_every=16,
+            base_urls=[server.base_url],
+            model="replay",
+            seed=run_seed(run),
+            max_tokens=4096,
+        )
+        result = await DeepPruneReasoner(ctx).ainvoke(q.question)
+        assert server.wait_idle(5.0), "a stream was left open on the replay server"
+        records = sorted(server.records(), key=lambda r: r.seed or 0)
+    traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), N, run)]
+    assert [r.trace for r in records] == draw(q.question_id, len(q.traces), N, run)
+    sim = await simulate(make_policy(ctx), get_judge("numbers"), traces, max_tokens=4096)
+    # the server's own count of what it sent is the engine's count (the client read all it was sent)
+    assert [r.tokens_sent for r in records] == [b.tokens for b in result.branches]
+    return figures_engine(result), figures_sim(sim), result.judge_rounds, sim.rounds, server
+
+
+@pytest.mark.parametrize("policy", ["paper", "periodic"])
+async def test_simulator_equals_engine_on_the_replay_server(questions: list[ReplayQuestion], policy: str) -> None:
+    pruned_somewhere = False
+    for q in questions:
+        engine, sim, engine_rounds, sim_rounds, _ = await engine_and_sim(q, policy, run=0, stagger_s=STAGGER_S)
+        if engine != sim:  # a judge round overran the stagger (loaded machine): same run at half the pace
+            engine, sim, engine_rounds, sim_rounds, _ = await engine_and_sim(q, policy, run=0, stagger_s=2 * STAGGER_S)
+        assert engine == sim, f"{q.question_id}: engine {engine} != simulator {sim}"
+        assert engine_rounds == sim_rounds
+        pruned_somewhere |= "cancelled" in engine[1]
+    assert pruned_somewhere, "the comparison is only meaningful if the policy pruned something"
+
+
+async def test_cons_matches_at_full_speed(questions: list[ReplayQuestion]) -> None:
+    q = questions[0]
+    with ReplayServer([q]) as server:
+        ctx = DeepPruneContext(
+            n=8, policy="none", base_urls=[server.base_url], model="replay", seed=run_seed(3), max_tokens=4096
+        )
+        result = await DeepPruneReasoner(ctx).ainvoke(q.question)
+    traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), 8, 3)]
+    sim = await simulate(make_policy(ctx), get_judge("numbers"), traces)
+    assert figures_engine(result) == figures_sim(sim)
+    assert result.tokens_generated == sum(t.n_tokens for t in traces)
