@@ -18,11 +18,14 @@ import functools
 import json
 import time
 import uuid
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
+
+# pydantic builds Studio's input form from the state schema, and on Python < 3.12 only from this TypedDict.
+from typing_extensions import TypedDict
 
 from deepprune_agents.backends.endpoints import EndpointPool
 from deepprune_agents.engine import BranchPool, Run, get_run, register_run

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deepprune_agents.errors import ConfigError, JudgeError
+from deepprune_agents.judges._threads import judge_threads, use_threads
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -76,8 +77,10 @@ class MiniLMEncoder:
     def dim(self) -> int:
         return int(self._get_model().get_sentence_embedding_dimension())
 
-    def encode(self, texts: Sequence[str]) -> FloatArray:
-        """Embeddings of ``texts`` (rows in order); each distinct text is embedded at most once."""
+    def encode(self, texts: Sequence[str], threads: int | None = None) -> FloatArray:
+        """Embeddings of ``texts`` (rows in order); each distinct text is embedded at most once.
+
+        ``threads``: CPU threads for the forward pass (default: ``judge_threads()``, see _threads.py)."""
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         model = self._get_model()
@@ -90,6 +93,7 @@ class MiniLMEncoder:
                     unique.append(t)
             fresh: dict[str, FloatArray] = {}
             if unique:
+                use_threads(judge_threads(threads))
                 emb = model.encode(
                     unique,
                     batch_size=self.batch_size,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from deepprune_agents.judges._encoder import shared_encoder
+from deepprune_agents.judges._threads import judge_threads
 from deepprune_agents.judges.base import TracePair
 
 
@@ -22,8 +23,11 @@ class EmbeddingJudge:
 
     name = "embedding"
 
-    def __init__(self, model_path: str | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+    def __init__(
+        self, model_path: str | None = None, device: str = "cpu", batch_size: int = 64, threads: int | None = None
+    ) -> None:
         self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
+        self.threads = judge_threads(threads)
 
     def clear_cache(self) -> None:
         """Forget cached embeddings (cold-latency measurements)."""
@@ -34,7 +38,7 @@ class EmbeddingJudge:
         if not pairs:
             return []
         texts = [p.text for pair in pairs for p in pair]
-        emb = self._encoder.encode(texts)
+        emb = self._encoder.encode(texts, self.threads)
         a, b = emb[0::2], emb[1::2]
         cos = np.sum(a * b, axis=1)
         return [float(x) for x in np.clip(cos, 0.0, 1.0)]

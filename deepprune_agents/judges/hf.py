@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepprune_agents.errors import ConfigError, JudgeError
+from deepprune_agents.judges._threads import judge_threads, use_threads
 from deepprune_agents.judges.base import TracePair
 from deepprune_agents.judges.prompt import DEFAULT_TEMPLATE, render_prompt
 
@@ -43,6 +44,7 @@ class TransformersJudge:
         prompt_template: str = DEFAULT_TEMPLATE,
         max_length: int = 1024,
         torch_dtype: str | None = None,
+        threads: int | None = None,
     ) -> None:
         if not path:
             raise ConfigError(
@@ -58,6 +60,7 @@ class TransformersJudge:
         render_prompt("", "", prompt_template)
         self.path = p
         self.device = device
+        self.threads = judge_threads(threads)
         self.batch_size = batch_size
         self.max_length = max_length
         self.prompt_template = prompt_template
@@ -143,6 +146,7 @@ class TransformersJudge:
 
         with self._lock:
             self._load()
+            use_threads(self.threads)
             out: list[float] = []
             with torch.inference_mode():
                 for s in range(0, len(pairs), self.batch_size):

@@ -30,6 +30,7 @@ from torch import nn
 
 from deepprune_agents.errors import ConfigError, JudgeError
 from deepprune_agents.judges._encoder import shared_encoder
+from deepprune_agents.judges._threads import judge_threads
 from deepprune_agents.judges.base import TracePair
 from deepprune_agents.judges.features import FEATURE_NAMES, TextInfo, features_for
 
@@ -128,7 +129,9 @@ class TrainedJudge:
         model_path: str | None = None,
         device: str = "cpu",
         batch_size: int = 64,
+        threads: int | None = None,
     ) -> None:
+        self.threads = judge_threads(threads)
         self.weights_dir = Path(weights_dir) if weights_dir else SHIPPED_WEIGHTS
         self.head, self.config = load_head(self.weights_dir)
         self.device = device
@@ -157,7 +160,7 @@ class TrainedJudge:
         if not pairs:
             return np.zeros(0, dtype=np.float32)
         texts = [t for pair in pairs for t in pair]
-        emb = self._encoder.encode(texts)
+        emb = self._encoder.encode(texts, self.threads)
         with self._lock:
             if len(self._info) > 8192:
                 self._info.clear()

@@ -86,12 +86,17 @@ async def test_engine_prunes_against_the_replay_server(server: ReplayServer) -> 
         assert rec.trace == served[b.id]
         if b.status == "finished":
             assert rec.finish_reason == "stop" and rec.tokens_sent == b.tokens
+        elif not rec.disconnected:
+            # the race a loaded machine can show: the server wrote its last chunk before the cancel,
+            # the client had not read it yet; the request ended on the server all the same
+            assert rec.finish_reason == "stop" and b.tokens <= rec.tokens_sent
         else:
             # the server saw the socket close, and sent at most what its pace allows past the client's count
-            assert rec.disconnected and rec.t_disconnect is not None and b.cancel_decided_at is not None
+            assert rec.t_disconnect is not None and b.cancel_decided_at is not None
             lag = rec.t_disconnect - b.cancel_decided_at
             assert -0.01 <= lag < 0.5
             assert b.tokens <= rec.tokens_sent <= b.tokens + 1 + math.ceil(100 * lag)
+    assert any(records[b.seed].disconnected for b in cancelled), "no pruned stream was closed mid-way"
     assert result.tokens_generated < sum(t.n_tokens for t in QUESTION.traces)
 
 

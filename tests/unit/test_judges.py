@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Sequence
 
 import pytest
@@ -147,3 +148,33 @@ def test_register_rejects_non_judge() -> None:
 
 def test_builtin_names() -> None:
     assert set(JUDGE_NAMES) >= {"embedding", "trained", "llm", "transformers", "oracle", "numbers"}
+
+
+def test_judge_threads_default_is_half_the_cores_and_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepprune_agents.judges._threads import ENV_JUDGE_THREADS, judge_threads
+
+    monkeypatch.delenv(ENV_JUDGE_THREADS, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3}, raising=False)
+    assert judge_threads() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert judge_threads() == 1
+    monkeypatch.setenv(ENV_JUDGE_THREADS, "3")
+    assert judge_threads() == 3
+    assert judge_threads(5) == 5  # an explicit option wins over the environment
+    monkeypatch.setenv(ENV_JUDGE_THREADS, "many")
+    with pytest.raises(ConfigError, match=ENV_JUDGE_THREADS):
+        judge_threads()
+    with pytest.raises(ConfigError, match=">= 1"):
+        judge_threads(0)
+
+
+def test_embedding_judge_forward_pass_uses_its_thread_count() -> None:
+    import torch
+
+    from deepprune_agents.judges.embedding import EmbeddingJudge
+
+    before = torch.get_num_threads()
+    judge = EmbeddingJudge(threads=1)
+    judge.score_sync([(PartialTrace(text="3 + 4 = 7"), PartialTrace(text="3 plus 4 is 7"))])
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(before)
