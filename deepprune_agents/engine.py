@@ -167,8 +167,7 @@ class BranchPool:
             b.error = f"{type(exc).__name__}: {exc}"
             self._end(b, "failed")
             return
-        b.stream, b.endpoint = stream, endpoint.base_url
-        endpoint.inflight += 1
+        b.stream, b.endpoint = stream, endpoint.base_url  # endpoint.inflight already counts it
         b.status = "running"
         self._notify()
         status: BranchStatus = "failed"
@@ -198,14 +197,20 @@ class BranchPool:
             b.error = f"{type(exc).__name__}: {exc}"
         finally:
             endpoint.inflight -= 1
-            with contextlib.suppress(Exception):
-                await asyncio.shield(stream.close())
-            self._end(b, status)
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(stream.close())
+            finally:
+                # A cancel that lands while the stream closes (a branch told to stop just as it finished)
+                # raises CancelledError here: the branch must still end, or it would look alive forever.
+                self._end(b, status)
 
     def _end(self, b: Branch, status: BranchStatus) -> None:
         b.status = status
         b.t_end = time.perf_counter()
-        if b.t_cancel_decided is not None:
+        if status != "cancelled":  # it finished (or failed) before the cancel could take effect
+            b.cancel_reason = b.t_cancel_decided = b.cancel_decided_at = None
+        elif b.t_cancel_decided is not None:
             b.t_cancel_closed = b.t_end
         self._notify()
 
@@ -266,6 +271,10 @@ class BranchPool:
             tasks.append(b.task)
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            for i in ids:  # a task cancelled before its first step never ran its own bookkeeping
+                b = self.branches[i]
+                if b.alive and b.task is not None and b.task.done():
+                    self._end(b, "cancelled")
             for t in pending:  # pragma: no cover - a stream that would not close in 5 s
                 log.warning("branch task %s did not stop within %.0f s", t.get_name(), CLOSE_TIMEOUT_S)
             for t in done:

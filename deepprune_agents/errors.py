@@ -28,6 +28,11 @@ class BackendRequestError(BackendError):
     """The server rejected the request itself (4xx other than 404/429): retrying would not help."""
 
 
+class StreamBrokenError(BackendError):
+    """A branch's stream broke after it opened (stall, dropped connection, malformed chunk). Never
+    retried: tokens were already consumed. The branch keeps its text so far and is marked failed."""
+
+
 class AllBranchesFailedError(BackendError):
     """Every branch failed: there is nothing to vote on. ``branches`` keeps each branch's text so far."""
 

@@ -52,7 +52,10 @@ class EndpointPool:
         return min(candidates, key=lambda e: e.inflight)
 
     async def open(self, req: BranchRequest) -> tuple[Endpoint, BranchStream]:
-        """Open a stream with retries on connection errors, 429 and 5xx; nothing else is retried."""
+        """Open a stream with retries on connection errors, 429 and 5xx; nothing else is retried.
+
+        On success the endpoint's ``inflight`` count includes the new stream: the caller decrements it
+        once the stream is closed."""
         last: tuple[BaseException, Endpoint] | None = None
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.open_retries + 1),
@@ -64,9 +67,13 @@ class EndpointPool:
             async for attempt in retrying:
                 with attempt:
                     endpoint = self.pick()
+                    # Reserve the slot before awaiting the open: N branches fanned out at once must see
+                    # each other's pending opens, or they would all land on the first endpoint.
+                    endpoint.inflight += 1
                     try:
                         stream = await endpoint.open(req)
                     except BaseException as exc:
+                        endpoint.inflight -= 1
                         last = (exc, endpoint)
                         if isinstance(exc, openai.APIConnectionError):
                             endpoint.failures += 1

@@ -19,7 +19,12 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
-from deepprune_agents.errors import BackendRequestError, BackendUnavailableError, ModelNotFoundError
+from deepprune_agents.errors import (
+    BackendRequestError,
+    BackendUnavailableError,
+    ModelNotFoundError,
+    StreamBrokenError,
+)
 
 EndpointKind = Literal["chat", "completions"]
 
@@ -169,6 +174,22 @@ class BranchStream:
         self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            raise StreamBrokenError(
+                "the stream stalled: no data within the read timeout (request_timeout_s); the server is "
+                "overloaded or hung."
+            ) from exc
+        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+            raise StreamBrokenError(
+                f"the connection broke mid-stream ({_short(exc)}): the server was stopped, restarted or crashed."
+            ) from exc
+        except ValueError as exc:  # json.JSONDecodeError and friends from the SSE parser
+            raise StreamBrokenError(f"the server sent a malformed stream chunk ({_short(exc)}).") from exc
+
+    async def _chunks(self) -> AsyncIterator[StreamChunk]:
         async for chunk in self._raw:
             usage = getattr(chunk, "usage", None)
             tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
