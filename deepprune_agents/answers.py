@@ -47,6 +47,9 @@ _CHOICE_FALLBACK_RES = (
 )
 _SENTENCE_END_RE = re.compile(r"\.(?=\s)")
 _MAX_CAPTURE = 300  # an answer after "The answer is" longer than this is prose, not an answer
+# The default system prompt asks for "The answer is N."; small models echo the template itself
+# ('The answer is N" where N is the total'). A placeholder is no answer: look further back instead.
+_PLACEHOLDER_RE = re.compile(r"^(?:N|<answer>|\[answer\]|\.\.\.)(?=$|[\s\"'.,;:)])")
 
 
 def _matching_braces(text: str) -> dict[int, int]:
@@ -131,6 +134,8 @@ def _after_phrase(text: str, end: int) -> str | None:
         rhs = _clean(cleaned.rsplit("=", 1)[1])
         if rhs is not None:
             cleaned = rhs
+    if _PLACEHOLDER_RE.match(cleaned):
+        return None
     choice = _CHOICE_HEAD_RE.match(cleaned)
     if choice is not None and (cleaned.startswith("(") or len(cleaned) <= 2):
         return choice.group(1).upper()

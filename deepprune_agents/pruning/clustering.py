@@ -182,4 +182,7 @@ class GreedyClusteringPolicy:
             decision.judge_calls += 1 if pairs else 0
             decision.events.append({"event": "cluster", "branch": v.id, "cluster": cluster, "similarity": sim})
             placed.append((v, cluster))
+            # A judge that answers without awaiting (numbers, oracle) would otherwise hold the event loop
+            # for a whole round of placements: at N = 512, seconds in which no stream is read or closed.
+            await asyncio.sleep(0)
         return placed

@@ -254,3 +254,17 @@ def test_extractor_agrees_with_ovm_labels_on_real_traces() -> None:
     assert parsed > 1000
     assert answer_agree / parsed > 0.99
     assert label_agree / total > 0.99
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('The answer is N" where N is the total number of students.', None),  # the prompt template, echoed
+        ("3 + 4 = 7. The answer is 7.\nFinish with a line of the form 'The answer is N.'", "7"),
+        ("The answer is N = 12.", "12"),
+        ("The answer is n", "n"),
+        ("The answer is <answer>.", None),
+    ],
+)
+def test_an_echoed_placeholder_is_no_answer(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
