@@ -185,6 +185,9 @@ class BranchPool:
                 if chunk.finish_reason is not None:
                     b.finish_reason = chunk.finish_reason
                 self._notify()
+                # Chunks already buffered are read without suspending: yield so that one fast stream
+                # cannot hold the loop for its whole body while 511 others (and the judge) wait.
+                await asyncio.sleep(0)
             if b.finish_reason is None:
                 b.error = "the stream ended without a finish_reason (server closed it early)"
             else:

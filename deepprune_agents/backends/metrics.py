@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from deepprune_agents.errors import BackendUnavailableError
 
@@ -113,11 +114,20 @@ async def scrape_samples(root_url: str, client: httpx.AsyncClient | None = None)
     """GET ``/metrics`` and parse it. Raises BackendUnavailableError naming the URL when it fails."""
     url = _metrics_url(root_url)
     try:
-        if client is not None:
-            resp = await client.get(url)
-        else:
-            async with httpx.AsyncClient(timeout=10.0) as own:
-                resp = await own.get(url)
+        # A server busy on 2 cores (or a listen queue still full of a finished benchmark's sockets) can miss
+        # one connect: retry connecting, never a request that got an answer.
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(4),
+            wait=wait_exponential_jitter(multiplier=0.5, max=4.0),
+            retry=retry_if_exception_type((httpx.ConnectError, httpx.ConnectTimeout)),
+            reraise=True,
+        ):
+            with attempt:
+                if client is not None:
+                    resp = await client.get(url)
+                else:
+                    async with httpx.AsyncClient(timeout=10.0) as own:
+                        resp = await own.get(url)
         resp.raise_for_status()
     except httpx.HTTPError as exc:
         raise BackendUnavailableError(

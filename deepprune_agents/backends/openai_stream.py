@@ -10,6 +10,7 @@ generate it twice and silently change the sample, so a mid-stream failure fails 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -151,9 +152,18 @@ class Endpoint:
                     "continue_final_message": True,
                     "add_generation_prompt": False,
                 }
-            raw = await self.client.chat.completions.create(messages=messages, **common)  # type: ignore[arg-type]
+            opening: Any = self.client.chat.completions.with_streaming_response.create(
+                messages=messages,  # type: ignore[arg-type]
+                **common,
+            )
         else:
-            raw = await self.client.completions.create(prompt=req.prompt + req.continuation, **common)
+            opening = self.client.completions.with_streaming_response.create(
+                prompt=req.prompt + req.continuation, **common
+            )
+        # The raw response, not openai's AsyncStream: building a pydantic model per chunk cost ~300 µs, which
+        # at 512 branches kept the orchestrator's event loop busy for seconds at a time (bench/scale.py).
+        # HTTP errors still raise here, as openai's typed exceptions, before any token is read.
+        raw = await opening.__aenter__()
         return BranchStream(raw, req.endpoint)
 
     async def list_models(self) -> list[str]:
@@ -190,19 +200,48 @@ class BranchStream:
             raise StreamBrokenError(f"the server sent a malformed stream chunk ({_short(exc)}).") from exc
 
     async def _chunks(self) -> AsyncIterator[StreamChunk]:
-        async for chunk in self._raw:
-            usage = getattr(chunk, "usage", None)
-            tokens = getattr(usage, "completion_tokens", None) if usage is not None else None
-            text = ""
-            finish = None
-            if chunk.choices:
-                choice = chunk.choices[0]
-                finish = choice.finish_reason
-                if self._kind == "chat":
-                    text = (choice.delta.content if choice.delta is not None else None) or ""
-                else:
-                    text = choice.text or ""
-            yield StreamChunk(text=text, completion_tokens=tokens, finish_reason=finish)
+        """Decode the SSE body: ``data:`` lines up to a blank line make one event; ``[DONE]`` ends it."""
+        data: list[str] = []
+        async for line in self._raw.iter_lines():
+            if line.startswith("data:"):
+                data.append(line[5:].lstrip(" "))
+                continue
+            if line or not data:  # comments, "event:"/"id:" fields, keep-alive blank lines
+                continue
+            payload = "\n".join(data)
+            data = []
+            if payload == "[DONE]":
+                return
+            chunk = self._parse(payload)
+            if chunk is not None:
+                yield chunk
+        if data and data != ["[DONE]"]:  # a last event without its blank line
+            chunk = self._parse("\n".join(data))
+            if chunk is not None:
+                yield chunk
+
+    def _parse(self, payload: str) -> StreamChunk | None:
+        event = json.loads(payload)
+        if not isinstance(event, dict):
+            raise ValueError(f"a stream event is not a JSON object: {payload[:80]!r}")
+        if event.get("error") is not None:  # vLLM/OpenAI report mid-stream failures as an error event
+            err = event["error"]
+            message = err.get("message", err) if isinstance(err, dict) else err
+            raise StreamBrokenError(f"the server reported an error mid-stream: {_short(Exception(message))}")
+        usage = event.get("usage")
+        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        text, finish = "", None
+        choices = event.get("choices") or []
+        if choices:
+            choice = choices[0]
+            finish = choice.get("finish_reason")
+            if self._kind == "chat":
+                text = (choice.get("delta") or {}).get("content") or ""
+            else:
+                text = choice.get("text") or ""
+        if not text and finish is None and tokens is None:
+            return None
+        return StreamChunk(text=text, completion_tokens=tokens, finish_reason=finish)
 
     async def close(self) -> None:
         """Close the socket (idempotent). vLLM sees the disconnect and aborts the request."""
