@@ -108,7 +108,8 @@ _WARM: set[int] = set()
 
 
 def cached_judge(ctx: DeepPruneContext) -> Judge:
-    """Judges load models: build each (name, options) once per process."""
+    """Judges load models: build each (name, options) once per process. Blocking (imports torch, reads
+    weights): call it from a worker thread inside the graph (LangGraph's dev server rejects blocking calls)."""
     return _judge(ctx.judge, json.dumps(ctx.judge_options, sort_keys=True, default=str))
 
 
@@ -152,7 +153,7 @@ async def _run_of(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
 async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
     """Rebuild the run from checkpointed state: finished branches are kept as they are, branches that were
     still generating continue after their text, and the policy picks up its clusters."""
-    judge = cached_judge(ctx)
+    judge = await asyncio.to_thread(cached_judge, ctx)  # imports torch, reads weights: off the loop
     policy = make_policy(ctx)
     endpoints, _ = await endpoints_for(ctx)
     requests = branch_requests(state["question"], state["model"], ctx)
@@ -172,7 +173,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str,
     ctx = context_of(runtime)
     question = validate_question(state.get("question"), ctx)
     run_id = state.get("run_id") or uuid.uuid4().hex
-    judge = cached_judge(ctx)
+    judge = await asyncio.to_thread(cached_judge, ctx)  # imports torch, reads weights: off the loop
     policy = make_policy(ctx)
     warm_error = None if policy.name == "none" else await warm_up(judge, ctx.judge_timeout_s)
     endpoints, urls = await endpoints_for(ctx)

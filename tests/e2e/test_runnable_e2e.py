@@ -145,7 +145,9 @@ async def test_long_runs_do_not_hit_the_default_recursion_limit(vllm_server: Any
     # judge_every=1: a judge round (one graph super-step) per new token -> far more than LangGraph's default
     # 25 steps, even when the caller passes a small recursion_limit (an agent's limit flows into its tools).
     question = "List the multiples of 7 from 7 to 84, one per line, then add them all up."
-    settings: dict[str, Any] = {"n": 2, "max_tokens": 128, "judge_every": 1, "stop_when_decided": False}
+    settings: dict[str, Any] = {
+        "n": 2, "max_tokens": 128, "policy": "periodic", "judge_every": 1, "stop_when_decided": False,
+    }  # fmt: skip
     result = await make(vllm_server, **settings).ainvoke(question, config={"recursion_limit": 10})
     # super-steps = fan_out + judge rounds + vote
     assert result.judge_rounds + 2 > 25, result.judge_rounds
