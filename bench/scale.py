@@ -35,16 +35,11 @@ from typing import Any
 import httpx
 import psutil
 
+from deepprune_agents.evaluation.live_bench import percentile  # nearest rank, as the live benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
 FILES = ["ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl", "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl"]
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
 def merged_trace_file(out_dir: Path) -> tuple[Path, str]:

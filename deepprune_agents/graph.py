@@ -107,10 +107,10 @@ def _judge(name: str, options_json: str) -> Judge:
 _WARM: set[int] = set()
 
 
-def cached_judge(ctx: DeepPruneContext) -> Judge:
-    """Judges load models: build each (name, options) once per process. Blocking (imports torch, reads
-    weights): call it from a worker thread inside the graph (LangGraph's dev server rejects blocking calls)."""
-    return _judge(ctx.judge, json.dumps(ctx.judge_options, sort_keys=True, default=str))
+async def cached_judge(ctx: DeepPruneContext) -> Judge:
+    """Judges load models: build each (name, options) once per process. Building imports torch and reads
+    weights, so it runs in a worker thread (LangGraph's dev server rejects blocking calls on the loop)."""
+    return await asyncio.to_thread(_judge, ctx.judge, json.dumps(ctx.judge_options, sort_keys=True, default=str))
 
 
 async def warm_up(judge: Judge, timeout_s: float) -> str | None:
@@ -153,7 +153,7 @@ async def _run_of(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
 async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
     """Rebuild the run from checkpointed state: finished branches are kept as they are, branches that were
     still generating continue after their text, and the policy picks up its clusters."""
-    judge = await asyncio.to_thread(cached_judge, ctx)  # imports torch, reads weights: off the loop
+    judge = await cached_judge(ctx)
     policy = make_policy(ctx)
     endpoints, _ = await endpoints_for(ctx)
     requests = branch_requests(state["question"], state["model"], ctx)
@@ -173,7 +173,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str,
     ctx = context_of(runtime)
     question = validate_question(state.get("question"), ctx)
     run_id = state.get("run_id") or uuid.uuid4().hex
-    judge = await asyncio.to_thread(cached_judge, ctx)  # imports torch, reads weights: off the loop
+    judge = await cached_judge(ctx)
     policy = make_policy(ctx)
     warm_error = None if policy.name == "none" else await warm_up(judge, ctx.judge_timeout_s)
     endpoints, urls = await endpoints_for(ctx)
