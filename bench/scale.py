@@ -142,10 +142,10 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     for b in result.branches:
         if b.status == "cancelled" and b.cancel_decided_at is not None:
             rec = by_seed.get(b.seed)
-            if rec is not None:
-                end = rec["t_disconnect"] or rec["t_end"]
-                if end is not None:
-                    stop_lat.append((end - b.cancel_decided_at) * 1000.0)
+            # Only streams the server saw the client close: one it had already finished sending before the
+            # decision stopped on its own (its t_end precedes the cancel), which is no cancellation latency.
+            if rec is not None and rec["disconnected"] and rec["t_disconnect"] is not None:
+                stop_lat.append((rec["t_disconnect"] - b.cancel_decided_at) * 1000.0)
     out: dict[str, Any] = {
         "n": args.n,
         "tokens_per_s_per_stream": args.tokens_per_s,
