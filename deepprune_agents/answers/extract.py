@@ -228,7 +228,8 @@ def _number_at_end(sentence: str) -> str | None:
 def _free_form(text: str) -> str | None:
     """Step 5 of the chain: the answer a final sentence states without any marker."""
     sentence, finished = _last_sentence(text)
-    if not sentence or _REFUSAL_RE.search(sentence):
+    if not sentence or _REFUSAL_RE.search(sentence) or _ANSWER_PHRASE_RE.search(sentence):
+        # declined, or "the answer is <placeholder>": step 3 already read this sentence and found nothing
         return None
     copulas = list(_COPULA_RE.finditer(sentence))
     for m in reversed(copulas):
