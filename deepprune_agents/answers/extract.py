@@ -152,6 +152,9 @@ def _after_phrase(text: str, end: int) -> str | None:
             cleaned = rhs
     if _PLACEHOLDER_RE.match(cleaned) or _NO_ANSWER_RE.match(cleaned) or _REFUSAL_RE.search(cleaned):
         return None
+    dates = find_dates(cleaned)
+    if dates and (dates[0][0] > 0 or dates[0][1] < len(cleaned)):  # "Today is 03/05/1973": the date
+        return cleaned[dates[0][0] : dates[0][1]]
     choice = _CHOICE_HEAD_RE.match(cleaned)
     if choice is not None and (cleaned.startswith("(") or len(cleaned) <= 2):
         return choice.group(1).upper()
