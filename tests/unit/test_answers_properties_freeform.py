@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from fractions import Fraction
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from deepprune_agents.answers import answers_equal, canonical_date, extract_answer, make_extractor, normalize_answer
@@ -74,6 +74,7 @@ words = st.from_regex(r"[a-z]{2,8}( [a-z]{2,8}){0,3}", fullmatch=True)
 @FAST
 @given(words)
 def test_free_text_ignores_case_punctuation_and_a_leading_article(phrase: str) -> None:
+    assume(phrase.split()[0] not in ("the", "an"))  # one leading article is dropped, not two
     assert answers_equal(phrase, "The " + phrase.upper() + ".")
     assert normalize_answer(phrase) == normalize_answer(phrase.title() + "!")
 
