@@ -8,6 +8,9 @@ trace files carry the *source's* own extraction next to each text (OVM ``respons
   agreement: the source found no answer either; a recorded "No answer!" / "[invalid]" is absent);
 * ``unextracted``: branches where we find no answer;
 * ``missed`` / ``extra``: recorded but not found by us / found by us but absent in the record;
+* ``cons_ours`` / ``cons_recorded``: accuracy of the majority vote over all of a question's traces (file
+  order, ``pruning.vote.majority_vote``) with our answers and with the recorded ones (a "No answer!"
+  record casts no vote), so a change in extraction shows up as a change in the figure it feeds;
 * with ``--math-verify`` (needs the PyPI package ``math-verify``): on the branches where our equality
   and math-verify's ``verify`` disagree about ours-vs-recorded, a count and a few examples. Dev-time
   only: the vote never calls math-verify.
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepprune_agents.answers import answers_equal, extract_answer, is_no_answer  # noqa: E402
+from deepprune_agents.pruning.vote import majority_vote  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
 
 TRACES = ROOT.parent / "shared" / "data" / "traces"
@@ -54,15 +58,20 @@ def _mv_equal(mv: Any, a: str, b: str) -> bool | None:
 def measure(path: Path, *, examples: int, mv: Any = None) -> dict[str, Any]:
     """Agreement figures of one trace file (see the module doc)."""
     total = agree = unextracted = missed = extra = recorded_none = 0
+    questions = cons_ours = cons_recorded = 0
     mv_checked = mv_disagree = 0
     bad: list[dict[str, Any]] = []
     mv_bad: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for q in load_traces([path]):
+        ours_all: list[str | None] = []
+        recorded_all: list[str | None] = []
         for t in q.traces:
             total += 1
             ours = extract_answer(t.text)
             rec = None if is_no_answer(t.answer) else t.answer
+            ours_all.append(ours)
+            recorded_all.append(rec)
             if ours is None:
                 unextracted += 1
             if rec is None:
@@ -85,6 +94,15 @@ def measure(path: Path, *, examples: int, mv: Any = None) -> dict[str, Any]:
                         mv_disagree += 1
                         if len(mv_bad) < examples:
                             mv_bad.append({"recorded": rec, "ours": ours, "ours_equal": ok, "math_verify": verdict})
+        if q.ground_truth is not None:
+            questions += 1
+            for answers, counter in ((ours_all, "ours"), (recorded_all, "recorded")):
+                voted = majority_vote(list(enumerate(answers))).answer
+                hit = voted is not None and answers_equal(voted, q.ground_truth)
+                if counter == "ours":
+                    cons_ours += hit
+                else:
+                    cons_recorded += hit
     out: dict[str, Any] = {
         "file": path.name,
         "branches": total,
@@ -93,6 +111,8 @@ def measure(path: Path, *, examples: int, mv: Any = None) -> dict[str, Any]:
         "recorded_none": recorded_none / total if total else None,
         "missed": missed,
         "extra": extra,
+        "cons_ours": cons_ours / questions if questions else None,
+        "cons_recorded": cons_recorded / questions if questions else None,
         "seconds": round(time.perf_counter() - t0, 2),
         "examples": bad,
     }
@@ -119,11 +139,14 @@ def main(argv: list[str] | None = None) -> int:
             print("math-verify is not installed (pip install math-verify); cross-check skipped.")
     files = sorted(args.traces.glob("*.jsonl"))
     results = [measure(p, examples=args.examples, mv=mv) for p in files]
-    print(f"{'file':45s} {'branches':>8s} {'agree':>7s} {'unextr.':>7s} {'missed':>6s} {'extra':>6s}")
+    print(
+        f"{'file':45s} {'branches':>8s} {'agree':>7s} {'unextr.':>7s} {'missed':>6s} {'extra':>6s} "
+        f"{'cons ours':>9s} {'cons rec.':>9s}"
+    )
     for r in results:
         print(
             f"{r['file']:45s} {r['branches']:8d} {r['agree']:7.1%} {r['unextracted']:7.1%} "
-            f"{r['missed']:6d} {r['extra']:6d}"
+            f"{r['missed']:6d} {r['extra']:6d} {r['cons_ours']:9.3f} {r['cons_recorded']:9.3f}"
             + (f"  math-verify disagrees {r['math_verify']['disagree_with_our_equality']}/"
                f"{r['math_verify']['checked']}" if "math_verify" in r else "")
         )  # fmt: skip
