@@ -13,8 +13,8 @@ The chain, most specific first (the first that finds something wins):
 5. free-form endings, only in the last sentence: "... is X." / "... as X." / "... was X." (the first
    date in X when X holds one; else X when it is short), a date, a number at the very end
    ("So she has 18 eggs."), or a short final line ("Paris."). 5 needs a finished sentence (a final
-   ``.`` or ``!``) except for a date, so a trace cut off mid-sentence by max_tokens gives no vote
-   instead of a half-computed number.
+   ``.`` or ``!``), or a date that ends the text, so a trace cut off mid-sentence by max_tokens gives no
+   vote instead of a half-computed one.
 
 ``make_extractor`` builds the per-run extractor from a regex or a callable (``answer_pattern`` setting).
 """
@@ -234,21 +234,21 @@ def _free_form(text: str) -> str | None:
     if not sentence or _REFUSAL_RE.search(sentence) or _ANSWER_PHRASE_RE.search(sentence):
         # declined, or "the answer is <placeholder>": step 3 already read this sentence and found nothing
         return None
+    dates = find_dates(sentence)
+    if not finished:
+        # Possibly cut off by max_tokens: only a date that ends the text counts ("... is 11/22/2001").
+        return sentence[dates[-1][0] :] if dates and dates[-1][1] == len(sentence) else None
     copulas = list(_COPULA_RE.finditer(sentence))
     for m in reversed(copulas):
         rest = sentence[m.end() :]
-        dates = find_dates(rest)
-        if dates:
-            return rest[dates[0][0] : dates[0][1]]
-        if finished:
-            phrase = _short_phrase(rest)
-            if phrase is not None:
-                return phrase
-    dates = find_dates(sentence)
+        rest_dates = find_dates(rest)
+        if rest_dates:
+            return rest[rest_dates[0][0] : rest_dates[0][1]]
+        phrase = _short_phrase(rest)
+        if phrase is not None:
+            return phrase
     if dates:
         return sentence[dates[-1][0] : dates[-1][1]]
-    if not finished:
-        return None
     number = _number_at_end(sentence)
     if number is not None:
         return number

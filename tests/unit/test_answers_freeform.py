@@ -55,6 +55,8 @@ def test_free_form_endings(ending: str, expected: str) -> None:
         "Therefore, the answer is unknown without additional information.",
         "Kylar needs to pay 5 * 16 = $<<5",  # cut off by max_tokens: no half-computed vote
         "Then find the price of the thirteenth glass:",
+        "The date today is 11/22/2001 (which",  # cut off after a date: the date was not the result yet
+        "Starting from 11/22/2001 we subtract",
         "The total is what she pays.",
     ],
 )
