@@ -19,6 +19,5 @@ def require_server_deps() -> None:
     missing = [name for name in ("starlette", "uvicorn") if find_spec(name) is None]
     if missing:
         raise ConfigError(
-            f"`deepprune serve --upstream` needs {' and '.join(missing)}: "
-            f"pip install 'deepprune-agents[{EXTRA}]'."
+            f"`deepprune serve --upstream` needs {' and '.join(missing)}: pip install 'deepprune-agents[{EXTRA}]'."
         )

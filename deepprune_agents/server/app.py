@@ -315,7 +315,9 @@ def build_app(config: ProxyConfig) -> Starlette:
             finally:
                 await client.close()
         if not ids:
-            return _error(502, "no upstream answered /v1/models: check that the --upstream servers run.", kind="upstream_error")
+            return _error(
+                502, "no upstream answered /v1/models: check that the --upstream servers run.", kind="upstream_error"
+            )
         data = [{"id": i, "object": "model", "created": 0, "owned_by": "deepprune-proxy"} for i in ids]
         return JSONResponse({"object": "list", "data": data})
 
@@ -340,13 +342,17 @@ def build_app(config: ProxyConfig) -> Starlette:
             return _error(400, str(exc), param=exc.param)
         question, system = wire.question_and_system(req.messages)
         if not question:
-            return _error(400, "no user message with text: the last user message is the question to solve.", param="messages")
+            return _error(
+                400, "no user message with text: the last user message is the question to solve.", param="messages"
+            )
         ctx = opts.context
         changes: dict[str, Any] = {"model": opts.model or ctx.model}
         if system:
             changes["system_prompt"] = (ctx.system_prompt + "\n\n" + system).strip()
         try:
-            opts = RequestOptions(context=ctx.replace(**changes), model=opts.model, progress=opts.progress, content=opts.content)
+            opts = RequestOptions(
+                context=ctx.replace(**changes), model=opts.model, progress=opts.progress, content=opts.content
+            )
         except ConfigError as exc:
             return _error(400, str(exc))
         if not limiter.try_acquire():

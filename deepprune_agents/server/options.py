@@ -114,11 +114,8 @@ def _coerce(key: str, value: Any, kind: type, source: str) -> Any:
             raise ValueError
         return value
     except (TypeError, ValueError):
-        raise OptionsError(
-            f"{where} must be {'a boolean' if kind is bool else f'an {kind.__name__}' if kind is int else kind.__name__}"
-            f" (got {value!r}).",
-            where,
-        ) from None
+        wanted = {bool: "a boolean", int: "an integer", float: "a number"}.get(kind, "a non-empty string")
+        raise OptionsError(f"{where} must be {wanted} (got {value!r}).", where) from None
 
 
 def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOptions:
@@ -127,7 +124,9 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
     model, suffix = split_model(body.get("model"))
     raw = body.get("deepprune") or {}
     if not isinstance(raw, dict):
-        raise OptionsError("the 'deepprune' field must be an object, e.g. {\"n\": 16, \"judge\": \"numbers\"}.", "deepprune")
+        raise OptionsError(
+            'the \'deepprune\' field must be an object, e.g. {"n": 16, "judge": "numbers"}.', "deepprune"
+        )
     changes: dict[str, Any] = {}
     for field_name, setting in STANDARD_FIELDS.items():
         if body.get(field_name) is not None:
@@ -139,7 +138,8 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
             if kind is None:
                 known = ", ".join(sorted([*ALLOWED, *PROXY_OPTIONS]))
                 raise OptionsError(
-                    f"unknown DeepPrune option {key!r}: use one of {known}.", f"deepprune.{key}" if source == "body" else "model"
+                    f"unknown DeepPrune option {key!r}: use one of {known}.",
+                    f"deepprune.{key}" if source == "body" else "model",
                 )
             target = proxy if key in PROXY_OPTIONS else changes
             target[key] = _coerce(key, value, kind, source)
@@ -149,7 +149,9 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
         )
     content = proxy.get("content", "branch")
     if content not in CONTENT_MODES:
-        raise OptionsError(f"deepprune.content must be one of {', '.join(CONTENT_MODES)} (got {content!r}).", "deepprune.content")
+        raise OptionsError(
+            f"deepprune.content must be one of {', '.join(CONTENT_MODES)} (got {content!r}).", "deepprune.content"
+        )
     try:
         context = defaults.replace(**changes) if changes else defaults
     except ConfigError as exc:
@@ -157,5 +159,7 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
     from deepprune_agents.judges import known_judges
 
     if context.judge not in known_judges():
-        raise OptionsError(f"unknown judge {context.judge!r}: use one of {', '.join(known_judges())}.", "deepprune.judge")
+        raise OptionsError(
+            f"unknown judge {context.judge!r}: use one of {', '.join(known_judges())}.", "deepprune.judge"
+        )
     return RequestOptions(context=context, model=model, progress=proxy.get("progress", True), content=content)

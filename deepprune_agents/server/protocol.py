@@ -60,7 +60,9 @@ def question_and_system(messages: list[ChatMessage]) -> tuple[str, str]:
     return question, system
 
 
-def error_body(message: str, *, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """OpenAI's error shape: the openai client raises it with ``message`` as the text."""
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -69,7 +71,9 @@ def new_completion_id() -> str:
     return "chatcmpl-dp-" + uuid.uuid4().hex
 
 
-def chunk(cid: str, model: str, created: int, delta: dict[str, Any] | None, *, finish: str | None = None, **top: Any) -> dict[str, Any]:
+def chunk(
+    cid: str, model: str, created: int, delta: dict[str, Any] | None, *, finish: str | None = None, **top: Any
+) -> dict[str, Any]:
     """One ``chat.completion.chunk``; ``delta=None`` gives a chunk without choices (the usage chunk)."""
     body: dict[str, Any] = {
         "id": cid,
@@ -143,7 +147,9 @@ def deepprune_summary(result: DeepPruneResult, *, prompt_tokens_estimated: bool)
     }
 
 
-def completion_body(cid: str, model: str, created: int, content: str, use: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]:
+def completion_body(
+    cid: str, model: str, created: int, content: str, use: dict[str, int], summary: dict[str, Any]
+) -> dict[str, Any]:
     """The non-streamed ``chat.completion``."""
     return {
         "id": cid,
@@ -151,7 +157,12 @@ def completion_body(cid: str, model: str, created: int, content: str, use: dict[
         "created": created,
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "logprobs": None, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
         ],
         "usage": use,
         "deepprune": summary,
