@@ -32,7 +32,7 @@ from deepprune_agents.errors import ConfigError, DeepPruneError, ModelNotFoundEr
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.server import protocol as wire
-from deepprune_agents.server.options import OptionsError, RequestOptions, parse_options
+from deepprune_agents.server.options import SUFFIX, OptionsError, RequestOptions, parse_options
 from deepprune_agents.settings import DeepPruneContext
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,10 @@ def build_app(config: ProxyConfig) -> Starlette:
             return _error(
                 502, "no upstream answered /v1/models: check that the --upstream servers run.", kind="upstream_error"
             )
-        data = [{"id": i, "object": "model", "created": 0, "owned_by": "deepprune-proxy"} for i in ids]
+        # Each model also under its ``+deepprune`` alias: clients that check the name against this list
+        # (DeepPrune's own backend among them) can then pick the suffix form and send options in the body.
+        names = [*ids, *(i + SUFFIX for i in ids)]
+        data = [{"id": i, "object": "model", "created": 0, "owned_by": "deepprune-proxy"} for i in names]
         return JSONResponse({"object": "list", "data": data})
 
     async def chat(request: Request) -> Response:
