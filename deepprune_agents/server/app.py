@@ -428,6 +428,22 @@ class ProxyServer:
         self.stop()
 
 
+def warm_judge(ctx: DeepPruneContext) -> str | None:
+    """Load the default judge and score one pair before serving, so the first request does not wait
+    for the model to load (seconds for the trained judge on a small CPU). Returns the error, if any:
+    the proxy still serves, and runs record judge errors as they always do."""
+    from deepprune_agents.graph import cached_judge, warm_up
+
+    async def warm() -> str | None:
+        judge = await cached_judge(ctx)
+        return None if ctx.policy == "none" else await warm_up(judge, ctx.judge_timeout_s)
+
+    try:
+        return asyncio.run(warm())
+    except DeepPruneError as exc:
+        return str(exc)
+
+
 def serve_forever(config: ProxyConfig, *, host: str, port: int) -> None:
     """Run the proxy in the foreground (the CLI); Ctrl-C stops it."""
     import uvicorn
@@ -436,6 +452,11 @@ def serve_forever(config: ProxyConfig, *, host: str, port: int) -> None:
 
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
+    error = warm_judge(config.defaults)
+    if error:
+        print(
+            f"deepprune proxy: warning: the {config.defaults.judge} judge did not warm up: {scrub(error)}", flush=True
+        )
     print(
         f"deepprune proxy: http://{host}:{actual}/v1 -> {', '.join(config.defaults.base_urls)} "
         f"(n={config.defaults.n}, {config.defaults.policy} policy, {config.defaults.judge} judge, "
