@@ -227,6 +227,17 @@ def test_disconnect_aborts_every_branch_upstream(make_proxy: Callable[..., Proxy
         assert health["active_runs"] == 0
 
 
+def test_disconnect_while_waiting_for_a_non_streamed_reply_aborts_too(make_proxy: Callable[..., ProxyServer]) -> None:
+    with ReplayServer([QUESTION], tokens_per_s=10) as slow:
+        proxy = make_proxy(slow.base_url)
+        body = {"model": "replay", "messages": MESSAGES, "deepprune": {**FAST, "policy": "none"}}
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+            httpx.post(proxy.base_url + "/chat/completions", json=body, timeout=httpx.Timeout(5.0, read=1.0))
+        assert slow.wait_idle(5.0), "branches kept running upstream after the client went away"
+        records = slow.records()
+        assert len(records) == 8 and all(r.disconnected for r in records)
+
+
 def test_over_the_limit_answers_429_with_retry_after(make_proxy: Callable[..., ProxyServer]) -> None:
     with ReplayServer([QUESTION], tokens_per_s=10) as slow:
         proxy = make_proxy(slow.base_url, max_concurrent=1, retry_after_s=3)
