@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from deepprune_agents.backends.openai_stream import api_key_from_env
 from deepprune_agents.errors import ConfigError, DeepPruneError, ModelNotFoundError
+from deepprune_agents.graph import validate_question
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.server import protocol as wire
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ENV_PROXY_API_KEY = "DEEPPRUNE_PROXY_API_KEY"
 TOKENIZE_TIMEOUT_S = 2.0
+KEEPALIVE_S = 15.0  # an SSE comment after this long without a chunk keeps idle-timeout proxies from cutting us
 
 
 @dataclass
@@ -60,15 +63,23 @@ class ProxyConfig:
             raise ConfigError(f"max_concurrent must be >= 1 (got {self.max_concurrent}).")
 
 
-def scrub(text: str) -> str:
-    """Never let the upstream key reach a client or a log line, whatever an error message quotes."""
+def scrub(text: str, upstreams: Sequence[str] = ()) -> str:
+    """Never let the upstream key reach a client or a log line, whatever an error message quotes. With
+    ``upstreams``, their URLs are replaced by ``upstream #i`` too (for what goes to clients: the
+    operator's network layout is not theirs to see)."""
     key = api_key_from_env()
-    return text.replace(key, "***") if key and key != "EMPTY" and len(key) >= 4 else text
+    if key and key != "EMPTY" and len(key) >= 4:
+        text = text.replace(key, "***")
+    for i, url in enumerate(upstreams):
+        base = url.rstrip("/")
+        root = base[: -len("/v1")] if base.endswith("/v1") else base
+        text = text.replace(base, f"upstream #{i}").replace(root, f"upstream #{i}")
+    return text
 
 
-def _error(status: int, message: str, **kw: Any) -> JSONResponse:
+def _error(status: int, message: str, *, upstreams: Sequence[str] = (), **kw: Any) -> JSONResponse:
     headers = kw.pop("headers", None)
-    return JSONResponse(wire.error_body(scrub(message), **kw), status_code=status, headers=headers)
+    return JSONResponse(wire.error_body(scrub(message, upstreams), **kw), status_code=status, headers=headers)
 
 
 async def _prompt_tokens(ctx: DeepPruneContext, model: str | None, question: str) -> tuple[int, bool]:
@@ -165,14 +176,20 @@ class _RunResponse:
         except Exception as exc:
             queue.put_nowait(exc)
 
-    async def _run(self, on_event: Any) -> DeepPruneResult:
+    async def _run(self, on_event: Any, on_idle: Any = None) -> DeepPruneResult:
+        """The run's result; ``on_event`` gets each progress event, ``on_idle`` is called after
+        ``KEEPALIVE_S`` without one (a long judge round must not look like a dead connection)."""
         ctx = self.opts.context
         queue: asyncio.Queue[Any] = asyncio.Queue()
         pump = asyncio.ensure_future(self._pump(queue))
         tokens = asyncio.ensure_future(_prompt_tokens(ctx, ctx.model, self.question))
         try:
             while True:
-                item = await queue.get()
+                try:
+                    item = await (queue.get() if on_idle is None else asyncio.wait_for(queue.get(), KEEPALIVE_S))
+                except TimeoutError:
+                    await on_idle()
+                    continue
                 if isinstance(item, Exception):
                     raise item
                 if isinstance(item, DeepPruneResult):
@@ -203,7 +220,8 @@ class _RunResponse:
             result = await self._run(ignore)
         except Exception as exc:
             status, kind = _status_of(exc)
-            await _error(status, str(exc), kind=kind)(self.scope, _no_receive, send)
+            hide = self.opts.context.base_urls
+            await _error(status, str(exc), kind=kind, upstreams=hide)(self.scope, _no_receive, send)
             return
         content, use, summary = self._final(result)
         body = wire.completion_body(self.cid, self.model_label, self.created, content, use, summary)
@@ -240,11 +258,15 @@ class _RunResponse:
                 if out:
                     await write(*out)
 
+        async def keep_alive() -> None:
+            await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+
         try:
-            result = await self._run(on_event)
+            result = await self._run(on_event, keep_alive)
         except Exception as exc:
             status, kind = _status_of(exc)
-            await write(wire.error_body(scrub(str(exc)), kind=kind, code=str(status)), "[DONE]")
+            message = scrub(str(exc), self.opts.context.base_urls)
+            await write(wire.error_body(message, kind=kind, code=str(status)), "[DONE]")
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         content, use, summary = self._final(result)
@@ -349,6 +371,10 @@ def build_app(config: ProxyConfig) -> Starlette:
                 400, "no user message with text: the last user message is the question to solve.", param="messages"
             )
         ctx = opts.context
+        try:
+            question = validate_question(question, ctx)
+        except ConfigError as exc:
+            return _error(400, str(exc), param="messages")
         changes: dict[str, Any] = {"model": opts.model or ctx.model}
         if system:
             changes["system_prompt"] = (ctx.system_prompt + "\n\n" + system).strip()

@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deepprune_agents.answers import extract_answer
 from deepprune_agents.result import DeepPruneResult
 
 PROGRESS_PREFIX = "deepprune: "
@@ -221,8 +220,3 @@ class ProgressLines:
 def accepted_line(n: int, policy: str, judge: str) -> str:
     """The first progress line, sent before the run starts (loading a judge can take seconds)."""
     return f"{PROGRESS_PREFIX}accepted: n={n}, {policy} policy, {judge} judge\n"
-
-
-def answer_of(text: str) -> str | None:
-    """The answer a client would read from the reply (tests compare it with ``deepprune ask``'s)."""
-    return extract_answer(text)

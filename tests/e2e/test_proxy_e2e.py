@@ -351,6 +351,9 @@ def test_keys_never_mixed_and_the_upstream_key_never_leaks(
     assert seen and set(seen) == {f"Bearer {upstream_key}"}, "the upstream got another key than DEEPPRUNE_API_KEY"
     for text in (*exchanged, caplog.text):
         assert upstream_key not in text
+    for text in exchanged:  # what clients read does not show the operator's upstream URLs either
+        assert server.base_url not in text and server.root_url not in text
+    assert any("upstream #0" in text for text in exchanged)
 
 
 def test_a_deepprune_client_behind_the_proxy_never_reads_progress_as_thinking(
@@ -368,3 +371,40 @@ def test_a_deepprune_client_behind_the_proxy_never_reads_progress_as_thinking(
         assert PROGRESS_PREFIX not in b.text and PROGRESS_PREFIX not in thinking
         assert b.text.rstrip().endswith(f"The answer is {b.answer}.")
     assert result.tokens_generated <= upstream_tokens(upstream)  # the inner runs may prune
+
+
+def test_several_upstreams_share_the_branches_and_list_models_once(make_proxy: Callable[..., ProxyServer]) -> None:
+    with ReplayServer([QUESTION], tokens_per_s=200) as a, ReplayServer([QUESTION], tokens_per_s=200) as b:
+        ctx = DeepPruneContext(base_urls=[a.base_url, b.base_url], judge="numbers")
+        with ProxyServer(ProxyConfig(ctx)) as proxy:
+            client = openai.OpenAI(base_url=proxy.base_url, api_key="unused", max_retries=0)
+            assert [m.id for m in client.models.list().data] == ["replay", "replay+deepprune"]
+            reply = client.chat.completions.create(
+                model="replay",
+                messages=MESSAGES,
+                extra_body={"deepprune": {"n": 8, "policy": "none"}},  # type: ignore[arg-type]
+            )
+        assert a.records() and b.records(), "branches should spread over both upstreams"
+        assert len(a.records()) + len(b.records()) == 8
+        assert reply.usage is not None
+        assert reply.usage.completion_tokens == upstream_tokens(a) + upstream_tokens(b)  # nothing pruned: exact
+
+
+def test_a_silent_stream_sends_keep_alive_comments(
+    make_proxy: Callable[..., ProxyServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepprune_agents.server import app as proxy_app
+
+    monkeypatch.setattr(proxy_app, "KEEPALIVE_S", 0.1)
+    with ReplayServer([QUESTION], tokens_per_s=10) as slow:
+        proxy = make_proxy(slow.base_url)
+        body = {"model": "replay", "messages": MESSAGES, "stream": True, "deepprune": {**FAST, "progress": False}}
+        comments = 0
+        with httpx.stream("POST", proxy.base_url + "/chat/completions", json=body, timeout=10) as resp:
+            for line in resp.iter_lines():
+                assert "reasoning" not in line  # progress is off: nothing else is sent while branches run
+                comments += line == ": keep-alive"
+                if comments == 3:
+                    break
+        assert comments == 3
+        assert slow.wait_idle(5.0)
