@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from test_replay_server_e2e import RIGHT, WRONG  # tests/e2e is on sys.path (rootdir import mode)
 
 from deepprune_agents.cli import main as cli_main
 from deepprune_agents.evaluation import replay_server
@@ -26,8 +27,6 @@ from deepprune_agents.server.app import ProxyConfig, ProxyServer
 from deepprune_agents.server.protocol import PROGRESS_PREFIX
 from deepprune_agents.settings import DeepPruneContext
 
-RIGHT = "Tom has 3 apples and buys 4 more, so 3 + 4 = 7 apples." + " Counting again we get 7." * 6 + " The answer is 7."
-WRONG = "Tom has 3 apples and loses 2, so 3 - 2 = 1 apple." + " Counting again we get 1." * 6 + " The answer is 1."
 ODD = "Tom has 3 apples, doubles them to 6, so 6 apples." + " Counting again we get 6." * 6 + " The answer is 6."
 QUESTION = ReplayQuestion(
     "apples",
