@@ -47,7 +47,9 @@ def start_proxy(upstream: str, judge: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    if "deepprune proxy" not in line:
+    if "loading the" in line:  # the judge warms up first
+        line = proc.stdout.readline()
+    if "deepprune proxy: http" not in line:
         proc.kill()
         raise SystemExit(f"the proxy did not start: {line}{proc.stdout.read()}")
     base = f"http://127.0.0.1:{port}/v1"

@@ -68,10 +68,18 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 0 and 65535 (got {port}).")
     given = {"n": args.n, "judge": args.judge, "policy": args.policy, "model": args.model}
     defaults = DeepPruneContext(base_urls=list(args.upstream), **{k: v for k, v in given.items() if v is not None})
+    config = ProxyConfig(defaults, max_concurrent=args.max_concurrent)
+    # uvicorn re-raises the signal that stopped it once it has shut down; as KeyboardInterrupt it ends in
+    # a clean exit status 0, like the embedded server's.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
-        serve_forever(ProxyConfig(defaults, max_concurrent=args.max_concurrent), host=args.host, port=port)
+        serve_forever(config, host=args.host, port=port)
     except KeyboardInterrupt:
-        return 0
+        pass
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

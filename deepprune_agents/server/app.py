@@ -263,6 +263,8 @@ class _RunResponse:
 
         try:
             result = await self._run(on_event, keep_alive)
+        except OSError:  # the client is gone: nothing to tell it (the watcher cancels what is left)
+            raise
         except Exception as exc:
             status, kind = _status_of(exc)
             message = scrub(str(exc), self.opts.context.base_urls)
@@ -273,10 +275,11 @@ class _RunResponse:
         tail: list[dict[str, Any] | str] = [
             wire.chunk(cid, label, created, {"content": piece}) for piece in wire.content_pieces(content)
         ]
-        final = wire.chunk(cid, label, created, {}, finish="stop", usage=use, deepprune=summary)
-        tail.append(final)
-        if self.include_usage:  # OpenAI's own usage chunk: no choices, after the finish chunk
+        if self.include_usage:  # OpenAI's place: a chunk without choices after the finish chunk, and only there
+            tail.append(wire.chunk(cid, label, created, {}, finish="stop", deepprune=summary))
             tail.append(wire.chunk(cid, label, created, None, usage=use, deepprune=summary))
+        else:  # not asked for: still on the finish chunk (once, so clients that add chunk usages count it once)
+            tail.append(wire.chunk(cid, label, created, {}, finish="stop", usage=use, deepprune=summary))
         tail.append("[DONE]")
         await write(*tail)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -478,6 +481,7 @@ def serve_forever(config: ProxyConfig, *, host: str, port: int) -> None:
 
     sock = _bind(host, port)
     actual = sock.getsockname()[1]
+    print(f"deepprune proxy: loading the {config.defaults.judge} judge before serving...", flush=True)
     error = warm_judge(config.defaults)
     if error:
         print(

@@ -21,7 +21,7 @@ from test_replay_server_e2e import RIGHT, WRONG  # tests/e2e is on sys.path (roo
 from deepprune_agents.cli import main as cli_main
 from deepprune_agents.evaluation import replay_server
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, make_trace
-from deepprune_agents.evaluation.replay_server import ReplayServer
+from deepprune_agents.evaluation.replay_server import FaultConfig, ReplayServer
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.server.app import ProxyConfig, ProxyServer
 from deepprune_agents.server.protocol import PROGRESS_PREFIX
@@ -138,9 +138,18 @@ def test_langchain_chat_openai(upstream: ReplayServer, make_proxy: Callable[...,
     sent = upstream_tokens(upstream)
     assert 0 < message.usage_metadata["output_tokens"] <= sent <= message.usage_metadata["output_tokens"] + 5 * 8
     before = upstream_tokens(upstream)
-    pieces = list(llm.stream(QUESTION.question))
+    streaming = ChatOpenAI(
+        model="replay",
+        base_url=proxy.base_url,
+        api_key="unused",
+        stream_usage=True,
+        extra_body={"deepprune": FAST},  # type: ignore[arg-type]
+    )
+    pieces = list(streaming.stream(QUESTION.question))
     assert "".join(str(p.content) for p in pieces).endswith("The answer is 7.")
-    assert upstream_tokens(upstream) > before
+    output_tokens = sum(p.usage_metadata["output_tokens"] for p in pieces if p.usage_metadata)
+    sent = upstream_tokens(upstream) - before
+    assert 0 < output_tokens <= sent <= output_tokens + 5 * 8  # counted once, not once per usage-bearing chunk
 
 
 def test_curl_streams_server_sent_events(upstream: ReplayServer, make_proxy: Callable[..., ProxyServer]) -> None:
@@ -407,3 +416,54 @@ def test_a_silent_stream_sends_keep_alive_comments(
                     break
         assert comments == 3
         assert slow.wait_idle(5.0)
+
+
+def test_every_branch_failing_upstream_is_a_502_naming_the_cause(make_proxy: Callable[..., ProxyServer]) -> None:
+    with ReplayServer([QUESTION], faults=FaultConfig(open_status=400, open_rate=1.0)) as broken:
+        proxy = make_proxy(broken.base_url)
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as err:
+            client.chat.completions.create(model="replay", messages=MESSAGES, extra_body={"deepprune": FAST})  # type: ignore[arg-type]
+        assert err.value.status_code == 502
+        assert "all 8 branches failed" in err.value.message and "upstream #0 rejected" in err.value.message
+        with pytest.raises(openai.APIError) as streamed:  # after the 200 of a stream: an error event
+            list(
+                client.chat.completions.create(
+                    model="replay", messages=MESSAGES, stream=True, extra_body={"deepprune": FAST},  # type: ignore[arg-type]
+                )
+            )  # fmt: skip
+        assert "all 8 branches failed" in streamed.value.message
+
+
+def test_the_cli_serves_until_sigterm(upstream: ReplayServer) -> None:
+    import os
+    import signal
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "deepprune_agents.cli", "serve", "--upstream", upstream.base_url, "--port", str(port)]
+    cmd += ["--judge", "numbers", "--n", "4", "--max-concurrent", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    try:
+        assert proc.stdout is not None
+        assert "loading the numbers judge" in proc.stdout.readline()
+        banner = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}/v1" in banner and "n=4" in banner and "max 2 concurrent" in banner
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        reply = None
+        deadline = time.monotonic() + 30
+        while reply is None and time.monotonic() < deadline:
+            try:
+                reply = client.chat.completions.create(model="replay", messages=MESSAGES)  # type: ignore[arg-type]
+            except openai.APIConnectionError:
+                time.sleep(0.05)
+        assert reply is not None and len((reply.model_extra or {})["deepprune"]["branches"]) == 4  # the CLI's --n
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
