@@ -144,7 +144,7 @@ class DeepPruneContext:
 
         check_reasoning_format(self.reasoning_format)
         if not isinstance(self.chat_template_kwargs, dict):
-            raise ConfigError("chat_template_kwargs must be a JSON object, e.g. {\"enable_thinking\": true}.")
+            raise ConfigError('chat_template_kwargs must be a JSON object, e.g. {"enable_thinking": true}.')
         for url in self.base_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")

@@ -23,6 +23,7 @@ thinking. ``ReasoningFormat`` says what to expect:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
@@ -45,6 +46,7 @@ __all__ = [
     "delta_reasoning",
     "inline_continuation",
     "split_message",
+    "split_recorded",
     "split_text",
 ]
 
@@ -168,3 +170,20 @@ def inline_continuation(reasoning: str, content: str) -> str:
     if not content:
         return OPEN_TAG + reasoning
     return OPEN_TAG + reasoning + CLOSE_TAG + content
+
+
+_SENTENCE_END = re.compile(r"[.!?]\s+(?=\S)")
+
+
+def split_recorded(text: str) -> tuple[str, str]:
+    """``(thinking, answer)`` of a recorded trace, for serving or simulating it as a reasoning model.
+
+    A trace with ``</think>`` splits there; a trace without tags is read as thinking followed by its
+    last sentence as the answer (recorded chain-of-thought traces end on "The answer is N."); a single
+    sentence is all answer."""
+    if CLOSE_TAG in text:
+        return split_text(text)
+    ends = [m.end() for m in _SENTENCE_END.finditer(text.rstrip())]
+    if not ends:
+        return "", text
+    return text[: ends[-1]], text[ends[-1] :]

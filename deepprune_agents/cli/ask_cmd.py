@@ -60,7 +60,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--chat-template-kwargs",
         type=json.loads,
         default={},
-        help='JSON passed to the chat template, e.g. \'{"enable_thinking": true}\'',
+        help="JSON passed to the chat template, e.g. '{\"enable_thinking\": true}'",
     )
     p.add_argument("--reasoning-effort", default=None, help="low | medium | high (models that take it)")
 
