@@ -59,6 +59,7 @@ from deepprune_agents.evaluation.replay_data import (
     QuestionIndex,
     ReplayQuestion,
     ReplayTrace,
+    thinking_pieces,
     trace_index,
 )
 from deepprune_agents.truncation import simple_tokenize
@@ -78,12 +79,13 @@ def stream_parts(text: str, pieces: tuple[str, ...], mode: str | None) -> tuple[
         return tuple(("content", p) for p in pieces)
     if mode not in REASONING_MODES:
         raise ConfigError(f"unknown reasoning mode {mode!r}: use one of {', '.join(REASONING_MODES)}.")
-    thinking, answer = split_recorded(text)
     if mode in ("inline", "inline-open"):
+        thinking, answer = split_recorded(text)
         opening = OPEN_TAG if mode == "inline" else ""
         inline = opening + thinking + CLOSE_TAG + answer if thinking else answer
         return tuple(("content", p) for p in simple_tokenize(inline))
-    return tuple((mode, p) for p in simple_tokenize(thinking)) + tuple(("content", p) for p in simple_tokenize(answer))
+    thinking_p, answer_p = thinking_pieces(text)
+    return tuple((mode, p) for p in thinking_p) + tuple(("content", p) for p in answer_p)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from deepprune_agents.answers import extract_answer
+from deepprune_agents.engine import branch_answer
 from deepprune_agents.errors import DeepPruneError
-from deepprune_agents.evaluation.replay_data import ReplayTrace
+from deepprune_agents.evaluation.replay_data import ReplayTrace, as_reasoning_trace
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import PruningPolicy
 from deepprune_agents.pruning.types import BranchStatus, BranchView
@@ -73,6 +74,7 @@ class SimBranch:
     tokens: int = 0
     status: BranchStatus = "running"
     cancel_reason: str | None = None
+    thinking: int = 0  # reasoning mode: how many of the trace's pieces are thinking
     _views: dict[tuple[int, str], BranchView] = field(default_factory=dict, repr=False)
 
     @property
@@ -82,6 +84,10 @@ class SimBranch:
     def answer(self) -> str | None:
         if self.status != "finished":
             return None
+        if self.thinking:  # a reasoning model: the content's answer, else the thinking's (engine's rule)
+            t, cut = self.trace, min(self.tokens, self.thinking)
+            reasoning, content = t.text[: t.offsets[cut]], t.text[t.offsets[cut] : t.offsets[self.tokens]]
+            return branch_answer(content, reasoning, "stop" if self.tokens == t.n_tokens else "length")
         if self.tokens == self.trace.n_tokens:
             return self.trace.answer
         return extract_answer(self.trace.prefix(self.tokens))  # cut by max_tokens
@@ -143,13 +149,21 @@ class SimResult:
 
 
 class _Sim:
-    def __init__(self, policy: PruningPolicy, judge: Judge, traces: Sequence[ReplayTrace], max_tokens: int | None):
+    def __init__(
+        self,
+        policy: PruningPolicy,
+        judge: Judge,
+        traces: Sequence[ReplayTrace],
+        max_tokens: int | None,
+        reasoning: bool = False,
+    ):
         if not traces:
             raise DeepPruneError("simulate needs at least one trace.")
         self.policy, self.judge = policy, judge
+        served = [as_reasoning_trace(t) if reasoning else (t, 0) for t in traces]
         self.branches = [
-            SimBranch(i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens))
-            for i, t in enumerate(traces)
+            SimBranch(i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens), thinking=k)
+            for i, (t, k) in enumerate(served)
         ]
         for b in self.branches:
             if b.limit == 0:
@@ -264,10 +278,17 @@ class _Sim:
 
 
 async def simulate(
-    policy: PruningPolicy, judge: Judge, traces: Sequence[ReplayTrace], *, max_tokens: int | None = None
+    policy: PruningPolicy,
+    judge: Judge,
+    traces: Sequence[ReplayTrace],
+    *,
+    max_tokens: int | None = None,
+    reasoning: bool = False,
 ) -> SimResult:
     """Replay ``policy`` over ``traces`` (branch i = ``traces[i]``) with ``judge``; see the module doc.
 
     ``policy`` must be fresh (policies keep cluster state); ``max_tokens`` caps each branch like the
-    request's ``max_tokens`` does on the server."""
-    return await _Sim(policy, judge, traces, max_tokens).run()
+    request's ``max_tokens`` does on the server. ``reasoning``: the traces as the replay server streams
+    them in its ``reasoning``/``reasoning_content`` mode (thinking, then answer; the judge reads both, the
+    vote the content's answer, or the thinking's when a branch was cut before its content)."""
+    return await _Sim(policy, judge, traces, max_tokens, reasoning).run()

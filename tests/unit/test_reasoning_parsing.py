@@ -15,10 +15,12 @@ from deepprune_agents.backends.reasoning import (
     check_reasoning_format,
     inline_continuation,
     split_message,
+    split_recorded,
     split_text,
 )
 from deepprune_agents.engine import Branch, branch_answer
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.evaluation.replay_server import stream_parts
 
 THINKING = "Tom has 3 apples, buys 4: 3 + 4 = 7. Check: 7 - 4 = 3 < 4? yes."
 ANSWER = "\n\nThe answer is 7."
@@ -182,3 +184,22 @@ async def test_sse_inline_tags_split_across_chunks_and_held_tail_flushed_at_fini
     assert "".join(c.reasoning for c in got) == "3 + 4 = 7"
     assert "".join(c.text for c in got) == "The answer is 7. <"
     assert got[-1].finish_reason == "stop"
+
+
+def test_recorded_traces_split_into_thinking_and_answer() -> None:
+    assert split_recorded("<think>a b</think>The answer is 7.") == ("a b", "The answer is 7.")
+    assert split_recorded("3 + 4 = 7. So 7.\nThe answer is 7.") == ("3 + 4 = 7. So 7.\n", "The answer is 7.")
+    assert split_recorded("The answer is 7.") == ("", "The answer is 7.")
+
+
+def test_replay_stream_parts_in_each_reasoning_mode() -> None:
+    text = "<think>3 + 4 = 7.</think> The answer is 7."
+    pieces = ("x",)
+    assert stream_parts(text, pieces, None) == (("content", "x"),)
+    fields = stream_parts(text, pieces, "reasoning_content")
+    assert "".join(p for k, p in fields if k == "reasoning_content") == "3 + 4 = 7."
+    assert "".join(p for k, p in fields if k == "content") == " The answer is 7."
+    inline_open = "".join(p for _, p in stream_parts(text, pieces, "inline-open"))
+    assert inline_open == "3 + 4 = 7.</think> The answer is 7."
+    with pytest.raises(ConfigError):
+        stream_parts(text, pieces, "xml")
