@@ -203,3 +203,29 @@ def test_replay_stream_parts_in_each_reasoning_mode() -> None:
     assert inline_open == "3 + 4 = 7.</think> The answer is 7."
     with pytest.raises(ConfigError):
         stream_parts(text, pieces, "xml")
+
+
+def test_think_hard_content_is_answer_and_summary_not_the_thinking() -> None:
+    from deepprune_agents.result import BranchResult, DeepPruneResult
+    from deepprune_agents.tools import format_content
+
+    thinking = "Tom has 3 apples and buys 4 more, so 3 + 4 = 7. " * 20
+    branches = [
+        BranchResult(
+            id=0, status="finished", tokens=9, answer="7", voted=True, reasoning=thinking, text="So 7 apples."
+        ),
+        BranchResult(id=1, status="finished", tokens=9, answer="7", voted=True, reasoning=thinking, text=""),
+    ]
+    common = {"question": "q", "n": 2, "policy": "paper", "judge": "numbers", "model": "m", "wall_time_s": 1.0}
+    result = DeepPruneResult(
+        answer="7", branches=branches, tokens_generated=18, tokens_cons_estimate=18, token_saving=0.0, **common
+    )
+    lines = format_content(result).split("\n")
+    assert lines[0] == "Answer: 7" and lines[1] == "Summary: So 7 apples." and len(lines) == 3
+    assert thinking[:40] not in format_content(result)
+    with_thinking = format_content(result, summary_chars=0, thinking_chars=30)
+    assert "Summary" not in with_thinking and "Thinking: Tom has 3 apples" in with_thinking
+    # no content (cut by length): the end of the thinking stands in, bounded
+    result.branches = branches[1:]
+    summary = format_content(result, summary_chars=50).split("\n")[1]
+    assert summary.startswith("Summary: …") and len(summary) <= len("Summary: …") + 50
