@@ -95,3 +95,26 @@ async def test_reasoning_is_judged_and_the_answer_falls_back_to_the_thinking(
         assert b.finish_reason == "length"
         assert b.answer == extract_answer(b.reasoning)
     assert await wait_until_idle(thinking_server.root_url, 10.0), "a request was left running on the server"
+
+
+async def test_thinking_closed_by_the_server_leaves_the_answer_to_the_content(
+    thinking_server: EmbeddedServer,
+) -> None:
+    # vLLM's thinking_token_budget makes the server emit </think> after 12 thinking tokens: the parser then
+    # routes the rest to content, which the answer is read from (the thinking only when it has none).
+    ctx = DeepPruneContext(
+        n=2,
+        policy="none",
+        judge="numbers",
+        max_tokens=32,
+        extra_body={"min_tokens": 32, "thinking_token_budget": 12},
+        base_urls=[thinking_server.base_url],
+        model=thinking_server.model,
+    )
+    result = await DeepPruneReasoner(ctx).ainvoke(QUESTION)
+    for b in result.branches:
+        assert b.status == "finished" and b.reasoning.strip() and b.text.strip(), b
+        assert "</think>" not in b.reasoning + b.text
+        content_answer = extract_answer(b.text)
+        assert b.answer == (content_answer if content_answer is not None else extract_answer(b.reasoning))
+    assert await wait_until_idle(thinking_server.root_url, 10.0)
