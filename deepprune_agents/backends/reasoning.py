@@ -74,13 +74,15 @@ class ThinkSplitter:
     text held back at the end of the stream. ``reclassify`` is True once, in ``auto``, when a bare
     ``</think>`` showed that the content returned before was thinking: the caller moves it over."""
 
-    __slots__ = ("_active", "_held", "_state")
+    __slots__ = ("_active", "_held", "_state", "verbatim")
 
     def __init__(self, fmt: ReasoningFormat = "auto") -> None:
         self._active = fmt in ("auto", "inline")
         # before: nothing seen yet (auto); thinking: inside <think>; answer: after </think> (final).
         self._state = "thinking" if fmt == "inline" else "before"
         self._held = ""
+        #: A chunk without "<" would come back unchanged as content: callers may skip ``feed`` (hot path).
+        self.verbatim = self._state != "thinking"
 
     @property
     def thinking(self) -> bool:
@@ -118,11 +120,13 @@ class ThinkSplitter:
             self._held = buf[cut:]
             (reasoning if self._state == "thinking" else content).append(buf[:cut])
             break
+        self.verbatim = not self._held and self._state != "thinking"
         return "".join(reasoning), "".join(content), reclassify
 
     def flush(self) -> tuple[str, str]:
         """What was held back as a possible tag start: the stream ended, so it was text after all."""
         held, self._held = self._held, ""
+        self.verbatim = self._state != "thinking"
         return (held, "") if self._state == "thinking" else ("", held)
 
 

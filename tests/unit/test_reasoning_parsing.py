@@ -229,3 +229,18 @@ def test_think_hard_content_is_answer_and_summary_not_the_thinking() -> None:
     result.branches = branches[1:]
     summary = format_content(result, summary_chars=50).split("\n")[1]
     assert summary.startswith("Summary: …") and len(summary) <= len("Summary: …") + 50
+
+
+@pytest.mark.parametrize("fmt", ["auto", "inline"])
+async def test_sse_path_with_its_fast_path_equals_the_splitter_on_every_cut(fmt: str) -> None:
+    text = ("" if fmt == "inline" else "<think>") + THINKING + "</think>" + ANSWER
+    for pieces in cut_everywhere(text)[::7]:
+        lines = [line for p in pieces for line in delta_event({"content": p})]
+        lines += delta_event({}, "stop")
+        got = await stream(lines, fmt)
+        reasoning, content = "", ""
+        for c in got:
+            if c.reclassify:
+                reasoning, content = reasoning + content, ""
+            reasoning, content = reasoning + c.reasoning, content + c.text
+        assert (reasoning, content) == (THINKING, ANSWER), pieces
