@@ -267,6 +267,9 @@ class BranchStream:
                 # Substring test first: a non-reasoning model's chunks never pay for the field lookups.
                 if self._fields and "reasoning" in payload:
                     reasoning = delta_reasoning(delta)
+                    marker = event.get("deepprune")  # a DeepPrune proxy's progress line: not the model's thinking
+                    if reasoning and isinstance(marker, dict) and marker.get("progress"):
+                        reasoning = ""
             else:
                 text = choice.get("text") or ""
             splitter = self._splitter

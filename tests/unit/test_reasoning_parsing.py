@@ -244,3 +244,9 @@ async def test_sse_path_with_its_fast_path_equals_the_splitter_on_every_cut(fmt:
                 reasoning, content = reasoning + content, ""
             reasoning, content = reasoning + c.reasoning, content + c.text
         assert (reasoning, content) == (THINKING, ANSWER), pieces
+
+
+async def test_progress_lines_of_a_deepprune_proxy_are_not_thinking() -> None:
+    progress = {"choices": [{"delta": {"reasoning": "deepprune: 3 branches started"}}], "deepprune": {"progress": True}}
+    lines = [f"data: {json.dumps(progress)}", "", *delta_event({"reasoning": "3 + 4"}, "stop")]
+    assert [c.reasoning for c in await stream(lines)] == ["3 + 4"]
