@@ -19,6 +19,7 @@ import pytest
 from deepprune_agents.answers import extract_answer
 from deepprune_agents.backends.embedded import EmbeddedServer
 from deepprune_agents.backends.metrics import wait_until_idle
+from deepprune_agents.backends.openai_stream import BranchRequest, Endpoint
 from deepprune_agents.judges import get_judge, register_judge
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.settings import DeepPruneContext
@@ -118,3 +119,30 @@ async def test_thinking_closed_by_the_server_leaves_the_answer_to_the_content(
         content_answer = extract_answer(b.text)
         assert b.answer == (content_answer if content_answer is not None else extract_answer(b.reasoning))
     assert await wait_until_idle(thinking_server.root_url, 10.0)
+
+
+async def test_a_branch_resumed_mid_thinking_goes_on_thinking(thinking_server: EmbeddedServer) -> None:
+    # What BranchPool.restore sends for a branch checkpointed inside its thinking: the thinking inline and
+    # still open, continued with continue_final_message; the parser must keep routing it to reasoning.
+    base = BranchRequest(
+        model=thinking_server.model,
+        messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=24,
+        temperature=0.0,
+        extra_body={"min_tokens": 12},
+    )
+    request = base.resumed("", 12, reasoning="\nTom has 3 apples. He buys 4 more, so")
+    assert request.continuation.startswith("<think>")
+    endpoint = Endpoint(thinking_server.base_url, read_timeout_s=120)
+    try:
+        stream = await endpoint.open(request)
+        try:
+            chunks = [c async for c in stream]
+        finally:
+            await stream.close()
+    finally:
+        await endpoint.aclose()
+    assert "".join(c.reasoning for c in chunks).strip()
+    assert not "".join(c.text for c in chunks).strip()
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["length"]
+    assert sum(1 for c in chunks if c.reasoning) <= 12  # the remaining budget: 24 - 12 tokens done

@@ -250,3 +250,23 @@ async def test_progress_lines_of_a_deepprune_proxy_are_not_thinking() -> None:
     progress = {"choices": [{"delta": {"reasoning": "deepprune: 3 branches started"}}], "deepprune": {"progress": True}}
     lines = [f"data: {json.dumps(progress)}", "", *delta_event({"reasoning": "3 + 4"}, "stop")]
     assert [c.reasoning for c in await stream(lines)] == ["3 + 4"]
+
+
+def test_a_checkpointed_branch_resumes_with_its_thinking_sent_back_inline() -> None:
+    from deepprune_agents.engine import BranchPool
+
+    requests = [BranchRequest(model="m", max_tokens=100), BranchRequest(model="m", max_tokens=100)]
+    snaps = [
+        {"status": "running", "tokens": 30, "reasoning": "3 + 4 = 7, so", "text": ""},
+        {"status": "finished", "tokens": 40, "reasoning": "3 + 4 = 7.", "text": " The answer is 7.", "answer": "7"},
+    ]
+    pool = BranchPool.restore(None, requests, snaps)  # type: ignore[arg-type]
+    mid, done = pool.branches
+    assert mid.status == "pending" and mid.request.continuation == "<think>3 + 4 = 7, so"
+    assert mid.request.max_tokens == 70 and mid.reasoning == "3 + 4 = 7, so" and mid.text == ""
+    assert done.status == "finished" and done.request.continuation == ""
+    assert (done.reasoning, done.text, done.trace_text) == (
+        "3 + 4 = 7.",
+        " The answer is 7.",
+        "3 + 4 = 7. The answer is 7.",
+    )
