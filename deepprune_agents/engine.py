@@ -34,6 +34,33 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 
 
+def branch_answer(
+    text: str, reasoning: str = "", finish_reason: str | None = None, extract: Extractor = extract_answer
+) -> str | None:
+    """The answer a branch votes with: extracted from its final content; from the last answer in its
+    thinking only when the content cannot hold one (cut by ``length``, or empty), as a reasoning model
+    stopped mid-thinking has no content yet. The one place the engine (and the simulator) call the
+    extractor (``extract``: the run's, ``answers.make_extractor(ctx.answer_pattern)``)."""
+    answer = extract(text) if text.strip() else None
+    if answer is None and reasoning and (finish_reason == "length" or not text.strip()):
+        answer = extract(reasoning)
+    return answer
+
+
+@dataclass(slots=True)
+class _Joined:
+    """A list of pieces joined once per new piece, not once per read (the judge reads often)."""
+
+    count: int = 0
+    text: str = ""
+
+    def of(self, pieces: list[str]) -> str:
+        if self.count != len(pieces):
+            self.text += "".join(pieces[self.count :])
+            self.count = len(pieces)
+        return self.text
+
+
 @dataclass
 class Branch:
     """One branch's live state. Mutated only by its own task and by ``BranchPool.cancel``."""
@@ -41,7 +68,9 @@ class Branch:
     id: int
     request: BranchRequest
     status: BranchStatus = "pending"
-    pieces: list[str] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)  # thinking and content, as generated: what the judge reads
+    reasoning_pieces: list[str] = field(default_factory=list)
+    content_pieces: list[str] = field(default_factory=list)
     tokens: int = 0
     base_tokens: int = 0  # tokens generated before a resume (the server's usage counts only new ones)
     usage_seen: bool = False
@@ -58,25 +87,46 @@ class Branch:
     cancel_decided_at: float | None = None  # wall clock (epoch s), to match server-side metrics
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     stream: BranchStream | None = field(default=None, repr=False)
-    _joined: tuple[int, str] = field(default=(0, ""), repr=False)
+    _joined: _Joined = field(default_factory=_Joined, repr=False)
+    _joined_text: _Joined = field(default_factory=_Joined, repr=False)
+    _joined_reasoning: _Joined = field(default_factory=_Joined, repr=False)
 
     @property
     def alive(self) -> bool:
         return self.status in ALIVE
 
     @property
+    def trace_text(self) -> str:
+        """Thinking then content so far, as generated: what judges and truncation read."""
+        return self._joined.of(self.pieces)
+
+    @property
     def text(self) -> str:
-        """The text so far; joined once per new piece, not once per read (the judge reads often)."""
-        count, text = self._joined
-        if count != len(self.pieces):
-            text = text + "".join(self.pieces[count:])
-            self._joined = (len(self.pieces), text)
-        return text
+        """The final content so far (all the output of a non-reasoning model)."""
+        return self._joined_text.of(self.content_pieces)
+
+    @property
+    def reasoning(self) -> str:
+        """The thinking so far (empty for a non-reasoning model)."""
+        return self._joined_reasoning.of(self.reasoning_pieces)
+
+    def add(self, text: str, reasoning: str = "", reclassify: bool = False) -> None:
+        """Append one chunk's thinking and content (``reclassify``: the content so far was thinking)."""
+        if reclassify and self.content_pieces:
+            self.reasoning_pieces.extend(self.content_pieces)
+            self.content_pieces = []
+            self._joined_text = _Joined()
+        if reasoning:
+            self.pieces.append(reasoning)
+            self.reasoning_pieces.append(reasoning)
+        if text:
+            self.pieces.append(text)
+            self.content_pieces.append(text)
 
     def view(self) -> BranchView:
         return BranchView(
             id=self.id,
-            text=self.text,
+            text=self.trace_text,
             tokens=self.tokens,
             status=self.status,
             pieces=self.pieces,
@@ -105,6 +155,7 @@ class Branch:
         }
         if with_text:
             snap["text"] = self.text
+            snap["reasoning"] = self.reasoning
         return snap
 
 
@@ -139,7 +190,10 @@ class BranchPool:
         pool = cls(endpoints, requests, extract=extract)
         for b, snap in zip(pool.branches, snapshots, strict=True):
             text = snap.get("text") or ""
-            b.pieces = simple_tokenize(text) if text else []
+            reasoning = snap.get("reasoning") or ""
+            b.reasoning_pieces = simple_tokenize(reasoning) if reasoning else []
+            b.content_pieces = simple_tokenize(text) if text else []
+            b.pieces = b.reasoning_pieces + b.content_pieces
             b.tokens = b.base_tokens = int(snap.get("tokens", 0))
             b.answer = snap.get("answer")
             b.finish_reason = snap.get("finish_reason")
@@ -148,8 +202,8 @@ class BranchPool:
             b.cancel_reason = snap.get("cancel_reason")
             if snap.get("status") in ALIVE:
                 b.status = "pending"
-                if text:
-                    b.request = b.request.resumed(text, b.tokens)
+                if text or reasoning:
+                    b.request = b.request.resumed(text, b.tokens, reasoning)
             else:
                 b.status = snap.get("status", "failed")
         return pool
@@ -181,10 +235,10 @@ class BranchPool:
         status: BranchStatus = "failed"
         try:
             async for chunk in stream:
-                if chunk.text:
+                if chunk.text or chunk.reasoning or chunk.reclassify:
                     if b.t_first_token is None:
                         b.t_first_token = time.perf_counter()
-                    b.pieces.append(chunk.text)
+                    b.add(chunk.text, chunk.reasoning, chunk.reclassify)
                     if not b.usage_seen:
                         b.tokens += 1
                 if chunk.completion_tokens is not None:
@@ -200,7 +254,7 @@ class BranchPool:
                 b.error = "the stream ended without a finish_reason (server closed it early)"
             else:
                 status = "finished"
-                b.answer = self.extract(b.text)
+                b.answer = branch_answer(b.text, b.reasoning, b.finish_reason, self.extract)
         except asyncio.CancelledError:
             status = "cancelled"
             raise

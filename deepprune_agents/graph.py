@@ -215,10 +215,10 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str,
 
 
 def _progress_events(run: Run) -> dict[str, Any] | None:
-    """Text deltas since the last event, per branch that moved."""
+    """Text deltas since the last event, per branch that moved (thinking and content as generated)."""
     moved = []
     for b in run.pool.branches:
-        text = b.text
+        text = b.trace_text
         sent = run.sent_chars.get(b.id, 0)
         if len(text) != sent or run.sent_status.get(b.id) != b.status:
             event: dict[str, Any] = {"id": b.id, "tokens": b.tokens, "status": b.status, "delta": text[sent:]}

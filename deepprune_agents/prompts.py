@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from deepprune_agents.backends.openai_stream import BranchRequest
+from deepprune_agents.backends.reasoning import check_reasoning_format
 from deepprune_agents.settings import DeepPruneContext
 
 COMPLETIONS_TEMPLATE = "Question: {question}\nAnswer: Let's think step by step."
@@ -32,7 +35,20 @@ def branch_requests(question: str, model: str, ctx: DeepPruneContext) -> list[Br
             temperature=ctx.temperature,
             top_p=ctx.top_p,
             seed=ctx.seed + i,
-            extra_body=dict(ctx.extra_body),
+            extra_body=request_extras(ctx),
+            reasoning_format=check_reasoning_format(ctx.reasoning_format),
         )
         for i in range(ctx.n)
     ]
+
+
+def request_extras(ctx: DeepPruneContext) -> dict[str, Any]:
+    """``extra_body`` with the reasoning pass-throughs that were set (explicit ``extra_body`` keys win)."""
+    extras: dict[str, Any] = {}
+    if ctx.chat_template_kwargs:
+        extras["chat_template_kwargs"] = dict(ctx.chat_template_kwargs)
+    if ctx.reasoning_effort is not None:
+        extras["reasoning_effort"] = ctx.reasoning_effort
+    if ctx.include_reasoning is not None:
+        extras["include_reasoning"] = ctx.include_reasoning
+    return {**extras, **ctx.extra_body}

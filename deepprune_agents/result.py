@@ -8,6 +8,9 @@ from pydantic import BaseModel, Field, computed_field
 
 
 class BranchResult(BaseModel):
+    """One branch: ``reasoning`` is its thinking (reasoning models; empty otherwise), ``text`` its final
+    content, which the answer is extracted from."""
+
     id: int
     status: str
     tokens: int
@@ -22,6 +25,7 @@ class BranchResult(BaseModel):
     cancel_decided_at: float | None = None
     seed: int | None = None
     text: str = ""
+    reasoning: str = ""
 
     @computed_field  # type: ignore[prop-decorator]
     @property

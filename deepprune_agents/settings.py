@@ -92,6 +92,25 @@ class DeepPruneContext:
     extra_body: dict[str, Any] = field(
         default_factory=dict, metadata={"description": "vLLM sampling extras passed through extra_body."}
     )
+    reasoning_format: str = field(
+        default="auto",
+        metadata={
+            "description": "How a reasoning model's thinking arrives: 'auto' (reasoning fields, or inline "
+            "<think> tags, a bare </think> included), 'fields' (delta.reasoning / reasoning_content only), "
+            "'inline' (content starts inside <think>: the chat template opened it), 'none' (no thinking)."
+        },
+    )
+    chat_template_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"description": "Passed to the server's chat template, e.g. {'enable_thinking': True} (Qwen3)."},
+    )
+    reasoning_effort: str | None = field(
+        default=None, metadata={"description": "'low', 'medium' or 'high' for models that take it (gpt-oss)."}
+    )
+    include_reasoning: bool | None = field(
+        default=None,
+        metadata={"description": "vLLM: False drops the thinking from the stream (the judge then reads none)."},
+    )
     max_n: int = field(default=512, metadata={"description": "Cap on n (protects the server)."})
     max_question_chars: int = 20_000
     request_timeout_s: float = field(
@@ -135,6 +154,11 @@ class DeepPruneContext:
         from deepprune_agents.answers import make_extractor
 
         make_extractor(self.answer_pattern)  # a bad regex fails here, naming the fix
+        from deepprune_agents.backends.reasoning import check_reasoning_format
+
+        check_reasoning_format(self.reasoning_format)
+        if not isinstance(self.chat_template_kwargs, dict):
+            raise ConfigError('chat_template_kwargs must be a JSON object, e.g. {"enable_thinking": true}.')
         for url in self.base_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")

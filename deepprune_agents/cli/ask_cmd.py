@@ -51,6 +51,20 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--endpoint", default="chat", choices=["chat", "completions"])
     add_answer_pattern_arg(p)
+    p.add_argument(
+        "--reasoning-format",
+        default="auto",
+        choices=["auto", "fields", "inline", "none"],
+        help="how thinking arrives: auto (default), fields (delta.reasoning[_content]), inline (<think> "
+        "opened by the chat template), none",
+    )
+    p.add_argument(
+        "--chat-template-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON passed to the chat template, e.g. '{\"enable_thinking\": true}'",
+    )
+    p.add_argument("--reasoning-effort", default=None, help="low | medium | high (models that take it)")
 
 
 def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
@@ -67,6 +81,9 @@ def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
         seed=args.seed,
         endpoint=args.endpoint,
         answer_pattern=getattr(args, "answer_pattern", None),
+        reasoning_format=args.reasoning_format,
+        chat_template_kwargs=dict(args.chat_template_kwargs),
+        reasoning_effort=args.reasoning_effort,
     )
 
 
@@ -162,7 +179,9 @@ class _Board:
 
     def finish(self, result: DeepPruneResult) -> None:
         for b in result.branches:
-            self.rows[b.id].update(status=b.status, tokens=b.tokens, answer=b.answer, cluster=b.cluster, text=b.text)
+            self.rows[b.id].update(
+                status=b.status, tokens=b.tokens, answer=b.answer, cluster=b.cluster, text=b.reasoning + b.text
+            )
 
     def table(self) -> Table:
         return _table(self.rows, self.header)

@@ -40,6 +40,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="all streams of one run emit their k-th token together, in seed order (deterministic engine)",
     )
+    p.add_argument(
+        "--reasoning",
+        default=None,
+        choices=["reasoning", "reasoning_content", "inline", "inline-open"],
+        help="serve as a reasoning model: thinking in delta.reasoning / delta.reasoning_content, or inline "
+        "<think> tags (inline-open: without the opening tag); the answer in content",
+    )
     p.add_argument("--stagger-s", type=float, default=0.0, help="lockstep: delay between streams within a tick")
     p.add_argument("--fault-open-status", type=int, default=None, help="answer opens with this status (429, 500)")
     p.add_argument("--fault-open-first", type=int, default=0, help="... for the first K requests")
@@ -101,6 +108,7 @@ def run_replay_server(args: argparse.Namespace) -> int:
         faults=faults,
         lockstep=args.lockstep,
         stagger_s=args.stagger_s,
+        reasoning=args.reasoning,
     )
     return 0
 

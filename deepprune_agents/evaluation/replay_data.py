@@ -235,3 +235,37 @@ class QuestionIndex:
             if qn and qn in norm:
                 return q
         return None
+
+
+@functools.lru_cache(maxsize=65536)
+def thinking_pieces(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A trace served as a reasoning model: the pieces of its thinking, then those of its answer
+    (``split_recorded``); what the replay server streams in its reasoning mode and the simulator replays."""
+    from deepprune_agents.backends.reasoning import split_recorded
+
+    thinking, answer = split_recorded(text)
+    return tuple(simple_tokenize(thinking)), tuple(simple_tokenize(answer))
+
+
+def as_reasoning_trace(trace: ReplayTrace) -> tuple[ReplayTrace, int]:
+    """``trace`` as a reasoning model streams it (tags dropped; thinking, then answer) and how many of its
+    pieces are thinking. The answer is the engine's: from the content, or the thinking when it has none."""
+    from deepprune_agents.engine import branch_answer
+
+    thinking, answer = thinking_pieces(trace.text)
+    pieces = thinking + answer
+    offsets = [0]
+    for p in pieces:
+        offsets.append(offsets[-1] + len(p))
+    reasoning_text, content = "".join(thinking), "".join(answer)
+    logprobs = trace.token_logprobs if trace.token_logprobs and len(trace.token_logprobs) == len(pieces) else None
+    converted = ReplayTrace(
+        text=reasoning_text + content,
+        pieces=pieces,
+        answer=branch_answer(content, reasoning_text, "stop"),
+        recorded_answer=trace.recorded_answer,
+        correct=trace.correct,
+        token_logprobs=logprobs,
+        offsets=tuple(offsets),
+    )
+    return converted, len(thinking)

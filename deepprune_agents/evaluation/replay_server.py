@@ -19,7 +19,12 @@ uvicorn) speaking vLLM's dialect:
   ``vllm:generation_tokens_total`` so ``backends/metrics.py`` reads it like a vLLM server; ``GET /health``;
 * a fault mode (``FaultConfig``; at construction, ``--fault-*`` flags or ``POST /admin/faults``): 429/500
   on open (first k requests, or a rate), a stall after t tokens, a malformed SSE chunk after t tokens,
-  an abrupt connection drop after t tokens.
+  an abrupt connection drop after t tokens;
+* a reasoning mode (``reasoning=``), serving each trace as a reasoning model would: its thinking
+  (``backends.reasoning.split_recorded``) in ``delta.reasoning`` (vLLM >= 0.11 with a reasoning parser)
+  or ``delta.reasoning_content`` (SGLang, older vLLM) and its answer in ``content``; or inline in
+  ``content`` as ``<think>...</think>answer`` (``inline``; the tags fall across several chunks), or
+  without the opening tag (``inline-open``: the chat template opened it).
 
 ``ReplayServer`` runs it in a background thread on a free port (tests, benchmarks);
 ``deepprune replay-server`` runs it in the foreground.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -38,7 +44,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,19 +52,40 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from deepprune_agents.backends.reasoning import CLOSE_TAG, OPEN_TAG, split_recorded
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.evaluation.replay_data import (
     RUN_STRIDE,
     QuestionIndex,
     ReplayQuestion,
     ReplayTrace,
+    thinking_pieces,
     trace_index,
 )
+from deepprune_agents.truncation import simple_tokenize
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "replay"
 DEFAULT_LOCKSTEP_LEAD_S = 0.5
+ReasoningMode = Literal["reasoning", "reasoning_content", "inline", "inline-open"]
+REASONING_MODES: tuple[str, ...] = get_args(ReasoningMode)
+
+
+@functools.lru_cache(maxsize=65536)
+def stream_parts(text: str, pieces: tuple[str, ...], mode: str | None) -> tuple[tuple[str, str], ...]:
+    """``(field, piece)`` per chunk: what one trace streams in ``mode`` (None: content pieces as recorded)."""
+    if mode is None:
+        return tuple(("content", p) for p in pieces)
+    if mode not in REASONING_MODES:
+        raise ConfigError(f"unknown reasoning mode {mode!r}: use one of {', '.join(REASONING_MODES)}.")
+    if mode in ("inline", "inline-open"):
+        thinking, answer = split_recorded(text)
+        opening = OPEN_TAG if mode == "inline" else ""
+        inline = opening + thinking + CLOSE_TAG + answer if thinking else answer
+        return tuple(("content", p) for p in simple_tokenize(inline))
+    thinking_p, answer_p = thinking_pieces(text)
+    return tuple((mode, p) for p in thinking_p) + tuple(("content", p) for p in answer_p)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -172,7 +199,11 @@ class ReplayState:
         lockstep: bool = False,
         stagger_s: float = 0.0,
         lockstep_lead_s: float = DEFAULT_LOCKSTEP_LEAD_S,
+        reasoning: str | None = None,
     ) -> None:
+        if reasoning is not None and reasoning not in REASONING_MODES:
+            raise ConfigError(f"unknown reasoning mode {reasoning!r}: use one of {', '.join(REASONING_MODES)}.")
+        self.reasoning = reasoning
         if tokens_per_s < 0:
             raise ConfigError(f"tokens_per_s must be >= 0 (0: full speed), got {tokens_per_s}.")
         if lockstep and tokens_per_s <= 0:
@@ -216,6 +247,7 @@ class ReplayState:
                 "model": self.model,
                 "tokens_per_s": self.tokens_per_s,
                 "lockstep": self.lockstep,
+                "reasoning": self.reasoning,
                 "open_streams": len(self.open),
                 "open": sorted(self.open),
                 "generation_tokens_total": self.generation_tokens,
@@ -307,13 +339,23 @@ class _Stream:
     """One completion: which trace, how far, how to shape chunks."""
 
     def __init__(
-        self, endpoint: str, model: str, trace: ReplayTrace, max_tokens: int | None, prompt_tokens: int
+        self,
+        endpoint: str,
+        model: str,
+        trace: ReplayTrace,
+        max_tokens: int | None,
+        prompt_tokens: int,
+        reasoning: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.model = model
         self.trace = trace
-        self.limit = trace.n_tokens if max_tokens is None else min(trace.n_tokens, max(0, int(max_tokens)))
-        self.finish = "stop" if self.limit == trace.n_tokens else "length"
+        # The completions endpoint has no reasoning field: a reasoning model's thinking is inline there.
+        mode = "inline" if reasoning in ("reasoning", "reasoning_content") and endpoint != "chat" else reasoning
+        self.parts = stream_parts(trace.text, trace.pieces, mode)
+        n = len(self.parts)
+        self.limit = n if max_tokens is None else min(n, max(0, int(max_tokens)))
+        self.finish = "stop" if self.limit == n else "length"
         self.prompt_tokens = prompt_tokens
         self.id = ("chatcmpl-" if endpoint == "chat" else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
@@ -325,9 +367,17 @@ class _Stream:
             "completion_tokens": completion,
         }
 
-    def chunk(self, text: str | None, finish: str | None, usage: dict[str, int] | None, *, role: bool = False) -> str:
+    def chunk(
+        self,
+        text: str | None,
+        finish: str | None,
+        usage: dict[str, int] | None,
+        *,
+        role: bool = False,
+        key: str = "content",
+    ) -> str:
         if self.endpoint == "chat":
-            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {"content": text}
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {key: text}
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             obj = "chat.completion.chunk"
         else:
@@ -356,11 +406,15 @@ class _Stream:
         return "data: " + json.dumps(payload, separators=(",", ":")) + "\n\n"
 
     def full_response(self) -> dict[str, Any]:
-        text = "".join(self.trace.pieces[: self.limit])
+        parts = self.parts[: self.limit]
+        text = "".join(p for key, p in parts if key == "content")
         if self.endpoint == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            for key in {k for k, _ in parts if k != "content"}:
+                message[key] = "".join(p for k, p in parts if k == key)
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": message,
                 "logprobs": None,
                 "finish_reason": self.finish,
             }
@@ -488,7 +542,8 @@ class _SSEResponse(Response):
             await self._wait_turn(k, t0)
             last = k == s.limit
             usage = s.usage(k) if self.continuous else None
-            data = s.chunk(s.trace.pieces[k - 1], s.finish if last else None, usage)
+            key, piece = s.parts[k - 1]
+            data = s.chunk(piece, s.finish if last else None, usage, key=key)
             if last:  # finish chunk, usage and [DONE] in one write: the client sees the end at once
                 r.finish_reason = s.finish
                 if self.include_usage:
@@ -574,7 +629,9 @@ def build_app(state: ReplayState) -> Starlette:
         index = trace_index(question.question_id, len(question.traces), seed)
         trace = question.traces[index]
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-        stream = _Stream(endpoint, state.model, trace, max_tokens, prompt_tokens=len(prompt.split()))
+        stream = _Stream(
+            endpoint, state.model, trace, max_tokens, prompt_tokens=len(prompt.split()), reasoning=state.reasoning
+        )
         record = RequestRecord(
             id=stream.id,
             endpoint=endpoint,
@@ -672,6 +729,7 @@ class ReplayServer:
         lockstep: bool = False,
         stagger_s: float = 0.0,
         lockstep_lead_s: float = DEFAULT_LOCKSTEP_LEAD_S,
+        reasoning: str | None = None,
     ) -> None:
         self.state = ReplayState(
             questions,
@@ -681,6 +739,7 @@ class ReplayServer:
             lockstep=lockstep,
             stagger_s=stagger_s,
             lockstep_lead_s=lockstep_lead_s,
+            reasoning=reasoning,
         )
         self.host, self.port = host, port
         self._server: Any = None

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 from deepprune_agents.answers import Extractor, extract_answer
+from deepprune_agents.engine import branch_answer
 from deepprune_agents.errors import DeepPruneError
-from deepprune_agents.evaluation.replay_data import ReplayTrace
+from deepprune_agents.evaluation.replay_data import ReplayTrace, as_reasoning_trace
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import PruningPolicy
 from deepprune_agents.pruning.types import BranchStatus, BranchView
@@ -75,6 +76,7 @@ class SimBranch:
     cancel_reason: str | None = None
     # The run's extractor; None: the built-in one, whose answer of the full trace ReplayTrace already holds.
     extract: Extractor | None = field(default=None, repr=False)
+    thinking: int = 0  # reasoning mode: how many of the trace's pieces are thinking
     _views: dict[tuple[int, str], BranchView] = field(default_factory=dict, repr=False)
     _full_answer: list[str | None] = field(default_factory=list, repr=False)
 
@@ -86,6 +88,10 @@ class SimBranch:
         if self.status != "finished":
             return None
         extract = self.extract or extract_answer
+        if self.thinking:  # a reasoning model: the content's answer, else the thinking's (engine's rule)
+            t, cut = self.trace, min(self.tokens, self.thinking)
+            reasoning, content = t.text[: t.offsets[cut]], t.text[t.offsets[cut] : t.offsets[self.tokens]]
+            return branch_answer(content, reasoning, "stop" if self.tokens == t.n_tokens else "length", extract)
         if self.tokens == self.trace.n_tokens:
             if self.extract is None:
                 return self.trace.answer
@@ -158,13 +164,17 @@ class _Sim:
         traces: Sequence[ReplayTrace],
         max_tokens: int | None,
         extract: Extractor | None = None,
+        reasoning: bool = False,
     ):
         if not traces:
             raise DeepPruneError("simulate needs at least one trace.")
         self.policy, self.judge = policy, judge
+        served = [as_reasoning_trace(t) if reasoning else (t, 0) for t in traces]
         self.branches = [
-            SimBranch(i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens), extract=extract)
-            for i, t in enumerate(traces)
+            SimBranch(
+                i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens), extract=extract, thinking=k
+            )
+            for i, (t, k) in enumerate(served)
         ]
         for b in self.branches:
             if b.limit == 0:
@@ -285,10 +295,14 @@ async def simulate(
     *,
     max_tokens: int | None = None,
     extract: Extractor | None = None,
+    reasoning: bool = False,
 ) -> SimResult:
     """Replay ``policy`` over ``traces`` (branch i = ``traces[i]``) with ``judge``; see the module doc.
 
     ``policy`` must be fresh (policies keep cluster state); ``max_tokens`` caps each branch like the
     request's ``max_tokens`` does on the server; ``extract`` is the run's answer extractor
-    (``answers.make_extractor(ctx.answer_pattern)``, as the engine uses it), None for the built-in one."""
-    return await _Sim(policy, judge, traces, max_tokens, extract).run()
+    (``answers.make_extractor(ctx.answer_pattern)``, as the engine uses it), None for the built-in one.
+    ``reasoning``: the traces as the replay server streams them in its ``reasoning``/``reasoning_content``
+    mode (thinking, then answer; the judge reads both, the vote the content's answer, or the thinking's when
+    a branch was cut before its content)."""
+    return await _Sim(policy, judge, traces, max_tokens, extract, reasoning).run()

@@ -5,18 +5,48 @@ their own vLLM, or any instruct model zero-shot. One request per pair with ``max
 ``top_logprobs=20``: P(yes) is read from the first token's distribution (normalised over yes/no
 variants), so a call costs one prefill and one decoding step. Requests run concurrently up to
 ``concurrency`` so that a batch of 64 pairs is not 64 round-trips in series, without flooding the server.
+
+* The prompt comes from ``prompt_template`` (a string), else ``template_file`` (or
+  ``$DEEPPRUNE_JUDGE_TEMPLATE``), else the generic ``templates/same_answer.txt`` shipped here; any template
+  holds the placeholders ``{a}`` and ``{b}``. For the paper's released judge, supply the prompt it was
+  trained with as a file; we do not guess it.
+* Like every judge it reads a branch's thinking then its content so far (``PartialTrace.text``).
+* Scores are cached per (model, template, pair): the periodic policy and the warm-up ask the same pairs
+  again, and a second server round-trip for a pair already scored is pure latency.
+* When the judge server fails (down, unknown model, rejected request), the pairs are scored by the
+  ``fallback`` judge (``trained``, the default judge, unless set; None raises instead), with one warning
+  per outage; the server is tried again after ``retry_after_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from deepprune_agents.errors import ConfigError, JudgeError
-from deepprune_agents.judges.base import TracePair
-from deepprune_agents.judges.prompt import DEFAULT_TEMPLATE, p_yes_from_logprobs, render_prompt
+from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.judges.prompt import p_yes_from_logprobs, render_prompt
+
+log = logging.getLogger(__name__)
+
+#: The generic template shipped with the package (not the paper judge's: supply that one as a file).
+DEFAULT_TEMPLATE_FILE = Path(__file__).with_name("templates") / "same_answer.txt"
+
+
+def load_template(path: str | os.PathLike[str]) -> str:
+    """A prompt template from a UTF-8 file; it must hold the placeholders ``{a}`` and ``{b}``."""
+    try:
+        template = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the judge template file {str(path)!r} ({exc}): pass an existing file.") from exc
+    render_prompt("", "", template)
+    return template.strip("\n")
 
 
 def judge_api_key() -> str:
@@ -37,10 +67,15 @@ class LLMJudge:
         endpoint: Literal["chat", "completions"] = "chat",
         concurrency: int = 8,
         timeout_s: float = 60.0,
-        prompt_template: str = DEFAULT_TEMPLATE,
+        prompt_template: str | None = None,
+        template_file: str | None = None,
         system_prompt: str | None = None,
         top_logprobs: int = 20,
         extra_body: dict[str, Any] | None = None,
+        cache_size: int = 65_536,
+        fallback: str | None = "trained",
+        fallback_options: dict[str, Any] | None = None,
+        retry_after_s: float = 60.0,
     ) -> None:
         url = base_url or os.environ.get("DEEPPRUNE_JUDGE_BASE_URL")
         if not url:
@@ -56,7 +91,13 @@ class LLMJudge:
             raise ConfigError(f"concurrency must be >= 1 (got {concurrency}).")
         if not 1 <= top_logprobs <= 20:
             raise ConfigError(f"top_logprobs must lie in [1, 20] (got {top_logprobs}); vLLM caps it at 20.")
+        if prompt_template is None:
+            prompt_template = load_template(
+                template_file or os.environ.get("DEEPPRUNE_JUDGE_TEMPLATE") or DEFAULT_TEMPLATE_FILE
+            )
         render_prompt("", "", prompt_template)  # validates the placeholders now, not on the first call
+        if fallback == "llm":
+            raise ConfigError("the llm judge cannot fall back to itself: use fallback='trained', 'embedding' or None.")
         self.base_url = url.rstrip("/")
         self.model = model or os.environ.get("DEEPPRUNE_JUDGE_MODEL") or None
         self.endpoint = endpoint
@@ -68,6 +109,15 @@ class LLMJudge:
         self.extra_body = dict(extra_body or {})
         self._client: Any = None
         self._model_lock = asyncio.Lock()
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+        self.cache_hits = 0
+        self.fallback = fallback
+        self.fallback_options = dict(fallback_options or {})
+        self.retry_after_s = retry_after_s
+        self._fallback_judge: Judge | None = None
+        self._down_until = 0.0
+        self.fallback_calls = 0
 
     def _get_client(self) -> Any:
         if self._client is None:
@@ -166,9 +216,47 @@ class LLMJudge:
     async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
         if not pairs:
             return []
+        if self.fallback is not None and time.monotonic() < self._down_until:
+            return await self._score_fallback(pairs)
+        try:
+            return await self._score_llm(pairs)
+        except JudgeError as exc:
+            if self.fallback is None:
+                raise
+            log.warning(
+                "llm judge: %s; scoring with the %r judge instead (retrying %s in %.0f s).",
+                exc,
+                self.fallback,
+                self.base_url,
+                self.retry_after_s,
+            )
+            self._down_until = time.monotonic() + self.retry_after_s
+            return await self._score_fallback(pairs)
+
+    async def _score_llm(self, pairs: Sequence[TracePair]) -> list[float]:
         model = await self._resolve_model()
         sem = asyncio.Semaphore(self.concurrency)
-        return list(await asyncio.gather(*(self._score_one(model, a.text, b.text, sem) for a, b in pairs)))
+        keys = [(model, a.text, b.text) for a, b in pairs]
+        todo = {k: None for k in keys if k not in self._cache}  # distinct pairs, in order
+        self.cache_hits += len(keys) - len(todo)
+        scores = await asyncio.gather(*(self._score_one(model, a, b, sem) for _, a, b in todo))
+        for key, score in zip(todo, scores, strict=True):
+            self._cache[key] = score
+        out = [self._cache[k] for k in keys]
+        for k in keys:
+            self._cache.move_to_end(k)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return out
+
+    async def _score_fallback(self, pairs: Sequence[TracePair]) -> list[float]:
+        if self._fallback_judge is None:
+            from deepprune_agents.judges import get_judge
+
+            name = str(self.fallback)
+            self._fallback_judge = await asyncio.to_thread(get_judge, name, **self.fallback_options)
+        self.fallback_calls += 1
+        return await self._fallback_judge.ascore(pairs)
 
     async def aclose(self) -> None:
         if self._client is not None:

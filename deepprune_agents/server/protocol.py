@@ -99,7 +99,9 @@ def reply_text(result: DeepPruneResult, mode: str) -> str:
     alone. With no parsable answer, the first finished branch's reply (or nothing)."""
     if mode == "answer":
         return result.answer or ""
-    finished = [b for b in result.branches if b.status == "finished"]
+    # A reasoning branch cut before its final content has text "" (its answer came from the thinking):
+    # such a branch cannot serve as the reply, the answer itself does.
+    finished = [b for b in result.branches if b.status == "finished" and b.text.strip()]
     for b in finished:
         if result.answer is not None and b.answer == result.answer and b.voted:
             return b.text

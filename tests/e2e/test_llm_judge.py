@@ -41,6 +41,6 @@ async def test_llm_judge_resolves_model_and_reports_unknown_model(vllm_server: A
     (score,) = await auto.ascore([(PartialTrace(SAME_A), PartialTrace(SAME_B))])
     assert 0.0 <= score <= 1.0
     assert auto.model  # type: ignore[attr-defined]
-    wrong = get_judge("llm", base_url=vllm_server.base_url, model="no-such-model")
+    wrong = get_judge("llm", base_url=vllm_server.base_url, model="no-such-model", fallback=None)
     with pytest.raises(JudgeError, match="does not serve model"):
         await wrong.ascore([(PartialTrace(SAME_A), PartialTrace(SAME_B))])

@@ -57,7 +57,7 @@ async def test_llm_judge_unreachable_server_is_judge_error() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    judge = get_judge("llm", base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5.0)
+    judge = get_judge("llm", base_url=f"http://127.0.0.1:{port}/v1", model="m", timeout_s=5.0, fallback=None)
     with pytest.raises(JudgeError, match="did not answer"):
         await judge.ascore([(pt("a"), pt("b"))])
     assert await judge.ascore([]) == []
