@@ -18,9 +18,11 @@ import functools
 import json
 import time
 import uuid
-from typing import Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
@@ -46,9 +48,12 @@ MAX_JUDGE_ERRORS = 3
 
 
 class InputState(TypedDict):
-    """What a caller (or Studio) provides."""
+    """What a caller (or Studio) provides: a ``question``, or ``messages`` whose last human message is the
+    question (so the graph drops into a ``MessagesState`` agent graph as a subgraph; the answer is then
+    appended to ``messages`` as an AI message)."""
 
-    question: str
+    question: NotRequired[str]
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     run_id: NotRequired[str]
 
 
@@ -69,6 +74,22 @@ class State(InputState, total=False):
 
 class OutputState(TypedDict):
     result: dict[str, Any]
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+
+
+def question_from_messages(messages: Any) -> str | None:
+    """The last human message's text (the last message's when none is human), or None without messages.
+    Accepts message objects and their dict form ({"role"/"type": ..., "content": ...}) as Studio sends."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    from langchain_core.messages import convert_to_messages
+
+    try:
+        converted: list[BaseMessage] = convert_to_messages(messages)
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        raise ConfigError(f"cannot read the messages: {exc}. Pass chat messages or a 'question'.") from exc
+    humans = [m for m in converted if m.type == "human"] or converted
+    return humans[-1].text
 
 
 def context_of(runtime: Runtime[DeepPruneContext] | Runtime[Any]) -> DeepPruneContext:
@@ -172,7 +193,12 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
 async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
     """Validate, resolve the model, and start N branch streams."""
     ctx = context_of(runtime)
-    question = validate_question(state.get("question"), ctx)
+    question = state.get("question")
+    if question is None:
+        question = question_from_messages(state.get("messages"))
+    if question is None:
+        raise ConfigError("no question: pass 'question', or 'messages' ending in the human message to answer.")
+    question = validate_question(question, ctx)
     run_id = state.get("run_id") or uuid.uuid4().hex
     judge = await cached_judge(ctx)
     policy = make_policy(ctx)
@@ -345,7 +371,13 @@ async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, An
             "token_saving": result.token_saving,
         }
     )
-    return {"result": result.model_dump()}
+    update: dict[str, Any] = {"result": result.model_dump()}
+    if state.get("messages"):  # a messages caller (an agent graph) reads the answer as the next AI message
+        content = (
+            result.answer if result.answer is not None else f"No answer: none of the {result.n} branches stated one."
+        )
+        update["messages"] = [AIMessage(content=content, name="deepprune")]
+    return update
 
 
 def build_graph(*, checkpointer: Any = None, name: str = "deepprune") -> CompiledStateGraph[Any, Any, Any, Any]:

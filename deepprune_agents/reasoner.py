@@ -27,7 +27,7 @@ from langchain_core.runnables.config import ensure_config, patch_config
 
 from deepprune_agents.engine import close_run
 from deepprune_agents.errors import ConfigError, DeepPruneError
-from deepprune_agents.graph import RECURSION_LIMIT, build_graph
+from deepprune_agents.graph import RECURSION_LIMIT, build_graph, question_from_messages
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import DeepPruneContext
 
@@ -43,14 +43,18 @@ def question_of(value: Any) -> str:
     if isinstance(value, dict):
         if "question" in value:
             return str(value["question"])
-        raise ConfigError("a dict input needs a 'question' key.")
+        if "messages" in value:
+            value = value["messages"]
+        else:
+            raise ConfigError("a dict input needs a 'question' (or 'messages') key.")
     if isinstance(value, PromptValue):
         value = value.to_messages()
     if isinstance(value, BaseMessage):
         value = [value]
-    if isinstance(value, list) and value and all(isinstance(m, BaseMessage) for m in value):
-        humans = [m for m in value if m.type == "human"] or value
-        return humans[-1].text
+    if isinstance(value, list) and value and all(isinstance(m, BaseMessage | dict) for m in value):
+        question = question_from_messages(value)
+        if question is not None:
+            return question
     raise ConfigError(
         f"cannot read a question from {type(value).__name__}: pass a string, {{'question': ...}}, "
         "a prompt value or messages."
