@@ -4,11 +4,11 @@ DeepPrune against the baselines on them (see ``deepprune_agents/evaluation``).""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import get_or_add_eval_parser
 from deepprune_agents.errors import ConfigError
 
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fault-stall-after", type=int, default=None, help="stall every stream after T tokens")
     p.add_argument("--fault-malformed-after", type=int, default=None, help="send a malformed chunk after T tokens")
     p.add_argument("--fault-drop-after", type=int, default=None, help="drop the connection after T tokens")
-    p.set_defaults(func=run_replay_server)
+    p.set_defaults(func=run_replay_server, stops_on_ctrl_c=True)
 
     eval_sub = get_or_add_eval_parser(subparsers)
     e = eval_sub.add_parser(
@@ -167,7 +167,7 @@ def run_eval_replay(args: argparse.Namespace) -> int:
     if sweeps:
         report["sweeps"] = {}
         for param, values in sweeps:
-            sweep = asyncio.run(sweep_async(questions, cfg, param, values, progress=lambda msg: err.print(msg)))
+            sweep = _interrupt.run(sweep_async(questions, cfg, param, values, progress=lambda msg: err.print(msg)))
             sweep.pop("base", None)
             if out is not None:
                 png = out.with_name(f"{out.stem}.sweep-{param}.png")

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for /health (default 300)")
-    p.set_defaults(func=_run_from_args)
+    p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
