@@ -58,8 +58,8 @@ async def test_a_hanging_judge_times_out_and_the_run_completes(vllm_server) -> N
     assert time.monotonic() - t0 < 120
 
 
-async def test_branches_move_off_an_endpoint_that_is_down(vllm_server) -> None:  # type: ignore[no-untyped-def]
-    dead = "http://127.0.0.1:9/v1"  # connection refused
+async def test_branches_move_off_an_endpoint_that_is_down(vllm_server, refused_base_url: str) -> None:  # type: ignore[no-untyped-def]
+    dead = refused_base_url  # connection refused
     reasoner = DeepPruneReasoner(**kw(vllm_server, base_urls=[dead, vllm_server.base_url], policy="none"))
     result = await reasoner.ainvoke(QUESTION)
     assert result.finished == 4
