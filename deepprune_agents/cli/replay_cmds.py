@@ -11,6 +11,7 @@ from typing import Any
 from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import get_or_add_eval_parser
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.extras import require_extra
 
 
 def _n_arg(value: str) -> int | None:
@@ -77,6 +78,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_replay_server(args: argparse.Namespace) -> int:
+    require_extra("replay", "deepprune replay-server")
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_server import FaultConfig, serve_forever
 
@@ -161,6 +163,8 @@ def run_eval_replay(args: argparse.Namespace) -> int:
     )
     cfg.validate()
     sweeps = [parse_sweep(s) for s in args.sweep]
+    if sweeps and args.json_out:  # the plots are written next to the JSON: check before the evaluation runs
+        require_extra("plots", "eval replay --sweep --json (its plots)")
     questions = load_replay_questions(args.traces)
     report = evaluate(questions, cfg, progress=lambda msg: err.print(msg))
     out = Path(args.json_out) if args.json_out else None
