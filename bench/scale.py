@@ -107,12 +107,17 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     rss: list[int] = []
     stop = asyncio.Event()
 
+    cpu_lags: list[float] = []
+
     async def probe() -> None:
         interval = 0.005
         while not stop.is_set():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             await asyncio.sleep(interval)
             lags.append((time.perf_counter() - t - interval) * 1000.0)
+            # CPU the loop's thread spent on other callbacks while the probe slept: the lag this run would
+            # show on a core of its own (the wall lag above also counts time the OS gave to other processes).
+            cpu_lags.append(max(0.0, time.thread_time() - c - interval) * 1000.0)
 
     async def memory() -> None:
         while not stop.is_set():
@@ -124,7 +129,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     server.reset()
     rss_before = me.memory_info().rss
     tasks = [asyncio.create_task(probe()), asyncio.create_task(memory())]
-    cpu0, srv_cpu0, t0 = me.cpu_times(), server.ps.cpu_times(), time.perf_counter()
+    cpu0, srv_cpu0, t0, t0_epoch = me.cpu_times(), server.ps.cpu_times(), time.perf_counter(), time.time()
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
@@ -146,8 +151,22 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             # decision stopped on its own (its t_end precedes the cancel), which is no cancellation latency.
             if rec is not None and rec["disconnected"] and rec["t_disconnect"] is not None:
                 stop_lat.append((rec["t_disconnect"] - b.cancel_decided_at) * 1000.0)
+    streams = [r for r in stats["records"] if r["stream"]]
+    last = max(streams, key=lambda r: r["t_start"]) if streams else None
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    server_tokens = stats["generation_tokens_total"]
+    ended = result.finished + result.cancelled + result.failed
     out: dict[str, Any] = {
         "n": args.n,
+        "load_avg_1_5_15": list(os.getloadavg()),
+        # Fan-out: when the server saw the last branch's request, and its first token, from the run's start.
+        "last_branch_opened_s": (last["t_start"] - t0_epoch) if last else None,
+        "ttft_last_branch_s": (last["t_first_token"] - t0_epoch) if last and last["t_first_token"] else None,
+        "requests_seen": len(streams),
+        "cpu_s_per_1k_tokens": cpu_s / (server_tokens / 1000.0) if server_tokens else None,
+        # A lost branch: one the server never saw, or one that ended failed (its text is kept, but it did not
+        # get to finish or be pruned).
+        "branches_lost": (args.n - len(streams)) + result.failed + (args.n - ended),
         "tokens_per_s_per_stream": args.tokens_per_s,
         "policy": args.policy,
         "judge": args.judge,
@@ -163,6 +182,11 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             "p99": percentile(lags, 99),
             "max": max(lags) if lags else None,
             "samples": len(lags),
+        },
+        "loop_cpu_lag_ms": {
+            "p50": percentile(cpu_lags, 50),
+            "p99": percentile(cpu_lags, 99),
+            "max": max(cpu_lags) if cpu_lags else None,
         },
         "orchestrator_cpu_cores": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
         "server_cpu_cores": ((srv_cpu1.user + srv_cpu1.system) - (srv_cpu0.user + srv_cpu0.system)) / wall,
@@ -181,6 +205,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
         "targets": {"loop_lag_p99_ms": 20, "orchestrator_cpu_cores": 1.0},
     }
     if profiler is not None:
+        profiler.dump_stats(str(Path(args.json_out).with_suffix(".prof")))  # for pstats' callers view
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).sort_stats("cumulative").print_stats(35)
         out["profile_top_cumulative"] = buf.getvalue().splitlines()
@@ -213,9 +238,21 @@ def main() -> int:
     finally:
         server.stop()
     out.write_text(json.dumps(report, indent=2))
-    for key in ("wall_s", "branches", "tokens_generated", "server_tokens", "open_streams_after", "judge_rounds"):
+    for key in (
+        "wall_s",
+        "branches",
+        "branches_lost",
+        "tokens_generated",
+        "server_tokens",
+        "open_streams_after",
+        "judge_rounds",
+        "last_branch_opened_s",
+        "ttft_last_branch_s",
+        "cpu_s_per_1k_tokens",
+        "load_avg_1_5_15",
+    ):
         print(f"{key:22s} {report[key]}")
-    for key in ("loop_lag_ms", "rss_mb", "cancel_stop_ms"):
+    for key in ("loop_lag_ms", "loop_cpu_lag_ms", "rss_mb", "cancel_stop_ms"):
         print(
             f"{key:22s} "
             + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in report[key].items())
