@@ -101,6 +101,27 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
         seed=args.seed,
         request_timeout_s=120,
     )
+    from deepprune_agents import graph
+
+    # Time every judge round on the loop's thread (CPU), without touching engine code: wrap the policy.
+    rounds_ms: list[float] = []
+    original_make_policy = graph.make_policy
+
+    def timed_policy(c: Any) -> Any:
+        policy = original_make_policy(c)
+        step = policy.step
+
+        async def timed_step(views: Any, judge: Any) -> Any:
+            c0 = time.thread_time()
+            try:
+                return await step(views, judge)
+            finally:
+                rounds_ms.append((time.thread_time() - c0) * 1000.0)
+
+        policy.step = timed_step
+        return policy
+
+    graph.make_policy = timed_policy
     reasoner = DeepPruneReasoner(ctx)
     me = psutil.Process()
     lags: list[float] = []
@@ -108,6 +129,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     stop = asyncio.Event()
 
     cpu_lags: list[float] = []
+    lag_at: list[float] = []
 
     async def probe() -> None:
         interval = 0.005
@@ -115,6 +137,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             t, c = time.perf_counter(), time.thread_time()
             await asyncio.sleep(interval)
             lags.append((time.perf_counter() - t - interval) * 1000.0)
+            lag_at.append(t)
             # CPU the loop's thread spent on other callbacks while the probe slept: the lag this run would
             # show on a core of its own (the wall lag above also counts time the OS gave to other processes).
             cpu_lags.append(max(0.0, time.thread_time() - c - interval) * 1000.0)
@@ -127,6 +150,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     # warm the judge (model load) outside the measured window
     await DeepPruneReasoner(ctx.replace(n=2)).ainvoke(question)
     server.reset()
+    rounds_ms.clear()
     rss_before = me.memory_info().rss
     tasks = [asyncio.create_task(probe()), asyncio.create_task(memory())]
     cpu0, srv_cpu0, t0, t0_epoch = me.cpu_times(), server.ps.cpu_times(), time.perf_counter(), time.time()
@@ -182,7 +206,11 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             "p99": percentile(lags, 99),
             "max": max(lags) if lags else None,
             "samples": len(lags),
+            # When the worst stall began, from the run's start (fan-out, streaming, or the final vote).
+            "max_at_s": lag_at[lags.index(max(lags))] - t0 if lags else None,
         },
+        # Loop-thread CPU of each judge round (policy step incl. judge calls); target < 5 ms.
+        "judge_round_cpu_ms": [round(x, 1) for x in rounds_ms],
         "loop_cpu_lag_ms": {
             "p50": percentile(cpu_lags, 50),
             "p99": percentile(cpu_lags, 99),
@@ -246,6 +274,7 @@ def main() -> int:
         "server_tokens",
         "open_streams_after",
         "judge_rounds",
+        "judge_round_cpu_ms",
         "last_branch_opened_s",
         "ttft_last_branch_s",
         "cpu_s_per_1k_tokens",
