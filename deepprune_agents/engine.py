@@ -32,7 +32,7 @@ from deepprune_agents.pruning.types import ALIVE, BranchStatus, BranchView
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
-PREDICATE_EVERY_S = 0.02  # wait_until re-checks its predicate at most this often
+PREDICATE_SHARE = 4.0  # wait_until waits this many times the cost of a predicate check before the next
 
 
 @dataclass
@@ -253,6 +253,7 @@ class BranchPool:
             if predicate() or not self.alive:
                 return True
             now = time.monotonic()
+            cost = now - checked
             if now >= deadline:
                 return False
             if on_tick is not None and now - last_tick >= tick_s:
@@ -263,10 +264,12 @@ class BranchPool:
                 async with asyncio.timeout(min(tick_s, deadline - now)):
                     await self._changed.wait()
             # Branches notify on every chunk, so with many streams the event is set again in every loop
-            # iteration; the predicate reads every branch (O(N)), so checking it that often cost the loop
-            # more than the streams themselves at 2,048 branches. Check at most every PREDICATE_EVERY_S.
-            wait = PREDICATE_EVERY_S - (time.monotonic() - checked)
-            if wait > 0:
+            # iteration, and the predicate reads every branch (O(N)): at 2,048 branches checking it that
+            # often cost the loop more than the streams themselves. So the next check waits PREDICATE_SHARE
+            # times what this one cost: the predicate takes at most ~1/(1+PREDICATE_SHARE) of the loop.
+            # With a few branches a check costs microseconds and no wait is added (rounds stay on time).
+            wait = PREDICATE_SHARE * cost - (time.monotonic() - now)
+            if wait > 0.001:
                 await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
     # -- cancelling ---------------------------------------------------------------------------
