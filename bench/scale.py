@@ -28,7 +28,7 @@ orchestrator got 0.3-0.5 of a core), GSM8K question 0, paper policy, numbers jud
 | 512 | before | 3031 / 3031 | - | 4.47 / 4.69 | 0.074 | 0 | 0 |
 | 512 | after | 501 / 501 | 178 | 2.24 / 2.50 | 0.049 | 0 | 0 |
 | 2048 | before | 2755 / 9331 | 1153 (max 4883) | 13.0 / 14.1 | 0.117 | 0 | 0 |
-| 2048 | after | 2487 / 2576 | 495 (max 986) | 9.9 / 11.3 | 0.062 | 0 | 0 |
+| 2048 | after (2 runs) | 1884-2487 / 2049-2576 | 473-495 (max 925-986) | 9.0-9.9 / 10.0-11.3 | 0.060-0.062 | 0 | 0 |
 
 What was cut: opening a stream through openai's client (~2 ms of request building each, 512 at once
 stalled the loop for seconds) -> the HTTP client directly, errors still openai's types; one pool for
