@@ -66,6 +66,7 @@ import httpx
 import psutil
 
 from deepprune_agents.evaluation.live_bench import percentile  # nearest rank, as the live benchmark
+from deepprune_agents.settings import KNOWN_POLICIES
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
@@ -276,7 +277,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=512)
-    parser.add_argument("--policy", default="paper", choices=["paper", "periodic", "none"])
+    parser.add_argument("--policy", default="paper", choices=KNOWN_POLICIES)
     parser.add_argument("--judge", default="numbers")
     parser.add_argument("--truncate", default="tokens:32")
     parser.add_argument("--seed", type=int, default=0)

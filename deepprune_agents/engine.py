@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepprune_agents.answers import extract_answer
+from deepprune_agents.answers import Extractor, extract_answer
 from deepprune_agents.backends.endpoints import EndpointPool
 from deepprune_agents.backends.openai_stream import BranchRequest, BranchStream
 from deepprune_agents.errors import DeepPruneError
@@ -112,15 +112,23 @@ class Branch:
 class BranchPool:
     """N branch tasks against an EndpointPool, with progress notification and cancellation."""
 
-    def __init__(self, endpoints: EndpointPool, requests: Sequence[BranchRequest]) -> None:
+    def __init__(
+        self, endpoints: EndpointPool, requests: Sequence[BranchRequest], *, extract: Extractor = extract_answer
+    ) -> None:
         self.endpoints = endpoints
+        self.extract = extract  # the run's extractor (answers.make_extractor(ctx.answer_pattern))
         self.branches = [Branch(id=i, request=r) for i, r in enumerate(requests)]
         self._changed = asyncio.Event()
         self.closed = False
 
     @classmethod
     def restore(
-        cls, endpoints: EndpointPool, requests: Sequence[BranchRequest], snapshots: Sequence[dict[str, Any]]
+        cls,
+        endpoints: EndpointPool,
+        requests: Sequence[BranchRequest],
+        snapshots: Sequence[dict[str, Any]],
+        *,
+        extract: Extractor = extract_answer,
     ) -> BranchPool:
         """Rebuild a pool from checkpointed snapshots (a resumed run in a new process).
 
@@ -129,7 +137,7 @@ class BranchPool:
         branch and no already generated token is generated twice."""
         from deepprune_agents.truncation import simple_tokenize
 
-        pool = cls(endpoints, requests)
+        pool = cls(endpoints, requests, extract=extract)
         for b, snap in zip(pool.branches, snapshots, strict=True):
             text = snap.get("text") or ""
             b.pieces = simple_tokenize(text) if text else []
@@ -195,7 +203,7 @@ class BranchPool:
                 b.error = "the stream ended without a finish_reason (server closed it early)"
             else:
                 status = "finished"
-                b.answer = extract_answer(b.text)
+                b.answer = self.extract(b.text)
         except asyncio.CancelledError:
             status = "cancelled"
             raise

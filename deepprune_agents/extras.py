@@ -1,13 +1,13 @@
 """Optional features and the pip extra that provides each, checked before a command starts its work.
 
-The core install runs the engine; a few commands need more (``deepprune replay-server``: Starlette and
-uvicorn; sweep plots: matplotlib). Without them a command must stop at once with the install line, not
-with a ModuleNotFoundError after minutes of work.
+The core install runs the engine; a few commands need more (``deepprune replay-server`` and the proxy
+``deepprune serve --upstream``: Starlette and uvicorn; sweep plots: matplotlib). Without them a command
+must stop at once with the install line, not with a ModuleNotFoundError after minutes of work.
 """
 
 from __future__ import annotations
 
-import importlib.util
+from importlib.util import find_spec
 
 from deepprune_agents.errors import ConfigError
 
@@ -15,12 +15,13 @@ from deepprune_agents.errors import ConfigError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "replay": ("starlette", "uvicorn"),
     "plots": ("matplotlib",),
+    "proxy": ("starlette", "uvicorn"),
 }
 
 
 def missing_modules(extra: str) -> list[str]:
     """The modules of ``extra`` that cannot be imported here."""
-    return [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    return [m for m in EXTRAS[extra] if find_spec(m) is None]
 
 
 def require_extra(extra: str, feature: str) -> None:

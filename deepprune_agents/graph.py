@@ -27,6 +27,7 @@ from langgraph.runtime import Runtime
 # pydantic builds Studio's input form from the state schema, and on Python < 3.12 only from this TypedDict.
 from typing_extensions import TypedDict
 
+from deepprune_agents.answers import make_extractor
 from deepprune_agents.backends.endpoints import EndpointPool
 from deepprune_agents.engine import BranchPool, Run, get_run, register_run
 from deepprune_agents.errors import AllBranchesFailedError, ConfigError, DeepPruneError, JudgeError
@@ -157,7 +158,7 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
     policy = make_policy(ctx)
     endpoints, _ = await endpoints_for(ctx)
     requests = branch_requests(state["question"], state["model"], ctx)
-    pool = BranchPool.restore(endpoints, requests, state["branches"])
+    pool = BranchPool.restore(endpoints, requests, state["branches"], extract=make_extractor(ctx.answer_pattern))
     policy.restore(state.get("policy_state") or {}, pool.views())
     run = Run(run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
@@ -182,7 +183,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str,
     except BaseException:
         await endpoints.aclose()
         raise
-    pool = BranchPool(endpoints, branch_requests(question, model, ctx))
+    pool = BranchPool(endpoints, branch_requests(question, model, ctx), extract=make_extractor(ctx.answer_pattern))
     run = Run(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
     register_run(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
@@ -220,7 +221,10 @@ def _progress_events(run: Run) -> dict[str, Any] | None:
         text = b.text
         sent = run.sent_chars.get(b.id, 0)
         if len(text) != sent or run.sent_status.get(b.id) != b.status:
-            moved.append({"id": b.id, "tokens": b.tokens, "status": b.status, "delta": text[sent:]})
+            event: dict[str, Any] = {"id": b.id, "tokens": b.tokens, "status": b.status, "delta": text[sent:]}
+            if b.status == "finished":  # its answer is known now (None: no extractable answer)
+                event["answer"] = b.answer
+            moved.append(event)
             run.sent_chars[b.id] = len(text)
             run.sent_status[b.id] = b.status
     return {"event": "tokens", "branches": moved} if moved else None

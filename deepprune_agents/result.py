@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class BranchResult(BaseModel):
@@ -22,6 +22,12 @@ class BranchResult(BaseModel):
     cancel_decided_at: float | None = None
     seed: int | None = None
     text: str = ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def no_answer(self) -> bool:
+        """Finished without an extractable answer: it casts no vote (``answer`` is None)."""
+        return self.status == "finished" and self.answer is None
 
 
 class DeepPruneResult(BaseModel):
@@ -50,9 +56,16 @@ class DeepPruneResult(BaseModel):
     failed: int = 0
     deadline_hit: bool = False
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def no_answer(self) -> int:
+        """Finished branches without an extractable answer (they cast no vote)."""
+        return sum(b.no_answer for b in self.branches)
+
     def summary(self) -> str:
         return (
-            f"answer={self.answer!r} votes={self.votes} branches: {self.finished} finished, "
+            f"answer={self.answer!r} votes={self.votes} branches: {self.finished} finished "
+            f"({self.no_answer} without an answer), "
             f"{self.cancelled} cancelled, {self.failed} failed; tokens {self.tokens_generated} vs "
             f"cons@{self.n} ≈{self.tokens_cons_estimate} ({self.token_saving:.0%} saved); {self.wall_time_s:.1f} s"
         )

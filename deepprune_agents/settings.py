@@ -8,8 +8,10 @@ read from the environment by the backend, so they can never end up in state, eve
 
 from __future__ import annotations
 
+import copy
 import os
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 from deepprune_agents.errors import ConfigError
@@ -74,6 +76,15 @@ class DeepPruneContext:
     )
     endpoint: str = field(default="chat", metadata={"description": "'chat' or 'completions'."})
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT)
+    # A regex string (Studio, JSON, CLI) or, from Python, a callable str -> str | None; see
+    # answers.make_extractor. Studio's form shows it as a string (the callable is not serializable).
+    answer_pattern: str | Callable[[str], str | None] | None = field(
+        default=None,
+        metadata={
+            "description": "Regex whose first group is a branch's final answer (last match wins; the built-in "
+            "extractor answers when it finds none). None: the built-in extractor (boxed, ####, 'The answer is')."
+        },
+    )
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = field(default=512, metadata={"description": "Token cap per branch."})
@@ -121,6 +132,9 @@ class DeepPruneContext:
         from deepprune_agents.truncation import parse_truncation
 
         parse_truncation(self.truncate)
+        from deepprune_agents.answers import make_extractor
+
+        make_extractor(self.answer_pattern)  # a bad regex fails here, naming the fix
         for url in self.base_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")
@@ -131,7 +145,9 @@ class DeepPruneContext:
         unknown = set(changes) - known
         if unknown:
             raise ConfigError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(known)}.")
-        data = asdict(self)
+        # Copied field by field (asdict would deep-copy a callable answer_pattern, which may not copy).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {k: v if k == "answer_pattern" else copy.deepcopy(v) for k, v in data.items()}
         data.update(changes)
         return DeepPruneContext(**data)
 

@@ -23,6 +23,7 @@ from langchain_core.runnables.config import patch_config
 from langchain_core.tools import ArgsSchema, BaseTool, ToolException
 from pydantic import BaseModel, Field, PrivateAttr, SkipValidation
 
+from deepprune_agents.answers import AnswerPattern
 from deepprune_agents.errors import ConfigError, DeepPruneError
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.result import DeepPruneResult
@@ -109,7 +110,7 @@ def format_content(result: DeepPruneResult) -> str:
 class ThinkHardTool(BaseTool):
     """The tool class; ``make_think_hard_tool`` is the usual way to build one.
 
-    Settings given here (``base_urls``, ``model``, ``judge``, ``n``, ``max_tokens``) are laid over
+    Settings given here (``base_urls``, ``model``, ``judge``, ``n``, ``max_tokens``, ``answer_pattern``) are laid over
     ``reasoner``'s (or the defaults and the environment when no reasoner is given). The reasoner is
     built on first use so that constructing the tool — and importing this module — reads no
     environment and starts no server. Settings in ``config["configurable"]`` still override per call,
@@ -129,6 +130,12 @@ class ThinkHardTool(BaseTool):
     judge: str | None = Field(default=None, description="Default judge name.")
     n: int | None = Field(default=None, description="Default number of branches.")
     max_tokens: int | None = Field(default=None, description="Default token cap per branch.")
+    answer_pattern: Any = Field(
+        default=None,
+        exclude=True,
+        description="The branches' answer extractor: a regex with one group or a callable str -> str | None "
+        "(answers.make_extractor). Not a call argument: the calling model does not choose it.",
+    )
 
     _built: DeepPruneReasoner | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -141,6 +148,7 @@ class ThinkHardTool(BaseTool):
             "judge": self.judge,
             "n": self.n,
             "max_tokens": self.max_tokens,
+            "answer_pattern": self.answer_pattern,
         }
         return {k: v for k, v in given.items() if v is not None}
 
@@ -223,13 +231,15 @@ def make_think_hard_tool(
     judge: str | None = None,
     n: int | None = None,
     max_tokens: int | None = None,
+    answer_pattern: AnswerPattern = None,
     name: str = "think_hard",
     description: str = DEFAULT_DESCRIPTION,
     handle_tool_error: bool = True,
 ) -> ThinkHardTool:
     """A ``think_hard`` tool bound to your endpoint, model, judge and budget.
 
-    ``max_tokens`` is the default per-branch cap (the ``budget`` argument overrides it per call). Given
+    ``max_tokens`` is the default per-branch cap (the ``budget`` argument overrides it per call);
+    ``answer_pattern`` (a regex or a callable) replaces the built-in answer extractor for the task. Given
     settings are checked now, so a typo fails here rather than in the middle of an agent run; with
     ``handle_tool_error=False`` errors during a call raise instead of going back to the model.
     """
@@ -240,6 +250,7 @@ def make_think_hard_tool(
         judge=judge,
         n=n,
         max_tokens=max_tokens,
+        answer_pattern=answer_pattern,
         name=name,
         description=description,
         handle_tool_error=handle_tool_error,

@@ -27,3 +27,15 @@ def get_or_add_eval_parser(subparsers: Any) -> Any:
     eval_sub = parser.add_subparsers(dest="eval_command", metavar="EVAL", required=True)
     setattr(subparsers, _ATTR, eval_sub)
     return eval_sub
+
+
+def add_answer_pattern_arg(parser: argparse.ArgumentParser) -> None:
+    """``--answer-pattern REGEX``: the run's answer extractor (``DeepPruneContext.answer_pattern``), shared by
+    ``ask``, ``bench live`` and ``eval replay`` so the flag reads the same everywhere."""
+    parser.add_argument(
+        "--answer-pattern",
+        default=None,
+        metavar="REGEX",
+        help="regex whose first group is a branch's final answer (last match wins; the built-in extractor "
+        r"answers when it finds none), e.g. 'ANSWER: (\S+)'. Default: the built-in extractor",
+    )

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deepprune_agents.cli import _interrupt
+from deepprune_agents.cli._eval_parser import add_answer_pattern_arg
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
@@ -50,6 +51,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--endpoint", default="chat", choices=["chat", "completions"])
+    add_answer_pattern_arg(p)
 
 
 def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
@@ -65,6 +67,7 @@ def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
         temperature=args.temperature,
         seed=args.seed,
         endpoint=args.endpoint,
+        answer_pattern=getattr(args, "answer_pattern", None),
     )
 
 
@@ -74,6 +77,16 @@ def register(subparsers: Any) -> None:
     add_run_options(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON (no live table)")
     p.set_defaults(func=run_ask)
+
+
+NO_ANSWER = "— no answer"
+
+
+def _answer_cell(row: dict[str, Any]) -> Text | str:
+    """A finished branch without an extractable answer shows as such (it casts no vote), not as blank."""
+    if row.get("answer") is not None:
+        return str(row["answer"])
+    return Text(NO_ANSWER, style="dim red") if row.get("status") == "finished" else ""
 
 
 def _table(rows: dict[int, dict[str, Any]], header: str) -> Table:
@@ -96,7 +109,7 @@ def _table(rows: dict[int, dict[str, Any]], header: str) -> Table:
             Text(status, style=STATUS_STYLE.get(status, "")),
             str(r.get("tokens", 0)),
             "" if r.get("cluster") is None else str(r["cluster"]),
-            r.get("answer") or "",
+            _answer_cell(r),
             tail,
         )
     return table
@@ -107,6 +120,8 @@ def _summary(result: DeepPruneResult) -> Table:
     t.add_row("answer", Text(str(result.answer), style="bold green"))
     t.add_row("votes", json.dumps(result.votes))
     t.add_row("branches", f"{result.finished} finished, {result.cancelled} cancelled, {result.failed} failed")
+    if result.no_answer:
+        t.add_row("no answer", f"{result.no_answer} finished branch(es) gave no extractable answer (no vote)")
     t.add_row(
         "tokens",
         f"{result.tokens_generated} generated vs ≈{result.tokens_cons_estimate} for cons@{result.n}"
@@ -137,6 +152,8 @@ class _Board:
                 row = self.rows.setdefault(b["id"], {})
                 row["text"] = row.get("text", "") + b["delta"]
                 row.update(tokens=b["tokens"], status=b["status"])
+                if "answer" in b:
+                    row["answer"] = b["answer"]
         elif kind == "cluster":
             self.rows.setdefault(item["branch"], {})["cluster"] = item["cluster"]
         elif kind == "merge":

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from deepprune_agents.cli import _interrupt
-from deepprune_agents.cli._eval_parser import get_or_add_eval_parser
+from deepprune_agents.cli._eval_parser import add_answer_pattern_arg, get_or_add_eval_parser
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.extras import require_extra
 
@@ -74,6 +74,7 @@ def register(subparsers: Any) -> None:
         metavar="PARAM=V1,V2",
         help="sweep tau or truncate (e.g. tau=0.3,0.5,0.7); writes OUT.sweep-PARAM.png next to the JSON",
     )
+    add_answer_pattern_arg(e)
     e.set_defaults(func=run_eval_replay)
 
 
@@ -160,6 +161,7 @@ def run_eval_replay(args: argparse.Namespace) -> int:
         judge_every=args.judge_every,
         esc_window=args.esc_window,
         max_tokens=args.max_tokens,
+        answer_pattern=args.answer_pattern,
     )
     cfg.validate()
     sweeps = [parse_sweep(s) for s in args.sweep]
@@ -178,6 +180,8 @@ def run_eval_replay(args: argparse.Namespace) -> int:
                 sweep["plot"] = str(plot_sweep(sweep, png, title=f"N={report['n']}, judge {cfg.judge}: {param}"))
             report["sweeps"][param] = sweep
     print_report(report)
+    for warning in report.get("extraction_warnings", []):
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2, default=str))

@@ -1,8 +1,10 @@
-"""``deepprune serve``: run the embedded vLLM server (SmolLM2-135M-Instruct) in the foreground.
+"""``deepprune serve``: run the embedded vLLM server (SmolLM2-135M-Instruct) in the foreground, or with
+``--upstream URL`` the OpenAI-compatible DeepPrune proxy in front of any OpenAI-compatible server.
 
-Why a command for it when ``ask`` starts one by itself: startup costs ~1 min on a small CPU machine, so
-anyone running more than one question (or the test suite, via ``DEEPPRUNE_EMBEDDED_URL``) starts it
-once here and points everything at the printed URL.
+Why a command for the embedded server when ``ask`` starts one by itself: startup costs ~1 min on a small
+CPU machine, so anyone running more than one question (or the test suite, via ``DEEPPRUNE_EMBEDDED_URL``)
+starts it once here and points everything at the printed URL. Why the proxy: clients that only take a
+base URL and a model name (other languages, IDE assistants, chat front ends) get pruned parallel reasoning.
 """
 
 from __future__ import annotations
@@ -16,24 +18,70 @@ from typing import Any
 from rich.console import Console
 
 from deepprune_agents.backends.embedded import EmbeddedServer, log_tail
-from deepprune_agents.errors import EmbeddedServerError
+from deepprune_agents.errors import ConfigError, EmbeddedServerError
+from deepprune_agents.settings import KNOWN_POLICIES
 
 
 def register(subparsers: Any) -> None:
-    """Add ``serve [--port P]`` to the main parser."""
+    """Add ``serve [--port P] [--upstream URL ...]`` to the main parser."""
     p = subparsers.add_parser(
         "serve",
-        help="start the embedded vLLM server (SmolLM2-135M-Instruct) and keep it running",
-        description="Start a real vLLM OpenAI-compatible server on 127.0.0.1 with SmolLM2-135M-Instruct; "
-        "Ctrl-C or SIGTERM stops it cleanly.",
+        help="start the embedded vLLM server, or with --upstream the OpenAI-compatible DeepPrune proxy",
+        description="Without --upstream: start a real vLLM OpenAI-compatible server on 127.0.0.1 with "
+        "SmolLM2-135M-Instruct. With --upstream URL: serve /v1/chat/completions that answers with N pruned "
+        "branches run on URL (repeat it for several replicas). Ctrl-C or SIGTERM stops it cleanly.",
     )
-    p.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
+    p.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one; the proxy: 8000)")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="seconds to wait for /health (default 300)")
+    proxy = p.add_argument_group("proxy (with --upstream)")
+    proxy.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="OpenAI-compatible base URL (…/v1) the branches run on; repeat for replicas. Its key: $DEEPPRUNE_API_KEY",
+    )
+    proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    proxy.add_argument("--max-concurrent", type=int, default=4, help="runs at once; more get 429 (default 4)")
+    proxy.add_argument("--n", type=int, default=None, help="default branches per request (default 8)")
+    proxy.add_argument("--judge", default=None, help="default judge (default trained)")
+    proxy.add_argument("--policy", default=None, choices=KNOWN_POLICIES, help="default policy")
+    proxy.add_argument("--model", default=None, help="default upstream model (default: the first one it lists)")
     p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
+    if args.upstream:
+        return run_proxy(args)
     return run_serve(args.port, startup_timeout_s=args.startup_timeout)
+
+
+def run_proxy(args: argparse.Namespace) -> int:
+    """``deepprune serve --upstream URL``: the proxy in the foreground until Ctrl-C."""
+    from deepprune_agents.server import require_server_deps
+    from deepprune_agents.settings import DeepPruneContext
+
+    require_server_deps()
+    from deepprune_agents.server.app import ProxyConfig, serve_forever
+
+    port = 8000 if args.port is None else args.port
+    if not 0 <= port < 65536:
+        raise ConfigError(f"--port must be between 0 and 65535 (got {port}).")
+    given = {"n": args.n, "judge": args.judge, "policy": args.policy, "model": args.model}
+    defaults = DeepPruneContext(base_urls=list(args.upstream), **{k: v for k, v in given.items() if v is not None})
+    config = ProxyConfig(defaults, max_concurrent=args.max_concurrent)
+    # uvicorn re-raises the signal that stopped it once it has shut down; as KeyboardInterrupt it ends in
+    # a clean exit status 0, like the embedded server's.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    try:
+        serve_forever(config, host=args.host, port=port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+    return 0
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -5,9 +5,11 @@ it from here:
 
 * the token pieces of a trace (``simple_tokenize``: what the server streams, one piece per chunk, and
   what the simulator advances by one per tick);
-* the answer of a full trace as the engine would extract it (``extract_answer`` on the text, the same
-  call the engine makes when a stream finishes), next to the answer recorded in the file (what the
-  oracle judge reads);
+* the answer of a full trace as the engine would extract it (``extract_answer`` on the text, or the
+  run's ``answer_pattern`` extractor: the same call the engine makes when a stream finishes), next to the
+  answer recorded in the file (what the oracle judge reads), and how often the two agree per data set
+  (``extraction_agreement``: an accuracy figure resting on an extractor that disagrees with the
+  source's own extraction is suspect, so the evaluation warns below ``AGREEMENT_WARN``);
 * ``trace_index(question_id, n_traces, seed)``: the recorded trace a request with ``seed`` is served.
   A seed is read as ``run * RUN_STRIDE + i``: run ``r`` is a seeded permutation of the question's traces
   and branch ``i`` takes its ``i``-th element. The engine gives branch ``i`` the seed ``ctx.seed + i``, so a
@@ -19,18 +21,26 @@ Pure: no I/O beyond ``load_replay_questions``, which only reads trace files.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
 import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from deepprune_agents.answers import answers_equal, extract_answer
+from deepprune_agents.answers import Extractor, answers_equal, extract_answer, is_no_answer
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.trace_io import load_traces
 from deepprune_agents.traces import QuestionTraces
 from deepprune_agents.truncation import simple_tokenize
+
+log = logging.getLogger(__name__)
+
+#: Below this share of branches agreeing with the recorded answers, an evaluation warns.
+AGREEMENT_WARN = 0.95
 
 #: Seeds ``run * RUN_STRIDE + i`` address branch ``i`` of bootstrap run ``run``.
 RUN_STRIDE = 1 << 20
@@ -77,7 +87,7 @@ class ReplayTrace:
 
     text: str
     pieces: tuple[str, ...]
-    answer: str | None  # extract_answer(text): what the engine votes with
+    answer: str | None  # the run's extractor on text (extract_answer by default): what the engine votes with
     recorded_answer: str | None  # the file's answer: what the oracle judge reads
     correct: bool | None
     token_logprobs: tuple[float, ...] | None = None
@@ -98,12 +108,13 @@ def make_trace(
     recorded_answer: str | None = None,
     correct: bool | None = None,
     token_logprobs: Sequence[float] | None = None,
+    extract: Extractor = extract_answer,
 ) -> ReplayTrace:
     pieces = tuple(simple_tokenize(text))
     offsets = [0]
     for p in pieces:
         offsets.append(offsets[-1] + len(p))
-    answer = extract_answer(text)
+    answer = extract(text)
     return ReplayTrace(
         text=text,
         pieces=pieces,
@@ -134,17 +145,63 @@ class ReplayQuestion:
         return self.ground_truth is not None and answer is not None and answers_equal(answer, self.ground_truth)
 
 
-def from_question_traces(q: QuestionTraces) -> ReplayQuestion:
+def from_question_traces(q: QuestionTraces, extract: Extractor = extract_answer) -> ReplayQuestion:
     traces = tuple(
-        make_trace(t.text, recorded_answer=t.answer, correct=t.correct, token_logprobs=t.token_logprobs)
+        make_trace(
+            t.text, recorded_answer=t.answer, correct=t.correct, token_logprobs=t.token_logprobs, extract=extract
+        )
         for t in q.traces
     )
     return ReplayQuestion(q.question_id, q.question, q.ground_truth, traces, q.source)
 
 
-def load_replay_questions(paths: Iterable[str | Path]) -> list[ReplayQuestion]:
-    """Read trace files (every format ``trace_io`` knows) and prepare them for replay."""
-    questions = [from_question_traces(q) for q in load_traces(paths)]
+def with_extractor(questions: Sequence[ReplayQuestion], extract: Extractor) -> list[ReplayQuestion]:
+    """The same questions with every trace's ``answer`` re-extracted by ``extract`` (a run's
+    ``answer_pattern``); recorded answers are kept."""
+    return [
+        dataclasses.replace(q, traces=tuple(dataclasses.replace(t, answer=extract(t.text)) for t in q.traces))
+        for q in questions
+    ]
+
+
+def extraction_agreement(questions: Sequence[ReplayQuestion]) -> dict[str, dict[str, Any]]:
+    """Per data set (``source``): how often the extracted answer (``ReplayTrace.answer``) agrees with the
+    recorded one. A recorded "No answer!" / "[invalid]" counts as no answer, and both absent agree.
+    Where a file records no answers the loader filled them with the built-in extractor, so agreement
+    there only measures a custom ``answer_pattern`` against the built-in chain."""
+    tally: dict[str, list[int]] = {}
+    for q in questions:
+        row = tally.setdefault(q.source or "?", [0, 0, 0])
+        for t in q.traces:
+            recorded = None if is_no_answer(t.recorded_answer) else t.recorded_answer
+            row[0] += 1
+            row[1] += (t.answer is None and recorded is None) or answers_equal(t.answer, recorded)
+            row[2] += t.answer is None
+    return {
+        source: {"branches": n, "agree": agree / n, "unextracted": none / n, "ok": agree / n >= AGREEMENT_WARN}
+        for source, (n, agree, none) in tally.items()
+        if n
+    }
+
+
+def agreement_warnings(agreement: dict[str, dict[str, Any]]) -> list[str]:
+    """A warning (also logged) for every data set whose agreement is below ``AGREEMENT_WARN``."""
+    warnings = [
+        f"answer extraction agrees with the recorded answers on only {row['agree']:.1%} of {row['branches']} "
+        f"branches of {source!r} (< {AGREEMENT_WARN:.0%}): accuracy figures on it rest on a doubtful extractor; "
+        "check answers.extract_answer on its traces or pass an answer_pattern."
+        for source, row in agreement.items()
+        if not row["ok"]
+    ]
+    for w in warnings:
+        log.warning(w)
+    return warnings
+
+
+def load_replay_questions(paths: Iterable[str | Path], *, extract: Extractor = extract_answer) -> list[ReplayQuestion]:
+    """Read trace files (every format ``trace_io`` knows) and prepare them for replay; ``extract`` is the
+    run's answer extractor (``answers.make_extractor(answer_pattern)``)."""
+    questions = [from_question_traces(q, extract) for q in load_traces(paths)]
     if not questions:
         raise ConfigError("the trace files hold no question: pass JSONL files with one question per line.")
     seen: set[str] = set()

@@ -29,9 +29,17 @@ from typing import Any
 
 import numpy as np
 
+from deepprune_agents.answers import AnswerPattern, make_extractor
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.evaluation.baselines import MethodOutcome, cons_at_n, deepconf_online, esc
-from deepprune_agents.evaluation.replay_data import ReplayQuestion, ReplayTrace, draw
+from deepprune_agents.evaluation.replay_data import (
+    ReplayQuestion,
+    ReplayTrace,
+    agreement_warnings,
+    draw,
+    extraction_agreement,
+    with_extractor,
+)
 from deepprune_agents.evaluation.simulator import simulate
 from deepprune_agents.judges.base import Judge, TracePair
 from deepprune_agents.pruning import make_policy
@@ -62,6 +70,7 @@ class EvalConfig:
     max_tokens: int | None = None
     both_policies: bool = True
     bootstrap: int = 2000
+    answer_pattern: AnswerPattern = None  # the runs' answer extractor (see answers.make_extractor)
 
     def validate(self) -> None:
         if self.n is not None and self.n < 1:
@@ -71,6 +80,7 @@ class EvalConfig:
         if self.policy not in POLICIES:
             raise ConfigError(f"--policy must be one of {', '.join(POLICIES)} (got {self.policy!r}).")
         self.context("paper")  # validates tau, truncate, k1, ...
+        make_extractor(self.answer_pattern)  # a bad regex fails before any run
 
     def context(self, policy: str) -> DeepPruneContext:
         return DeepPruneContext(
@@ -198,7 +208,8 @@ ProgressFn = Callable[[str], None]
 async def _policy_run(
     cfg: EvalConfig, policy: str, judge: Judge, traces: Sequence[ReplayTrace]
 ) -> tuple[str | None, int, int]:
-    result = await simulate(make_policy(cfg.context(policy)), judge, traces, max_tokens=cfg.max_tokens)
+    extract = make_extractor(cfg.answer_pattern) if cfg.answer_pattern is not None else None
+    result = await simulate(make_policy(cfg.context(policy)), judge, traces, max_tokens=cfg.max_tokens, extract=extract)
     return result.answer, result.tokens, result.judge_calls
 
 
@@ -230,6 +241,9 @@ async def evaluate_async(
     cfg.validate()
     if not questions:
         raise ConfigError("no question to evaluate: pass trace files with at least one question.")
+    if cfg.answer_pattern is not None:
+        questions = with_extractor(questions, make_extractor(cfg.answer_pattern))
+    agreement = extraction_agreement(questions)
     judge = judge if judge is not None else load_judge(cfg.judge, **cfg.judge_options)
     oracle_judge = oracle_judge if oracle_judge is not None else load_judge("oracle")
     policies = POLICIES if cfg.both_policies else (cfg.policy,)
@@ -283,6 +297,9 @@ async def evaluate_async(
         "questions": [q.question_id for q in questions],
         "has_logprobs": logprobs,
         "elapsed_s": time.perf_counter() - t0,
+        # per data set: our extraction vs the recorded answers; a warning below replay_data.AGREEMENT_WARN
+        "extraction_agreement": agreement,
+        "extraction_warnings": agreement_warnings(agreement),
     }
     if baselines:
         report.update(summarize(rows, main="deepprune", oracle="oracle", reps=cfg.bootstrap))

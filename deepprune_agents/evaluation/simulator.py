@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-from deepprune_agents.answers import extract_answer
+from deepprune_agents.answers import Extractor, extract_answer
 from deepprune_agents.errors import DeepPruneError
 from deepprune_agents.evaluation.replay_data import ReplayTrace
 from deepprune_agents.judges.base import Judge
@@ -73,7 +73,10 @@ class SimBranch:
     tokens: int = 0
     status: BranchStatus = "running"
     cancel_reason: str | None = None
+    # The run's extractor; None: the built-in one, whose answer of the full trace ReplayTrace already holds.
+    extract: Extractor | None = field(default=None, repr=False)
     _views: dict[tuple[int, str], BranchView] = field(default_factory=dict, repr=False)
+    _full_answer: list[str | None] = field(default_factory=list, repr=False)
 
     @property
     def alive(self) -> bool:
@@ -82,9 +85,14 @@ class SimBranch:
     def answer(self) -> str | None:
         if self.status != "finished":
             return None
+        extract = self.extract or extract_answer
         if self.tokens == self.trace.n_tokens:
-            return self.trace.answer
-        return extract_answer(self.trace.prefix(self.tokens))  # cut by max_tokens
+            if self.extract is None:
+                return self.trace.answer
+            if not self._full_answer:
+                self._full_answer.append(extract(self.trace.text))
+            return self._full_answer[0]
+        return extract(self.trace.prefix(self.tokens))  # cut by max_tokens
 
     def view(self) -> BranchView:
         """A snapshot, memoized per (tokens, status): the search for the delivery that made a round due
@@ -143,12 +151,19 @@ class SimResult:
 
 
 class _Sim:
-    def __init__(self, policy: PruningPolicy, judge: Judge, traces: Sequence[ReplayTrace], max_tokens: int | None):
+    def __init__(
+        self,
+        policy: PruningPolicy,
+        judge: Judge,
+        traces: Sequence[ReplayTrace],
+        max_tokens: int | None,
+        extract: Extractor | None = None,
+    ):
         if not traces:
             raise DeepPruneError("simulate needs at least one trace.")
         self.policy, self.judge = policy, judge
         self.branches = [
-            SimBranch(i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens))
+            SimBranch(i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens), extract=extract)
             for i, t in enumerate(traces)
         ]
         for b in self.branches:
@@ -264,10 +279,16 @@ class _Sim:
 
 
 async def simulate(
-    policy: PruningPolicy, judge: Judge, traces: Sequence[ReplayTrace], *, max_tokens: int | None = None
+    policy: PruningPolicy,
+    judge: Judge,
+    traces: Sequence[ReplayTrace],
+    *,
+    max_tokens: int | None = None,
+    extract: Extractor | None = None,
 ) -> SimResult:
     """Replay ``policy`` over ``traces`` (branch i = ``traces[i]``) with ``judge``; see the module doc.
 
     ``policy`` must be fresh (policies keep cluster state); ``max_tokens`` caps each branch like the
-    request's ``max_tokens`` does on the server."""
-    return await _Sim(policy, judge, traces, max_tokens).run()
+    request's ``max_tokens`` does on the server; ``extract`` is the run's answer extractor
+    (``answers.make_extractor(ctx.answer_pattern)``, as the engine uses it), None for the built-in one."""
+    return await _Sim(policy, judge, traces, max_tokens, extract).run()

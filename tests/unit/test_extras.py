@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,10 @@ from deepprune_agents.cli import main
 @pytest.fixture
 def without(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Make named modules look uninstalled to the extras check."""
-    real = importlib.util.find_spec
+    real = extras.find_spec
 
     def hide(*names: str) -> None:
-        monkeypatch.setattr(extras.importlib.util, "find_spec", lambda m, *a: None if m in names else real(m, *a))
+        monkeypatch.setattr(extras, "find_spec", lambda m, *a: None if m in names else real(m, *a))
 
     return hide
 
