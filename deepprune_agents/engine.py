@@ -32,6 +32,7 @@ from deepprune_agents.pruning.types import ALIVE, BranchStatus, BranchView
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
+PREDICATE_SHARE = 4.0  # wait_until waits this many times the cost of a predicate check before the next
 
 
 def branch_answer(
@@ -248,7 +249,9 @@ class BranchPool:
                     b.finish_reason = chunk.finish_reason
                 self._notify()
                 # Chunks already buffered are read without suspending: yield so that one fast stream
-                # cannot hold the loop for its whole body while 511 others (and the judge) wait.
+                # cannot hold the loop for its whole body while 511 others (and the judge) wait. (Per chunk,
+                # not per time budget: with every stream busy, a loop iteration costs N x the work a branch
+                # does before yielding, so one chunk keeps iterations, and the loop lag, shortest.)
                 await asyncio.sleep(0)
             if b.finish_reason is None:
                 b.error = "the stream ended without a finish_reason (server closed it early)"
@@ -308,9 +311,11 @@ class BranchPool:
         deadline = time.monotonic() + timeout_s
         last_tick = 0.0
         while True:
+            checked = time.monotonic()
             if predicate() or not self.alive:
                 return True
             now = time.monotonic()
+            cost = now - checked
             if now >= deadline:
                 return False
             if on_tick is not None and now - last_tick >= tick_s:
@@ -320,6 +325,14 @@ class BranchPool:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(tick_s, deadline - now)):
                     await self._changed.wait()
+            # Branches notify on every chunk, so with many streams the event is set again in every loop
+            # iteration, and the predicate reads every branch (O(N)): at 2,048 branches checking it that
+            # often cost the loop more than the streams themselves. So the next check waits PREDICATE_SHARE
+            # times what this one cost: the predicate takes at most ~1/(1+PREDICATE_SHARE) of the loop.
+            # With a few branches a check costs microseconds and no wait is added (rounds stay on time).
+            wait = PREDICATE_SHARE * cost - (time.monotonic() - now)
+            if wait > 0.001:
+                await asyncio.sleep(min(wait, max(0.0, deadline - time.monotonic())))
 
     # -- cancelling ---------------------------------------------------------------------------
     async def cancel(self, ids: Sequence[int], reason: str = "pruned") -> None:

@@ -12,17 +12,17 @@ import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from deepprune_agents.errors import ConfigError
 
-PolicyName = Literal["paper", "periodic"]
-EndpointKind = Literal["chat", "completions"]
+# The one list of policy names: the CLI's choices and validate() both read it.
+PolicyName = Literal["paper", "periodic", "none"]
+KNOWN_POLICIES: tuple[PolicyName, ...] = get_args(PolicyName)
 
 # "The answer is N." rather than \boxed{}: small chat models (SmolLM2) follow it far more often, and the
 # extractor reads both forms (and "#### N"), so larger models that box their answers work unchanged.
 DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Finish with a line of the form 'The answer is N.'"
-KNOWN_POLICIES = ("paper", "periodic", "none")
 
 
 def _env_urls() -> list[str]:

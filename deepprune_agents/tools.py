@@ -49,6 +49,13 @@ DEFAULT_DESCRIPTION = (
 )
 
 
+# Derived from the settings default, so the model is never told a default the tool does not have.
+_JUDGE_DESCRIPTION = (
+    "Judge that decides which branches are redundant: 'trained', 'embedding', 'numbers' or 'llm'. "
+    f"Default: the tool's setting ('{DeepPruneContext.judge}' unless the tool was configured otherwise)."
+)
+
+
 class ThinkHardInput(BaseModel):
     """Arguments a model fills in. Only ``question`` is required: the others override the tool's defaults
     for one call, so a model can spend more (``n``, ``budget``) on a question it finds harder."""
@@ -71,8 +78,7 @@ class ThinkHardInput(BaseModel):
     )
     judge: str | None = Field(
         default=None,
-        description="Judge that decides which branches are redundant: 'embedding' (default), 'numbers', "
-        "'trained', 'llm'. Default: the tool's setting.",
+        description=_JUDGE_DESCRIPTION,
     )
 
 

@@ -12,6 +12,7 @@ stops it after the session.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,13 @@ def shared_data() -> Path:
             "traces/*.jsonl (see ../shared/data/README.md) to run this test."
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def refused_base_url() -> Iterator[str]:
+    """A base URL on loopback whose connections are refused: a port bound by this session but never
+    listened on, so no other process can take it while the tests run (a fixed "closed" port such as 9
+    is only closed until something listens there)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"

@@ -11,6 +11,7 @@ Parsing is a pure function (``parse_prometheus``) so it is unit-tested without a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -154,7 +155,7 @@ async def wait_until_idle(
     Used to prove that "no request is left running on the server" after a run returns or raises.
     """
     deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(timeout=5.0) if client is None else _borrowed(client) as c:
+    async with httpx.AsyncClient(timeout=5.0) if client is None else contextlib.nullcontext(client) as c:
         while True:
             m = await scrape_metrics(root_url, c)
             busy = m.get(RUNNING, 0.0) + (m.get(WAITING, 0.0) if include_waiting else 0.0)
@@ -163,16 +164,3 @@ async def wait_until_idle(
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(poll_s)
-
-
-class _borrowed:
-    """Async context manager over a caller's client that does not close it."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self.client
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None

@@ -10,8 +10,11 @@ generate it twice and silently change the sample, so a mid-stream failure fails 
 
 from __future__ import annotations
 
+import codecs
+import functools
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -34,6 +37,9 @@ from deepprune_agents.errors import (
 )
 
 EndpointKind = Literal["chat", "completions"]
+
+SHARDS = 16  # HTTP client pools per endpoint for branch streams
+SHARD_STREAMS = 128  # connections each pool keeps alive for reuse
 
 
 def api_key_from_env() -> str:
@@ -131,14 +137,38 @@ class Endpoint:
         self.inflight = 0
         self.failures = 0
         self.down_until = 0.0
-        self._http = httpx2.AsyncClient(
-            timeout=httpx2.Timeout(read_timeout_s, connect=connect_timeout_s),
-            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=64),
-        )
-        # max_retries=0: tenacity owns retries, and only around opening a stream.
+        self._timeout = httpx2.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self._http = self._new_http_client()
+        # Branch streams go through shards of clients: httpcore assigns a request to a connection by scanning
+        # its whole pool, so 512 streams opening in one pool cost O(n^2) (~1 s of loop time); pools of at
+        # most ~SHARD_STREAMS connections keep every open cheap. Created on first use.
+        self._shards: list[httpx2.AsyncClient] = []
+        self._opened = 0
+        self._headers = {
+            "Authorization": f"Bearer {api_key_from_env()}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "Accept-Encoding": "identity",  # the body is read raw (no decoder layer per chunk)
+        }
+        # max_retries=0: tenacity owns retries, and only around opening a stream. The openai client serves
+        # GET /models and turns an HTTP error response into openai's typed exceptions.
         self.client = AsyncOpenAI(
             base_url=self.base_url, api_key=api_key_from_env(), max_retries=0, http_client=self._http
         )
+
+    def _new_http_client(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(
+            verify=_ssl_context(),  # loading the CA bundle cost ~20 ms per client, on the event loop
+            timeout=self._timeout,
+            limits=httpx2.Limits(max_connections=None, max_keepalive_connections=SHARD_STREAMS),
+        )
+
+    def _shard(self) -> httpx2.AsyncClient:
+        k = self._opened % SHARDS
+        self._opened += 1
+        while len(self._shards) <= k:
+            self._shards.append(self._new_http_client())
+        return self._shards[k]
 
     @property
     def root_url(self) -> str:
@@ -146,44 +176,30 @@ class Endpoint:
         return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
     async def open(self, req: BranchRequest) -> BranchStream:
-        """Open one stream; raises openai's exceptions (classified by the caller)."""
-        stream_options: dict[str, Any] = {"include_usage": True}
-        if req.continuous_usage:
-            stream_options["continuous_usage_stats"] = True
-        common: dict[str, Any] = {
-            "model": req.model,
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-            "stream": True,
-            "stream_options": stream_options,
-            "extra_body": req.extra_body or None,
-        }
-        if req.seed is not None:
-            common["seed"] = req.seed
-        if req.endpoint == "chat":
-            messages = list(req.messages)
-            if req.continuation:
-                # vLLM continues the final assistant message instead of opening a new turn.
-                messages.append({"role": "assistant", "content": req.continuation})
-                common["extra_body"] = {
-                    **(req.extra_body or {}),
-                    "continue_final_message": True,
-                    "add_generation_prompt": False,
-                }
-            opening: Any = self.client.chat.completions.with_streaming_response.create(
-                messages=messages,  # type: ignore[arg-type]
-                **common,
-            )
-        else:
-            opening = self.client.completions.with_streaming_response.create(
-                prompt=req.prompt + req.continuation, **common
-            )
+        """Open one stream; raises openai's exceptions (classified by the caller).
+
+        The request is built here and sent with the HTTP client directly: openai's request building
+        (option models, transforms, headers) cost ~2 ms per open, a second of event-loop time for 512
+        branches fanned out at once. Errors keep openai's types, so retries and messages are unchanged."""
+        body = request_body(req)
+        path = "/chat/completions" if req.endpoint == "chat" else "/completions"
+        http = self._shard()
+        request = http.build_request("POST", self.base_url + path, content=json.dumps(body), headers=self._headers)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx2.TimeoutException as exc:
+            raise openai.APITimeoutError(request=request) from exc
+        except httpx2.TransportError as exc:
+            raise openai.APIConnectionError(message=f"{type(exc).__name__}: {exc}", request=request) from exc
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise self.client._make_status_error_from_response(response)
         # The raw response, not openai's AsyncStream: building a pydantic model per chunk cost ~300 µs, which
         # at 512 branches kept the orchestrator's event loop busy for seconds at a time (bench/scale.py).
-        # HTTP errors still raise here, as openai's typed exceptions, before any token is read.
-        raw = await opening.__aenter__()
-        return BranchStream(raw, req.endpoint, req.reasoning_format)
+        return BranchStream(RawLines(response), req.endpoint, req.reasoning_format)
 
     async def list_models(self) -> list[str]:
         page = await self.client.models.list()
@@ -192,6 +208,77 @@ class Endpoint:
     async def aclose(self) -> None:
         await self.client.close()
         await self._http.aclose()
+        for shard in self._shards:
+            await shard.aclose()
+        self._shards.clear()
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One default TLS context (system CA bundle) for every client of the process."""
+    return ssl.create_default_context()
+
+
+def request_body(req: BranchRequest) -> dict[str, Any]:
+    """The JSON body of one branch's streaming request (what openai's client would send for it)."""
+    stream_options: dict[str, Any] = {"include_usage": True}
+    if req.continuous_usage:
+        stream_options["continuous_usage_stats"] = True
+    body: dict[str, Any] = {
+        "model": req.model,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "stream": True,
+        "stream_options": stream_options,
+    }
+    if req.seed is not None:
+        body["seed"] = req.seed
+    if req.endpoint == "chat":
+        messages = list(req.messages)
+        body["messages"] = messages
+        extra = dict(req.extra_body)
+        if req.continuation:
+            # vLLM continues the final assistant message instead of opening a new turn.
+            messages.append({"role": "assistant", "content": req.continuation})
+            extra.update(continue_final_message=True, add_generation_prompt=False)
+    else:
+        body["prompt"] = req.prompt + req.continuation
+        extra = dict(req.extra_body)
+    body.update(extra)  # openai merges extra_body last, over the named fields
+    return body
+
+
+class RawLines:
+    """The two methods ``BranchStream`` uses of a raw response (``iter_lines``, ``close``), over httpx2.
+
+    Lines are split here from the raw body: httpx's ``aiter_lines`` stacks three async generators (bytes,
+    text, lines) over the raw one, and those layers were a fifth of the per-chunk cost at 512 streams.
+    SSE lines end in LF or CRLF (vLLM and OpenAI send LF); the body is UTF-8, decoded incrementally so a
+    character split across two reads is kept whole."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: httpx2.Response) -> None:
+        self.response = response
+
+    async def iter_lines(self) -> AsyncIterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        rest = ""
+        async for raw in self.response.aiter_raw():
+            text = rest + decoder.decode(raw)
+            if "\n" not in text:
+                rest = text
+                continue
+            *lines, rest = text.split("\n")
+            for line in lines:
+                yield line[:-1] if line.endswith("\r") else line
+        rest += decoder.decode(b"", final=True)
+        if rest:
+            yield rest[:-1] if rest.endswith("\r") else rest
+
+    async def close(self) -> None:
+        await self.response.aclose()
 
 
 class BranchStream:

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from deepprune_agents.cli import _interrupt
 from deepprune_agents.errors import DeepPruneError
 
 SUBCOMMAND_MODULES = (
@@ -54,20 +55,35 @@ def _quiet_model_loading() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    if not args.verbose:
-        _quiet_model_loading()
+    """Exit status: the command's, 2 for a DeepPruneError, 130 after Ctrl-C (always, see ``_interrupt``),
+    except for the servers, whose normal way to stop is Ctrl-C."""
+    _interrupt.install()
+    args: argparse.Namespace | None = None
+    code = 0
     try:
-        code = args.func(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+        if not args.verbose:
+            _quiet_model_loading()
+        code = int(args.func(args) or 0)
     except DeepPruneError as exc:
-        print(f"deepprune: error: {exc}", file=sys.stderr)
-        return 2
+        if not _interrupt.interrupted():
+            print(f"deepprune: error: {exc}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
-        print("deepprune: interrupted; every branch was cancelled on the server.", file=sys.stderr)
-        return 130
-    return int(code or 0)
+        pass
+    except BaseException:
+        # After Ctrl-C, whatever a layer raised while being torn down (CancelledError out of asyncio.run)
+        # is the interrupt, not a crash; without Ctrl-C it is a real error (or argparse's SystemExit).
+        if not _interrupt.interrupted():
+            raise
+    if not _interrupt.interrupted():
+        return code
+    if getattr(args, "stops_on_ctrl_c", False):
+        return code
+    print("deepprune: interrupted; every branch was cancelled on the server.", file=sys.stderr)
+    return _interrupt.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

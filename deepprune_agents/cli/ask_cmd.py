@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import sys
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import add_answer_pattern_arg
 from deepprune_agents.result import DeepPruneResult
-from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -43,7 +44,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--judge", default=DeepPruneContext.judge, help="judge: trained (default), embedding, numbers, llm, ..."
     )
-    p.add_argument("--policy", default=DeepPruneContext.policy, choices=["paper", "periodic", "none"])
+    p.add_argument("--policy", default=DeepPruneContext.policy, choices=KNOWN_POLICIES)
     p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
     p.add_argument("--tau", type=float, default=0.5)
     p.add_argument("--max-tokens", type=int, default=512)
@@ -194,14 +195,18 @@ async def _ask(question: str, ctx: DeepPruneContext, live_view: bool) -> DeepPru
     board = _Board(ctx.n)
     result: DeepPruneResult | None = None
     live = Live(board.table(), console=Console(stderr=True), refresh_per_second=8) if live_view else None
+    progress = cast(AsyncGenerator[dict[str, Any] | DeepPruneResult, None], reasoner.astream_progress(question))
+    # aclosing: leaving the loop at the result closes the generator here, inside this task, instead of
+    # leaving it suspended until asyncio's shutdown (its cleanup then ran outside any Ctrl-C handling).
     with live if live is not None else contextlib.nullcontext():
-        async for item in reasoner.astream_progress(question):
-            if isinstance(item, DeepPruneResult):
-                result = item
-                break
-            board.apply(item)
-            if live is not None:
-                live.update(board.table())
+        async with contextlib.aclosing(progress):
+            async for item in progress:
+                if isinstance(item, DeepPruneResult):
+                    result = item
+                    break
+                board.apply(item)
+                if live is not None:
+                    live.update(board.table())
         assert result is not None
         board.finish(result)
         if live is not None:
@@ -212,7 +217,7 @@ async def _ask(question: str, ctx: DeepPruneContext, live_view: bool) -> DeepPru
 def run_ask(args: argparse.Namespace) -> int:
     ctx = context_from_args(args)
     live_view = not args.json and sys.stderr.isatty()
-    result = asyncio.run(_ask(args.question, ctx, live_view))
+    result = _interrupt.run(_ask(args.question, ctx, live_view))
     if args.json:
         print(result.model_dump_json(indent=2))
     elif not live_view:

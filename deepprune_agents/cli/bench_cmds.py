@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli.ask_cmd import add_run_options, context_from_args
 
 
@@ -73,7 +73,7 @@ def run_live(args: argparse.Namespace) -> int:
             f" | DP {d['answer']!r} {d['wall_s']:.1f}s {d['server_tokens']:.0f} tok, {d['cancelled']} cancelled"
         )
 
-    report = asyncio.run(
+    report = _interrupt.run(
         run_live_bench(ctx, root_url=root, questions=LIVE_QUESTIONS[: args.questions], progress=progress)
     )
     out = Path(args.json_out)

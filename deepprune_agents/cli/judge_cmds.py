@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import get_or_add_eval_parser
 from deepprune_agents.errors import ConfigError
 
@@ -133,7 +133,7 @@ def _evaluate(
     from deepprune_agents.training.pairs import build_pairs
 
     pairs = build_pairs(load_traces(files), truncate, max_traces=max_traces, max_pairs=max_pairs, seed=seed)
-    result = asyncio.run(evaluate_judge(judge, pairs, batch_size=batch_size, threshold=threshold))
+    result = _interrupt.run(evaluate_judge(judge, pairs, batch_size=batch_size, threshold=threshold))
     result["truncation"] = truncate
     result["files"] = [Path(f).name for f in files]
     return result

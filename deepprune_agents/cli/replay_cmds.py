@@ -4,13 +4,14 @@ DeepPrune against the baselines on them (see ``deepprune_agents/evaluation``).""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import add_answer_pattern_arg, get_or_add_eval_parser
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.extras import require_extra
 
 
 def _n_arg(value: str) -> int | None:
@@ -54,7 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fault-stall-after", type=int, default=None, help="stall every stream after T tokens")
     p.add_argument("--fault-malformed-after", type=int, default=None, help="send a malformed chunk after T tokens")
     p.add_argument("--fault-drop-after", type=int, default=None, help="drop the connection after T tokens")
-    p.set_defaults(func=run_replay_server)
+    p.set_defaults(func=run_replay_server, stops_on_ctrl_c=True)
 
     eval_sub = get_or_add_eval_parser(subparsers)
     e = eval_sub.add_parser(
@@ -85,6 +86,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_replay_server(args: argparse.Namespace) -> int:
+    require_extra("replay", "deepprune replay-server")
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_server import FaultConfig, serve_forever
 
@@ -171,13 +173,15 @@ def run_eval_replay(args: argparse.Namespace) -> int:
     )
     cfg.validate()
     sweeps = [parse_sweep(s) for s in args.sweep]
+    if sweeps and args.json_out:  # the plots are written next to the JSON: check before the evaluation runs
+        require_extra("plots", "eval replay --sweep --json (its plots)")
     questions = load_replay_questions(args.traces)
     report = evaluate(questions, cfg, progress=lambda msg: err.print(msg))
     out = Path(args.json_out) if args.json_out else None
     if sweeps:
         report["sweeps"] = {}
         for param, values in sweeps:
-            sweep = asyncio.run(sweep_async(questions, cfg, param, values, progress=lambda msg: err.print(msg)))
+            sweep = _interrupt.run(sweep_async(questions, cfg, param, values, progress=lambda msg: err.print(msg)))
             sweep.pop("base", None)
             if out is not None:
                 png = out.with_name(f"{out.stem}.sweep-{param}.png")

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from deepprune_agents.backends.embedded import EmbeddedServer, log_tail
 from deepprune_agents.errors import ConfigError, EmbeddedServerError
+from deepprune_agents.settings import KNOWN_POLICIES
 
 
 def register(subparsers: Any) -> None:
@@ -44,9 +45,9 @@ def register(subparsers: Any) -> None:
     proxy.add_argument("--max-concurrent", type=int, default=4, help="runs at once; more get 429 (default 4)")
     proxy.add_argument("--n", type=int, default=None, help="default branches per request (default 8)")
     proxy.add_argument("--judge", default=None, help="default judge (default trained)")
-    proxy.add_argument("--policy", default=None, choices=["paper", "periodic", "none"], help="default policy")
+    proxy.add_argument("--policy", default=None, choices=KNOWN_POLICIES, help="default policy")
     proxy.add_argument("--model", default=None, help="default upstream model (default: the first one it lists)")
-    p.set_defaults(func=_run_from_args)
+    p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
 
 
 def _run_from_args(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -45,12 +46,17 @@ LIVE_QUESTIONS: list[tuple[str, str]] = [
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in [0, 100]); None for no values."""
+    """Nearest-rank percentile (q in [0, 100]): the smallest value with at least q% of the values at or
+    below it, so p99 of 100 samples is the 99th smallest, not the maximum. None for no values.
+
+    Not ``numpy.percentile(method="inverted_cdf")``: it computes the rank in floating point (0.07 * 100
+    is 7.000000000000001) and returns the 8th of 100 values for p7. Here the rank is q * n / 100 with
+    a tolerance far below one rank."""
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    rank = math.ceil(q * len(ordered) / 100 - 1e-9)
+    return ordered[min(len(ordered), max(1, rank)) - 1]
 
 
 @dataclass

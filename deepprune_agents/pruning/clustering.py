@@ -15,7 +15,6 @@ import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from deepprune_agents.errors import JudgeError
 from deepprune_agents.judges.base import Judge, TracePair
@@ -131,11 +130,6 @@ async def assign(
     if best_sim > tau or len(live) >= max_clusters:
         return clusters.add(view.id, best, trace), best_sim, len(pairs)
     return clusters.add(view.id, None, trace), best_sim, len(pairs)
-
-
-def export_inputs(clusters: Clusters) -> dict[str, Any]:
-    """Serializable view for graph state and results."""
-    return {"clusters": clusters.export(), "cluster_of": {str(k): v for k, v in clusters.of.items()}}
 
 
 class GreedyClusteringPolicy:

@@ -46,7 +46,6 @@ class Decision:
     judge_calls: int = 0
     pairs_scored: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
-    judge_error: str | None = None
 
 
 @dataclass(slots=True)

@@ -7,17 +7,11 @@ the ``proxy`` extra (``pip install 'deepprune-agents[proxy]'``); ``require_serve
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-
-from deepprune_agents.errors import ConfigError
+from deepprune_agents.extras import require_extra
 
 EXTRA = "proxy"
 
 
 def require_server_deps() -> None:
     """Fail at once, naming the extra, when the ASGI stack is missing."""
-    missing = [name for name in ("starlette", "uvicorn") if find_spec(name) is None]
-    if missing:
-        raise ConfigError(
-            f"`deepprune serve --upstream` needs {' and '.join(missing)}: pip install 'deepprune-agents[{EXTRA}]'."
-        )
+    require_extra(EXTRA, "`deepprune serve --upstream`")

@@ -3,7 +3,7 @@ threshold, and latency per pair.
 
 TNR at FNR 0.2 is the paper's headline because it is what pruning buys: keep 80% of the pairs that
 *would* agree merged (FNR 0.2) and count how many disagreeing pairs are correctly kept apart. Metric code
-is pure numpy (no scikit-learn dependency) and handles tied scores the standard way (average ranks).
+is numpy, and AUROC is scikit-learn's (tied scores count half, the Mann-Whitney convention).
 """
 
 from __future__ import annotations
@@ -31,20 +31,13 @@ def _arrays(labels: ArrayLike, scores: ArrayLike) -> tuple[npt.NDArray[np.int64]
 
 
 def auroc(labels: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks); NaN when one class is absent."""
+    """Area under the ROC curve (scikit-learn's; tied scores count half); NaN when one class is absent."""
+    from sklearn.metrics import roc_auc_score  # imported on use: it costs a second at CLI start-up
+
     y, s = _arrays(labels, scores)
-    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if np.unique(y).size < 2:  # one class only (or none): sklearn would warn and return NaN anyway
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(s.size, dtype=np.float64)
-    sorted_s = s[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_s, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0
-    ranks[order] = np.repeat(avg, counts)
-    u = ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def tnr_at_fnr(labels: ArrayLike, scores: ArrayLike, fnr: float = 0.2) -> tuple[float, float]:

@@ -63,8 +63,8 @@ def test_question_shapes() -> None:
         question_of(42)
 
 
-async def test_unreachable_server_names_the_fix() -> None:
+async def test_unreachable_server_names_the_fix(refused_base_url: str) -> None:
     # Real HTTP to a closed port on loopback: connection refused, retried, then a typed error.
-    reasoner = DeepPruneReasoner(n=2, base_urls=["http://127.0.0.1:9/v1"], judge="numbers", open_retries=1)
+    reasoner = DeepPruneReasoner(n=2, base_urls=[refused_base_url], judge="numbers", open_retries=1)
     with pytest.raises(BackendUnavailableError, match="deepprune serve"):
         await reasoner.ainvoke("What is 1 + 1?")

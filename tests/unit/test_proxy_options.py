@@ -145,10 +145,10 @@ def test_content_pieces_rebuild_the_text() -> None:
 def test_serve_upstream_names_the_extra_when_starlette_is_missing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import deepprune_agents.server as server
+    import deepprune_agents.extras as extras
     from deepprune_agents.cli import main
 
-    monkeypatch.setattr(server, "find_spec", lambda name: None if name == "uvicorn" else object())
+    monkeypatch.setattr(extras, "find_spec", lambda name: None if name == "uvicorn" else object())
     assert main(["serve", "--upstream", "http://127.0.0.1:9/v1"]) == 2
     err = capsys.readouterr().err
     assert "needs uvicorn" in err and "deepprune-agents[proxy]" in err

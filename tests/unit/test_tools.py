@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.result import BranchResult, DeepPruneResult
-from deepprune_agents.tools import ThinkHardTool, format_content, make_think_hard_tool, think_hard
+from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.tools import ThinkHardInput, ThinkHardTool, format_content, make_think_hard_tool, think_hard
 
 # Nothing listens on the discard port: a test that reached the network would fail loudly.
 UNREACHABLE = "http://127.0.0.1:9/v1"
@@ -149,3 +150,9 @@ def test_errors_raise_when_handling_is_off() -> None:
     tool = make_think_hard_tool(base_urls=[UNREACHABLE], handle_tool_error=False)
     with pytest.raises(Exception, match="max_n"):
         tool.invoke(call({"question": "q", "n": 100_000}))
+
+
+def test_the_judge_argument_names_the_actual_default() -> None:
+    """The model reads this text: it must name the default the settings really have."""
+    description = ThinkHardInput.model_fields["judge"].description or ""
+    assert f"'{DeepPruneContext.judge}' unless" in description
