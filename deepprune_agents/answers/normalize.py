@@ -37,7 +37,8 @@ _SQRT_SHORT_RE = re.compile(r"\\sqrt\s*(\d)")
 # Words must be whitespace-separated so the pattern has one way to match (no backtracking blow-up).
 _UNIT_TAIL_RE = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*([A-Za-z]{2,}(?:\.?\s+[A-Za-z]{2,}){0,2}\.?)")
 _NOT_UNITS = frozenset({"pi", "sqrt", "and", "or", "to", "of", "times", "plus", "minus", "over", "by", "divided"})
-_CURRENCY_RE = re.compile(r"^(?:\\\$|\$|usd|rs\.?|€|£)\s*", re.IGNORECASE)
+# A currency sign or word only before an amount: the words "usd"/"rs" alone (or "RS", a name) are answers.
+_CURRENCY_RE = re.compile(r"^(?:\\\$|\$|usd|rs\.?|€|£)\s*(?=[-+]?[\d.])", re.IGNORECASE)
 
 
 def _unwrap_boxed(s: str) -> str:
