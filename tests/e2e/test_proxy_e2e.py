@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -238,9 +239,19 @@ def test_disconnect_aborts_every_branch_upstream(make_proxy: Callable[..., Proxy
 def test_disconnect_while_waiting_for_a_non_streamed_reply_aborts_too(make_proxy: Callable[..., ProxyServer]) -> None:
     with ReplayServer([QUESTION], tokens_per_s=10) as slow:
         proxy = make_proxy(slow.base_url)
-        body = {"model": "replay", "messages": MESSAGES, "deepprune": {**FAST, "policy": "none"}}
-        with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
-            httpx.post(proxy.base_url + "/chat/completions", json=body, timeout=httpx.Timeout(5.0, read=1.0))
+        body = json.dumps({"model": "replay", "messages": MESSAGES, "deepprune": {**FAST, "policy": "none"}})
+        # A raw socket, so the client leaves exactly when every branch streams upstream (a client read
+        # timeout would race the proxy's start-up on a loaded machine).
+        host, port = proxy.root_url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            deadline = time.monotonic() + 30
+            while slow.open_streams() < 8 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert slow.open_streams() == 8, "all branches should be streaming before the client leaves"
         assert slow.wait_idle(5.0), "branches kept running upstream after the client went away"
         records = slow.records()
         assert len(records) == 8 and all(r.disconnected for r in records)
