@@ -101,7 +101,7 @@ def datasets(corpus_dir: Path | None) -> list[Dataset]:
         if missing:
             raise SystemExit(f"missing {missing[0]}: set DEEPPRUNE_SHARED_DATA to the shared data folder.")
     if corpus_dir is not None and corpus_dir.is_dir():
-        files = sorted(corpus_dir.glob("*.jsonl"))
+        files = sorted(f for f in corpus_dir.glob("*.jsonl") if f.stat().st_size > 0)
         if files:
             out.append(Dataset("SmolLM2 corpus", files, None, test=False))
     return out
