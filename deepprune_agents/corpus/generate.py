@@ -118,9 +118,7 @@ class CapturingStream(BranchStream):
         if isinstance(lp.get("content"), list):  # chat: [{token, logprob, top_logprobs: [{token, logprob}]}]
             for tok in lp["content"]:
                 self.token_logprobs.append(float(tok.get("logprob", 0.0)))
-                self.top_logprobs.append(
-                    {str(t["token"]): float(t["logprob"]) for t in tok.get("top_logprobs") or []}
-                )
+                self.top_logprobs.append({str(t["token"]): float(t["logprob"]) for t in tok.get("top_logprobs") or []})
         elif isinstance(lp.get("token_logprobs"), list):  # completions: parallel lists
             self.token_logprobs.extend(float(x) if x is not None else 0.0 for x in lp["token_logprobs"])
             for top in lp.get("top_logprobs") or []:
@@ -208,8 +206,14 @@ def _digest(path: Path) -> str:
 
 
 def write_provenance(
-    out_path: Path, *, model: str, base_urls: Sequence[str], cfg: GenerateConfig, questions_file: Path | None,
-    command: str | None, limit: int | None,
+    out_path: Path,
+    *,
+    model: str,
+    base_urls: Sequence[str],
+    cfg: GenerateConfig,
+    questions_file: Path | None,
+    command: str | None,
+    limit: int | None,
 ) -> dict[str, Any]:
     """Create (or check, on resume) ``OUT.provenance.json``; a resume with other sampling is refused."""
     side = Path(str(out_path) + PROVENANCE_SUFFIX)
@@ -280,8 +284,13 @@ async def generate(
     try:
         served = await pool.resolve_model(model)
         write_provenance(
-            out, model=served, base_urls=base_urls, cfg=cfg,
-            questions_file=Path(questions_file) if questions_file else None, command=command, limit=limit,
+            out,
+            model=served,
+            base_urls=base_urls,
+            cfg=cfg,
+            questions_file=Path(questions_file) if questions_file else None,
+            command=command,
+            limit=limit,
         )
         label = source or served
         capture = bool(cfg.top_logprobs) or cfg.endpoint == "chat"
@@ -294,7 +303,9 @@ async def generate(
             async with streams:
                 return await sample_one(pool, build_request(item, j, served, cfg), capture)
 
-        with out.open("a", encoding="utf-8") as fh:
+        # One small append + flush per finished question: microseconds of blocking, and it is what makes
+        # every completed question durable the moment it is counted.
+        with out.open("a", encoding="utf-8") as fh:  # noqa: ASYNC230
 
             async def one_question(item: QuestionItem) -> None:
                 try:

@@ -11,7 +11,7 @@ against the judge's provenance and warns loudly. Two provenance shapes are under
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def _training_digests_and_keys(prov: dict[str, Any]) -> tuple[set[str], set[str]
 
 
 def training_overlap(
-    prov: dict[str, Any] | None, questions_by_file: dict[str, Sequence[QuestionTraces]]
+    prov: dict[str, Any] | None, questions_by_file: Mapping[str, Sequence[QuestionTraces]]
 ) -> dict[str, Any] | None:
     """``{"files": [...], "questions": k, "of": n}`` when test questions were in the judge's training
     data (a whole test file with a training file's digest, or a question by id or text), else None."""

@@ -23,7 +23,9 @@ WRONG = "She has 3 - 2 = 1 apple. The answer is 1."
 
 def _question(i: int) -> ReplayQuestion:
     return ReplayQuestion(
-        f"q{i}", f"Question {i}: Ann has 3 apples and gets 4 more; how many now?", "7",
+        f"q{i}",
+        f"Question {i}: Ann has 3 apples and gets 4 more; how many now?",
+        "7",
         tuple(make_trace(t) for t in [RIGHT, WRONG, RIGHT]),
     )
 
@@ -116,8 +118,19 @@ def test_cli_generate_from_a_gsm8k_file(server: ReplayServer, tmp_path: Path) ->
     )
     out = tmp_path / "out.jsonl"
     code = cli_main(
-        ["traces", "generate", "--questions", str(qfile), "--out", str(out), "--n", "2",
-         "--base-url", server.base_url, "--no-progress"]
+        [
+            "traces",
+            "generate",
+            "--questions",
+            str(qfile),
+            "--out",
+            str(out),
+            "--n",
+            "2",
+            "--base-url",
+            server.base_url,
+            "--no-progress",
+        ]
     )
     assert code == 0
     recs = _lines(out)

@@ -54,7 +54,13 @@ def test_generic_fields_and_ids(tmp_path: Path) -> None:
 def test_record_round_trips_through_trace_io(tmp_path: Path) -> None:
     item = QuestionItem("s:0", "What is 3+4?", "7")
     samples = [
-        Sample("3+4 = 7. The answer is 7.", tokens=9, finish_reason="stop", token_logprobs=[-0.1], top_logprobs=[{"7": -0.1}]),
+        Sample(
+            "3+4 = 7. The answer is 7.",
+            tokens=9,
+            finish_reason="stop",
+            token_logprobs=[-0.1],
+            top_logprobs=[{"7": -0.1}],
+        ),
         Sample("3+4 = 8. The answer is 8.", tokens=9, reasoning="hmm"),
         Sample("I am not sure.", tokens=4),
     ]
@@ -96,7 +102,9 @@ def test_capturing_stream_decodes_logprobs_and_reasoning() -> None:
         "choices": [
             {
                 "delta": {"content": "7", "reasoning_content": "think"},
-                "logprobs": {"content": [{"token": "7", "logprob": -0.5, "top_logprobs": [{"token": "7", "logprob": -0.5}]}]},
+                "logprobs": {
+                    "content": [{"token": "7", "logprob": -0.5, "top_logprobs": [{"token": "7", "logprob": -0.5}]}]
+                },
                 "finish_reason": None,
             }
         ]
@@ -105,5 +113,7 @@ def test_capturing_stream_decodes_logprobs_and_reasoning() -> None:
     assert chunk is not None and chunk.text == "7"
     assert chat.token_logprobs == [-0.5] and chat.top_logprobs == [{"7": -0.5}] and chat.reasoning == ["think"]
     comp = CapturingStream(None, "completions")
-    comp._parse(json.dumps({"choices": [{"text": "a", "logprobs": {"token_logprobs": [-1.0], "top_logprobs": [{"a": -1.0}]}}]}))
+    comp._parse(
+        json.dumps({"choices": [{"text": "a", "logprobs": {"token_logprobs": [-1.0], "top_logprobs": [{"a": -1.0}]}}]})
+    )
     assert comp.token_logprobs == [-1.0] and comp.top_logprobs == [{"a": -1.0}]
