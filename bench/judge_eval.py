@@ -453,7 +453,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"- Latency (best of 2 runs, after a warm-up call): CPU, {report['cpu_threads']} threads, batches of 64 "
         f"over {report['latency_pairs']} OVM Mistral test pairs from a cleared cache (texts repeat across pairs as "
-        "in a real run); *cold* = one batch of 64 pairs with 128 distinct new texts. The CPU was shared with other jobs (a vLLM server, other benchmarks), "
+        "in a real run); *cold* = one batch of 64 pairs with 128 distinct new texts. The CPU was shared with other "
+        "jobs (a vLLM server, other benchmarks), "
         "so absolute times are noisy. `blend`, `trained` and `embedding` all pay the MiniLM forward pass "
         f"(base model {size['minilm_base_bytes'] / 1e6:.0f} MB, from the PyPI wheel, not shipped by us); `blend` adds "
         "a dozen regex features and a dot product.",
