@@ -136,3 +136,18 @@ def test_cli_generate_from_a_gsm8k_file(server: ReplayServer, tmp_path: Path) ->
     recs = _lines(out)
     assert {r["question_id"] for r in recs} == {"gsm:0", "gsm:1"}
     assert all(r["ground_truth"] == "7" for r in recs)
+
+
+def test_generate_on_real_vllm_with_logprobs(vllm_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The embedded vLLM server: token counts from usage, top-k logprobs per generated token."""
+    out = tmp_path / "v.jsonl"
+    items = [QuestionItem("v:0", "What is 2 + 3?", "5"), QuestionItem("v:1", "What is 10 - 4?", "6")]
+    cfg = GenerateConfig(n=2, max_tokens=12, top_logprobs=2, concurrency=4)
+    s = asyncio.run(generate(items, out, base_urls=[vllm_server.base_url], cfg=cfg))
+    assert (s.written, s.failed) == (2, 0) and s.tokens > 0
+    for rec in _lines(out):
+        for t in rec["traces"]:  # type: ignore[union-attr]
+            assert isinstance(t["text"], str) and t["text"]
+            assert 0 < t["tokens"] <= 12
+            assert len(t["token_logprobs"]) == t["tokens"] and all(lp <= 0 for lp in t["token_logprobs"])
+            assert all(1 <= len(top) <= 3 for top in t["top_logprobs"])
