@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "deepprune_agents.cli.judge_cmds",
     "deepprune_agents.cli.bench_cmds",
     "deepprune_agents.cli.replay_cmds",
+    "deepprune_agents.cli.traces_cmds",
 )
 
 

@@ -48,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "judge",
         help="AUROC, TNR@FNR0.2, online-threshold metrics and ms/pair of a judge on trace files",
     )
-    e.add_argument("--judge", required=True, help="judge name (embedding, trained, numbers, llm, ...)")
+    e.add_argument(
+        "--judge",
+        default=None,
+        help="judge name (blend, embedding, trained, numbers, llm, ...; default: the project's default judge)",
+    )
     e.add_argument("--test", nargs="+", required=True, metavar="FILE", help="trace files to build test pairs from")
     e.add_argument("--truncate", default="tokens:32", help="tokens:K or words:K (default tokens:32)")
     e.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the metrics JSON here")
@@ -131,18 +135,39 @@ def _evaluate(
     from deepprune_agents.trace_io import load_traces
     from deepprune_agents.training.evaluate import evaluate_judge
     from deepprune_agents.training.pairs import build_pairs
+    from deepprune_agents.training.provenance import read_provenance, training_overlap
 
-    pairs = build_pairs(load_traces(files), truncate, max_traces=max_traces, max_pairs=max_pairs, seed=seed)
+    by_file = {f: load_traces([f]) for f in files}
+    overlap = training_overlap(read_provenance(judge), by_file)
+    if overlap:
+        _warn_overlap(judge.name, overlap)
+    questions = [q for qs in by_file.values() for q in qs]
+    pairs = build_pairs(questions, truncate, max_traces=max_traces, max_pairs=max_pairs, seed=seed)
     result = _interrupt.run(evaluate_judge(judge, pairs, batch_size=batch_size, threshold=threshold))
     result["truncation"] = truncate
     result["files"] = [Path(f).name for f in files]
+    result["training_overlap"] = overlap
     return result
+
+
+def _warn_overlap(judge: str, overlap: dict[str, Any]) -> None:
+    """Loud, on stderr: these figures are in-sample and say nothing about unseen questions."""
+    from rich.console import Console
+
+    where = f" (files {', '.join(overlap['files'])} were training files)" if overlap["files"] else ""
+    Console(stderr=True).print(
+        f"[bold red]WARNING: {overlap['questions']} of {overlap['of']} test questions were in the training data "
+        f"of judge {judge!r}{where}. These figures are IN-SAMPLE: they overstate how the judge does on "
+        "unseen questions.[/]"
+    )
 
 
 def run_eval_judge(args: argparse.Namespace) -> int:
     from deepprune_agents.judges import get_judge
+    from deepprune_agents.settings import DeepPruneContext
 
-    judge = get_judge(args.judge, **parse_options(args.judge_option))
+    name = args.judge or DeepPruneContext.judge
+    judge = get_judge(name, **parse_options(args.judge_option))
     result = _evaluate(
         judge, args.test, args.truncate, args.max_traces, args.max_pairs, args.batch_size, args.threshold, args.seed
     )

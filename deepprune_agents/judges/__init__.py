@@ -26,6 +26,7 @@ _BUILTIN: dict[str, str] = {
     "transformers": "deepprune_agents.judges.hf:TransformersJudge",
     "oracle": "deepprune_agents.judges.oracle:OracleJudge",
     "numbers": "deepprune_agents.judges.numbers:NumberOverlapJudge",
+    "blend": "deepprune_agents.judges.blend:BlendJudge",
 }
 
 #: Names of the built-in judges (``known_judges()`` adds the ones registered at run time).

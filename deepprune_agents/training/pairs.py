@@ -62,6 +62,12 @@ def answers_agree(a: str | None, b: str | None) -> bool:
     return bool(answers_equal(a, b))
 
 
+def exact_agree(a: str | None, b: str | None) -> bool:
+    """String equality of the recorded answers (whitespace-trimmed); ``None`` agrees with nothing.
+    For non-numeric answers such as 'MM/DD/YYYY' dates, which a numeric equality reads as fractions."""
+    return a is not None and b is not None and a.strip() == b.strip()
+
+
 def truncated_traces(q: QuestionTraces, truncation: str | None = None) -> list[PartialTrace]:
     """The traces of ``q`` as PartialTraces cut by ``truncation`` ('tokens:K', 'words:K' or None = full).
 
@@ -108,12 +114,16 @@ def build_pairs(
     max_traces: int | None = None,
     max_pairs: int | None = None,
     seed: int = 0,
+    agree: Callable[[str | None, str | None], bool] | None = None,
 ) -> list[PairExample]:
     """All pairs of traces of each question (``i < j``), optionally on a sample.
 
     ``max_traces`` samples that many traces per question first (C(n, 2) grows fast: 500 traces give
     124,750 pairs); ``max_pairs`` then samples that many pairs per question. Deterministic per seed.
+    ``agree`` labels a pair from the two recorded answers (default ``answers_agree``; ``exact_agree``
+    for sets whose answers are strings such as dates, which a numeric equality would misread).
     """
+    label_of = agree or answers_agree
     if max_traces is not None and max_traces < 2:
         raise ConfigError(f"max_traces must be >= 2 to form a pair (got {max_traces}).")
     if max_pairs is not None and max_pairs < 1:
@@ -134,7 +144,7 @@ def build_pairs(
             a, b = traces[i], traces[j]
             key = (a.answer, b.answer)
             if key not in agree_cache:
-                agree_cache[key] = answers_agree(a.answer, b.answer)
+                agree_cache[key] = label_of(a.answer, b.answer)
             pairs.append(
                 PairExample(
                     a=a,

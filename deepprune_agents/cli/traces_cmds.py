@@ -1,0 +1,159 @@
+"""``deepprune traces generate`` (make a trace corpus on any OpenAI-compatible server) and
+``deepprune traces stats`` (label balance of trace files)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepprune_agents.settings import DEFAULT_SYSTEM_PROMPT
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    traces = subparsers.add_parser("traces", help="make and inspect trace corpora")
+    sub = traces.add_subparsers(dest="traces_command", metavar="ACTION", required=True)
+    g = sub.add_parser(
+        "generate",
+        help="sample N solutions per question on an OpenAI-compatible server into a trace file",
+        description="Question file (GSM8K/MATH-500/AIME formats or generic JSONL) -> N samples per question "
+        "-> this project's trace format (answers extracted and graded). Resumable: rerun the same command "
+        "to continue; Ctrl-C keeps every completed question. Writes OUT and OUT.provenance.json.",
+    )
+    g.add_argument("--questions", required=True, metavar="FILE", help="question file (.jsonl or .json list)")
+    g.add_argument("--out", required=True, metavar="FILE", help="output trace file (JSONL; appended to)")
+    g.add_argument("--n", type=int, default=8, help="samples per question (default 8)")
+    g.add_argument("--limit", type=int, default=None, help="first LIMIT questions (after --offset)")
+    g.add_argument("--offset", type=int, default=0, help="skip the first OFFSET questions")
+    g.add_argument("--max-tokens", type=int, default=512)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--seed", type=int, default=0, help="sample j of every question uses seed SEED+j")
+    g.add_argument("--top-logprobs", type=int, default=0, metavar="K", help="record logprobs and top-K (0: off)")
+    g.add_argument("--concurrency", type=int, default=32, help="streams open at once (default 32)")
+    g.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT)
+    g.add_argument("--endpoint", choices=("chat", "completions"), default="chat")
+    g.add_argument(
+        "--base-url",
+        action="append",
+        default=[],
+        dest="base_urls",
+        metavar="URL",
+        help="OpenAI-compatible base URL (…/v1), repeatable. Default: $DEEPPRUNE_BASE_URLS, else the "
+        "embedded vLLM server ($DEEPPRUNE_EMBEDDED_URL when set)",
+    )
+    g.add_argument("--model", default=None, help="model name (default: the first one the server lists)")
+    g.add_argument("--source", default=None, help="the records' source label (default: the model name)")
+    g.add_argument("--question-field", default=None, help="generic JSONL: field holding the question")
+    g.add_argument("--answer-field", default=None, help="generic JSONL: field holding the ground truth")
+    g.add_argument("--id-field", default=None, help="generic JSONL: field holding a stable question id")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=run_generate)
+
+    s = sub.add_parser("stats", help="questions, traces, accuracy and pair label balance of trace files")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--json", dest="json_out", default=None, metavar="OUT")
+    s.set_defaults(func=run_stats)
+
+
+def _base_urls(given: list[str]) -> list[str]:
+    if given:
+        return given
+    from deepprune_agents.settings import _env_urls
+
+    env = _env_urls()
+    if env:
+        return env
+    from deepprune_agents.backends.embedded import get_default_server
+
+    return [get_default_server().base_url]
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from deepprune_agents.corpus.generate import GenerateConfig, generate, summary_dict
+    from deepprune_agents.corpus.questions import load_questions
+
+    items = load_questions(
+        args.questions, question_field=args.question_field, answer_field=args.answer_field, id_field=args.id_field
+    )
+    items = items[args.offset :]
+    if args.limit is not None:
+        items = items[: args.limit]
+    cfg = GenerateConfig(
+        n=args.n,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        top_logprobs=args.top_logprobs,
+        system_prompt=args.system_prompt,
+        endpoint=args.endpoint,
+        concurrency=args.concurrency,
+    )
+    cfg.validate()
+    urls = _base_urls(args.base_urls)
+    command = shlex.join(["deepprune", *sys.argv[1:]])
+    with Progress(
+        TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=args.no_progress
+    ) as progress:
+        task = progress.add_task("questions", total=len(items))
+        summary = asyncio.run(
+            generate(
+                items,
+                args.out,
+                base_urls=urls,
+                model=args.model,
+                cfg=cfg,
+                source=args.source,
+                questions_file=args.questions,
+                command=command,
+                limit=args.limit,
+                on_question=lambda k: progress.advance(task, k),
+            )
+        )
+    d = summary_dict(summary)
+    print(
+        f"{args.out}: {d['written']} questions written, {d['skipped']} already there, {d['failed']} failed; "
+        f"{d['tokens']} tokens in {summary.seconds:.0f}s ({d['tokens_per_s']} tok/s)"
+    )
+    for err in summary.errors[:5]:
+        print(f"  failed: {err}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def trace_stats(files: list[str]) -> dict[str, Any]:
+    """Questions, traces, single-sample accuracy and same/different-answer pair counts per file."""
+    from deepprune_agents.corpus.questions import pair_balance
+    from deepprune_agents.trace_io import iter_trace_file, to_json
+
+    out: dict[str, Any] = {}
+    for f in files:
+        recs = [to_json(q) for q in iter_trace_file(f)]
+        traces = [t for r in recs for t in r["traces"]]
+        graded = [t["correct"] for t in traces if t["correct"] is not None]
+        bal = pair_balance(recs)
+        total = bal["same_answer_pairs"] + bal["different_answer_pairs"]
+        out[Path(f).name] = {
+            "questions": len(recs),
+            "traces": len(traces),
+            "accuracy": sum(graded) / len(graded) if graded else None,
+            "no_answer": sum(t["answer"] is None for t in traces),
+            **bal,
+            "same_answer_fraction": bal["same_answer_pairs"] / total if total else None,
+        }
+    return out
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    stats = trace_stats(args.files)
+    text = json.dumps(stats, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n", encoding="utf-8")
+    return 0

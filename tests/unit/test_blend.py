@@ -1,0 +1,78 @@
+"""The blend judge's pure parts: features, the non-negative fit, weights I/O, and the provenance check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepprune_agents.errors import ConfigError
+from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, load_blend, save_blend
+from deepprune_agents.traces import QuestionTraces, Trace
+from deepprune_agents.training.blend import balanced_weights, fit_blend
+from deepprune_agents.training.pairs import question_key
+from deepprune_agents.training.provenance import training_overlap
+
+
+def test_features_are_symmetric_and_exact() -> None:
+    a, b = "48 / 2 = 24 clips so", "48 / 2 = 26 clips so"
+    x = blend_features([(a, b), (b, a), (a, a)], np.array([0.9, 0.9, 1.0]))
+    assert x.shape == (3, len(BLEND_FEATURES))
+    assert np.allclose(x[0], x[1])
+    assert x[0, 0] == pytest.approx(2 / 4)  # {48, 2, 24} vs {48, 2, 26}
+    assert x[2, 0] == 1.0 and x[2, 1] == 1.0
+
+
+def test_fit_is_non_negative_and_ranks_by_similarity() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    x = np.column_stack([y + rng.normal(0, 0.5, 400), rng.normal(0, 1, 400), -(y + rng.normal(0, 0.5, 400))])
+    m = fit_blend(x, y)
+    assert (m.coef >= 0).all()
+    assert m.coef[2] == 0.0  # a similarity that anti-correlates is ignored, never inverted
+    p = m.predict(x)
+    assert p[y == 1].mean() > p[y == 0].mean() and ((p >= 0) & (p <= 1)).all()
+    with pytest.raises(ConfigError):
+        fit_blend(x, np.zeros(400, dtype=int))
+
+
+def test_balanced_weights_equalise_datasets_and_classes() -> None:
+    w = balanced_weights(["a"] * 8 + ["b"] * 2, np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0]))
+    ds = np.array(["a"] * 8 + ["b"] * 2)
+    y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0])
+    cells = [w[(ds == d) & (y == c)].sum() for d in "ab" for c in (0, 1)]
+    assert np.allclose(cells, cells[0]) and w.mean() == pytest.approx(1.0)
+
+
+def test_weights_round_trip_and_reject_garbage(tmp_path: Path) -> None:
+    m = BlendModel(np.zeros(3, np.float32), np.ones(3, np.float32), np.array([1, 0, 2], np.float32), -0.5, "tokens:32")
+    save_blend(m, tmp_path, {"judge": "blend"})
+    back = load_blend(tmp_path)
+    assert np.allclose(back.coef, m.coef) and back.intercept == -0.5 and back.truncation == "tokens:32"
+    data = json.loads((tmp_path / "blend.json").read_text())
+    data["coef"] = [1.0]
+    (tmp_path / "blend.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="malformed"):
+        load_blend(tmp_path)
+    with pytest.raises(ConfigError, match="no blend judge"):
+        load_blend(tmp_path / "absent")
+
+
+def _q(qid: str, text: str) -> QuestionTraces:
+    return QuestionTraces(qid, text, "1", [Trace("a")], "src")
+
+
+def test_training_overlap_by_question_and_by_file(tmp_path: Path) -> None:
+    seen, unseen = _q("s:1", "Seen question?"), _q("s:2", "New question?")
+    prov = {"data": [{"files": [], "question_ids": [], "question_keys": [question_key(seen)]}]}
+    assert training_overlap(prov, {"t.jsonl": [seen, unseen]}) == {"files": [], "questions": 1, "of": 2}
+    assert training_overlap(prov, {"t.jsonl": [unseen]}) is None
+    f = tmp_path / "train.jsonl"
+    f.write_text("x\n")
+    from deepprune_agents.training.train import file_digest
+
+    whole = {"data": [{"file": "train.jsonl", "sha256": file_digest(f)}]}
+    assert training_overlap(whole, {str(f): [unseen, unseen]}) == {"files": ["train.jsonl"], "questions": 2, "of": 2}
+    assert training_overlap(None, {str(f): [unseen]}) is None
