@@ -14,7 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
+from deepprune_agents.backends.openai_stream import EndpointKind
+from deepprune_agents.backends.reasoning import ReasoningFormat
 from deepprune_agents.errors import ConfigError
+
+# Built-in judges, as Literal so Studio's context form offers them as choices; judges.register_judge adds
+# names at run time (accepted by validate(); from typed code, cast them).
+JudgeName = Literal["trained", "blend", "numbers", "embedding", "oracle", "llm", "transformers"]
 
 # The one list of policy names: the CLI's choices and validate() both read it.
 PolicyName = Literal["paper", "periodic", "none"]
@@ -38,15 +44,18 @@ class DeepPruneContext:
     # Defaults chosen by the numbers (README, "Measured"): on recorded GSM8K traces `paper` keeps cons@N's
     # accuracy within noise while `periodic` (one representative per cluster) loses 8-16 points for a few
     # more points of saving; the trained judge beats the embedding baseline at the same truncation.
-    policy: str = field(
+    policy: PolicyName = field(
         default="paper",
         metadata={
             "description": "'paper' (DeepPrune), 'periodic' (judge every judge_every tokens) or 'none' (cons@N)."
         },
     )
-    judge: str = field(
+    judge: JudgeName = field(
         default="trained",
-        metadata={"description": "Judge name: embedding, trained, llm, transformers, oracle, numbers."},
+        metadata={
+            "description": "Judge: trained, blend, numbers, embedding, oracle (recorded traces), llm, transformers; "
+            "a name given to judges.register_judge also works."
+        },
     )
     judge_options: dict[str, Any] = field(
         default_factory=dict, metadata={"description": "Keyword arguments for the judge factory."}
@@ -74,7 +83,7 @@ class DeepPruneContext:
     model: str | None = field(
         default=None, metadata={"description": "Model name; None takes the first model the server lists."}
     )
-    endpoint: str = field(default="chat", metadata={"description": "'chat' or 'completions'."})
+    endpoint: EndpointKind = field(default="chat", metadata={"description": "'chat' or 'completions'."})
     system_prompt: str = field(default=DEFAULT_SYSTEM_PROMPT)
     # A regex string (Studio, JSON, CLI) or, from Python, a callable str -> str | None; see
     # answers.make_extractor. Studio's form shows it as a string (the callable is not serializable).
@@ -92,7 +101,7 @@ class DeepPruneContext:
     extra_body: dict[str, Any] = field(
         default_factory=dict, metadata={"description": "vLLM sampling extras passed through extra_body."}
     )
-    reasoning_format: str = field(
+    reasoning_format: ReasoningFormat = field(
         default="auto",
         metadata={
             "description": "How a reasoning model's thinking arrives: 'auto' (reasoning fields, or inline "

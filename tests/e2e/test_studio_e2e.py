@@ -107,6 +107,8 @@ async def test_studio_serves_the_graph_and_its_context_form(studio_url: str) -> 
     schemas: dict[str, Any] = dict(await client.assistants.get_schemas(assistant["assistant_id"]))
     form = schemas["context_schema"]["properties"]
     assert {"n", "base_urls", "model", "judge", "policy", "max_tokens"} <= set(form)
+    for choice in ("policy", "judge", "endpoint", "reasoning_format"):  # Studio renders these as dropdowns
+        assert form[choice].get("enum"), f"{choice} is a free-text box in Studio: type it as a Literal"
     # Studio's input form: pydantic can only build it from typing_extensions.TypedDict on Python < 3.12.
     assert schemas["input_schema"] is not None, "no input schema: graph.py's state TypedDicts cannot be converted"
     # A question, or the messages of an agent's conversation (the last human message is the question).
