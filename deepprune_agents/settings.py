@@ -13,14 +13,25 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.pruning.adaptive import AdaptiveKnobs
 
-PolicyName = Literal["paper", "periodic"]
+PolicyName = Literal["paper", "periodic", "adaptive"]
 EndpointKind = Literal["chat", "completions"]
 
 # "The answer is N." rather than \boxed{}: small chat models (SmolLM2) follow it far more often, and the
 # extractor reads both forms (and "#### N"), so larger models that box their answers work unchanged.
 DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Finish with a line of the form 'The answer is N.'"
-KNOWN_POLICIES = ("paper", "periodic", "none")
+KNOWN_POLICIES = ("paper", "periodic", "adaptive", "none")
+_ADAPTIVE_DEFAULTS = AdaptiveKnobs()
+
+
+def _adaptive(name: str) -> Any:
+    """A settings field for the adaptive knob ``name``: default and description come from AdaptiveKnobs."""
+    knob = next(f for f in fields(AdaptiveKnobs) if f.name == name)
+    return field(
+        default=getattr(_ADAPTIVE_DEFAULTS, name),
+        metadata={"description": f"adaptive: {knob.metadata['description']} Range [{knob.metadata['low']}, {knob.metadata['high']}]."},
+    )
 
 
 def _env_urls() -> list[str]:
@@ -65,6 +76,11 @@ class DeepPruneContext:
         metadata={"description": "Stop the remaining branches once the vote can no longer change."},
     )
     representatives: int = field(default=1, metadata={"description": "periodic: branches kept running per cluster."})
+    # One field per AdaptiveKnobs field (tests/unit/test_adaptive.py checks the two lists are the same).
+    adaptive_keep_fraction: float = _adaptive("keep_fraction")
+    adaptive_min_keep: int = _adaptive("min_keep")
+    adaptive_confidence: float = _adaptive("confidence")
+    adaptive_min_votes: int = _adaptive("min_votes")
     base_urls: list[str] = field(
         default_factory=list,
         metadata={"description": "OpenAI-compatible base URLs (…/v1). Empty: start the embedded server."},
@@ -121,9 +137,14 @@ class DeepPruneContext:
         from deepprune_agents.truncation import parse_truncation
 
         parse_truncation(self.truncate)
+        self.adaptive_knobs()
         for url in self.base_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")
+
+    def adaptive_knobs(self) -> AdaptiveKnobs:
+        """The adaptive policy's knobs from the ``adaptive_*`` fields (validated: ConfigError names the field)."""
+        return AdaptiveKnobs.from_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
     def replace(self, **changes: Any) -> DeepPruneContext:
         """A validated copy with ``changes`` applied (unknown keys raise ConfigError)."""

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deepprune_agents.result import DeepPruneResult
-from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -42,7 +42,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--judge", default=DeepPruneContext.judge, help="judge: trained (default), embedding, numbers, llm, ..."
     )
-    p.add_argument("--policy", default=DeepPruneContext.policy, choices=["paper", "periodic", "none"])
+    p.add_argument("--policy", default=DeepPruneContext.policy, choices=list(KNOWN_POLICIES))
     p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
     p.add_argument("--tau", type=float, default=0.5)
     p.add_argument("--max-tokens", type=int, default=512)
