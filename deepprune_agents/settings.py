@@ -28,9 +28,10 @@ _ADAPTIVE_DEFAULTS = AdaptiveKnobs()
 def _adaptive(name: str) -> Any:
     """A settings field for the adaptive knob ``name``: default and description come from AdaptiveKnobs."""
     knob = next(f for f in fields(AdaptiveKnobs) if f.name == name)
+    meta = knob.metadata
     return field(
         default=getattr(_ADAPTIVE_DEFAULTS, name),
-        metadata={"description": f"adaptive: {knob.metadata['description']} Range [{knob.metadata['low']}, {knob.metadata['high']}]."},
+        metadata={"description": f"adaptive: {meta['description']} Range [{meta['low']}, {meta['high']}]."},
     )
 
 

@@ -71,7 +71,9 @@ def register(subparsers: Any) -> None:
     e.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace files (JSONL)")
     e.add_argument("--n", type=_n_arg, default=16, help="traces per draw, or 'full' (default 16)")
     e.add_argument(
-        "--judge", default=setting_default("judge"), help="judge: trained, embedding, numbers, oracle, ... (default: the settings')"
+        "--judge",
+        default=setting_default("judge"),
+        help="judge: trained, embedding, numbers, oracle, ... (default: the settings')",
     )
     e.add_argument(
         "--policy",

@@ -1,17 +1,18 @@
 """The methods DeepPrune is measured against, as pure functions over one draw of recorded traces.
 
 Every function takes the N traces of one draw in sampling order and returns a ``MethodOutcome``: the
-voted answer, the tokens the method generated, and its wall time in tokens (when the answer is known, at
-equal token speed, all traces of a batch starting together: sequential methods add up their batches) (in ``simple_tokenize`` pieces, the replay server's
-unit, so the figures compare with the simulator's). Answers are the engine's (``extract_answer``).
+voted answer, the tokens the method generated (in ``simple_tokenize`` pieces, the replay server's unit,
+so the figures compare with the simulator's), and its wall time in tokens: when the answer is known, at
+equal token speed, the traces of a batch starting together (sequential methods add up their batches).
+Answers are the engine's (``extract_answer``).
 
 * ``cons_at_n``: plain self-consistency: all N traces to the end, majority vote.
 * ``esc``: Early-Stopping Self-Consistency (Li et al., ICLR 2024): sample in windows of ``window``
   traces; stop after the first window whose answers are all equal (zero entropy); majority vote over
   everything sampled.
 * ``adaptive_consistency``: Adaptive-Consistency (Aggarwal et al., EMNLP 2023): sample one trace at a
-  time and stop once the Beta posterior gives the leading answer P(majority) >= ``confidence`` (the same
-  rule the ``adaptive`` policy applies to parallel streams, here without a judge and without thinning).
+  time and stop once the Beta posterior gives the leading answer P(majority) >= ``confidence`` (0.95, the
+  paper's; the same rule the ``adaptive`` policy applies to parallel streams, without judge or thinning).
 * ``deepconf_online``: DeepConf online (Fu et al. 2025), for trace files with token log-probabilities.
   Warm-up traces run to the end and set a threshold (a percentile of their lowest group confidence);
   each later trace is stopped as soon as the confidence of its last ``window`` tokens falls below it,
@@ -88,7 +89,7 @@ def adaptive_consistency(
     traces: Sequence[ReplayTrace],
     *,
     confidence: float = 0.95,
-    min_votes: int = 3,
+    min_votes: int = 1,
     batch: int = 1,
     max_tokens: int | None = None,
 ) -> MethodOutcome:

@@ -98,7 +98,9 @@ async def frontier_async(
     for n in frontier_ns(questions, ns):
         c = replace(cfg, n=n)
         rows: dict[str, MethodRows] = {}
-        todo = [(p, j) for p in policies for j in judges if not any(p == sp and j == sj and n >= sn for sp, sj, sn in skip)]
+        todo = [
+            (p, j) for p in policies for j in judges if not any(p == sp and j == sj and n >= sn for sp, sj, sn in skip)
+        ]
         skipped += [f"{p}/{j} at N={n}" for p in policies for j in judges if (p, j) not in todo]
         for qi, q in enumerate(questions):
             for j in {"embedding", "trained"} & set(judges):

@@ -240,9 +240,7 @@ def baseline_outcomes(cfg: EvalConfig, traces: Sequence[ReplayTrace], logprobs: 
     out = {
         "cons": cons_at_n(traces, max_tokens=cfg.max_tokens),
         "esc": esc(traces, window=cfg.esc_window, max_tokens=cfg.max_tokens),
-        "ac": adaptive_consistency(
-            traces, confidence=cfg.adaptive.confidence, min_votes=cfg.adaptive.min_votes, max_tokens=cfg.max_tokens
-        ),
+        "ac": adaptive_consistency(traces, max_tokens=cfg.max_tokens),  # the paper's Beta rule at 0.95
     }
     if logprobs:
         for label, keep in (("deepconf-low", 0.10), ("deepconf-high", 0.90)):

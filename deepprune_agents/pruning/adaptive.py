@@ -57,7 +57,7 @@ class AdaptiveKnobs:
     )
     min_keep: int = _knob(2, 1, 1 << 20, "Thinning: fewest branches a cluster keeps, whatever its size.")
     confidence: float = _knob(
-        0.95, 0.5, 1.0, "Stop when P(leading answer is the majority | finished answers) reaches this (Beta rule)."
+        0.99, 0.5, 1.0, "Stop when P(leading answer is the majority | finished answers) reaches this (Beta rule)."
     )
     min_votes: int = _knob(3, 1, 1 << 20, "Stop only once this many finished branches have an answer.")
 
@@ -69,7 +69,11 @@ class AdaptiveKnobs:
         for f in fields(self):
             value = getattr(self, f.name)
             kind = int if f.type in ("int", int) else float
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (kind is int and not isinstance(value, int))
+            ):
                 raise ConfigError(f"{SETTINGS_PREFIX}{f.name} must be {kind.__name__} (got {value!r}).")
             low, high = f.metadata["low"], f.metadata["high"]
             if not low <= value <= high or (f.name == "keep_fraction" and value == 0.0):
@@ -80,7 +84,9 @@ class AdaptiveKnobs:
     def from_settings(cls, values: Mapping[str, Any]) -> AdaptiveKnobs:
         """The knobs from ``adaptive_<name>`` entries (a settings object's ``asdict`` or any mapping);
         missing entries keep their defaults."""
-        return cls(**{f.name: values[SETTINGS_PREFIX + f.name] for f in fields(cls) if SETTINGS_PREFIX + f.name in values})
+        return cls(
+            **{f.name: values[SETTINGS_PREFIX + f.name] for f in fields(cls) if SETTINGS_PREFIX + f.name in values}
+        )
 
     def as_settings(self) -> dict[str, Any]:
         return {SETTINGS_PREFIX + f.name: getattr(self, f.name) for f in fields(self)}
@@ -98,15 +104,10 @@ def majority_probability(leader: int, runner_up: int) -> float:
     return sum(math.comb(n, k) for k in range(a)) / (1 << n)
 
 
-def effective_counts(ballots: Sequence[tuple[int, str | None, float]]) -> list[int]:
-    """Vote counts per answer class for the stopping rule: the weighted shares scaled to the number of
-    finished answers (the evidence is the answers seen, however much weight they carry), rounded."""
-    result = weighted_vote(list(ballots))
-    seen = sum(1 for _, a, w in ballots if a is not None and w > 0)
-    total = sum(result.counts.values())
-    if not seen or total <= 0:
-        return []
-    return [round(seen * w / total) for w in result.counts.values()]
+def answer_counts(ballots: Sequence[tuple[int, str | None, float]]) -> list[int]:
+    """Finished answers per answer class, one each whatever their vote weight: the stopping rule's
+    evidence is the answers seen, so a cluster's size (a prediction) never makes a stop more likely."""
+    return [int(c) for c in weighted_vote([(b, a, 1.0) for b, a, _ in ballots]).counts.values()]
 
 
 def stop_is_safe(counts: Sequence[float], knobs: AdaptiveKnobs) -> bool:
@@ -162,7 +163,7 @@ class AdaptivePolicy(GreedyClusteringPolicy):
             cancelling = set(decision.cancel)
             running = [v.id for v in views if v.alive and v.id not in cancelling]
             ballots = self.ballots(by_id)
-            counts = effective_counts(ballots)
+            counts = answer_counts(ballots)
             if running and vote_is_decided(ballots, self.undecided_weight(by_id, cancelling)):
                 self.stopped = "vote-decided"
             elif running and stop_is_safe(counts, self.knobs):
@@ -194,7 +195,9 @@ class AdaptivePolicy(GreedyClusteringPolicy):
             members = self.clusters.members[c]
             if any(by_id[b].alive and b not in cancelling for b in members):
                 weight += len(members)
-        return weight + sum(1 for b, v in by_id.items() if v.alive and b not in cancelling and b not in self.clusters.of)
+        return weight + sum(
+            1 for b, v in by_id.items() if v.alive and b not in cancelling and b not in self.clusters.of
+        )
 
     def vote(self, views: Sequence[BranchView]) -> VoteResult:
         """Weighted majority over the finished branches' answers (see ``ballots``)."""
@@ -210,4 +213,4 @@ class AdaptivePolicy(GreedyClusteringPolicy):
         self.votes_seen = 0  # re-check the stopping rule on the first round after resuming
 
 
-__all__ = ["AdaptiveKnobs", "AdaptivePolicy", "majority_probability", "stop_is_safe"]
+__all__ = ["AdaptiveKnobs", "AdaptivePolicy", "answer_counts", "majority_probability", "stop_is_safe"]

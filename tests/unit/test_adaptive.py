@@ -49,6 +49,7 @@ def answer_trace(label: str, answer: str | None, length: int) -> ReplayTrace:
 # --- the stopping rule -------------------------------------------------------------------------------
 def beta_tail_by_integration(a: int, b: int) -> Fraction:
     """P(Beta(a+1, b+1) > 1/2) from the density, integrated exactly as a polynomial."""
+
     # density ∝ x^a (1-x)^b; expand (1-x)^b and integrate term by term on [1/2, 1] and [0, 1]
     def integral(lo: Fraction) -> Fraction:
         return sum(
@@ -115,7 +116,12 @@ async def test_thinned_clusters_vote_with_their_size() -> None:
     decision = await policy.step(views, LabelJudge())
     assert decision.cancel == [2, 3, 4, 5, 8]
     final = [
-        view(i, lab, status="cancelled" if i in decision.cancel else "finished", answer=None if i in decision.cancel else ans)
+        view(
+            i,
+            lab,
+            status="cancelled" if i in decision.cancel else "finished",
+            answer=None if i in decision.cancel else ans,
+        )
         for i, (lab, ans) in enumerate([("a", "1")] * 6 + [("b", "2")] * 3)
     ]
     result = policy.vote(final)
@@ -133,7 +139,9 @@ async def test_export_and_restore_continue_the_clusters() -> None:
 
 async def test_simulated_run_stops_early_on_a_unanimous_question() -> None:
     traces = [answer_trace("go", "7", 10 + 3 * i) for i in range(8)]
-    ctx = DeepPruneContext(n=8, policy="adaptive", truncate="tokens:2", adaptive_keep_fraction=1.0)
+    ctx = DeepPruneContext(
+        n=8, policy="adaptive", truncate="tokens:2", adaptive_keep_fraction=1.0, adaptive_confidence=0.95
+    )
     result = await simulate(make_policy(ctx), LabelJudge(), traces)
     assert result.answer == "7"
     # four equal answers (lengths 10, 13, 16, 19) reach P = 31/32: the others stop before their 19th token
@@ -148,7 +156,10 @@ def test_settings_have_one_field_per_knob_with_its_default() -> None:
     ctx = DeepPruneContext()
     for f in fields(AdaptiveKnobs):
         assert getattr(ctx, f"adaptive_{f.name}") == f.default
-        assert f.metadata["description"] in DeepPruneContext.__dataclass_fields__[f"adaptive_{f.name}"].metadata["description"]
+        assert (
+            f.metadata["description"]
+            in DeepPruneContext.__dataclass_fields__[f"adaptive_{f.name}"].metadata["description"]
+        )
     assert {n for n in DeepPruneContext.__dataclass_fields__ if n.startswith("adaptive_")} == {
         f"adaptive_{f.name}" for f in fields(AdaptiveKnobs)
     }
@@ -157,7 +168,13 @@ def test_settings_have_one_field_per_knob_with_its_default() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("adaptive_keep_fraction", 0.0), ("adaptive_keep_fraction", 1.5), ("adaptive_min_keep", 0), ("adaptive_confidence", 0.3), ("adaptive_min_votes", 1.5)],
+    [
+        ("adaptive_keep_fraction", 0.0),
+        ("adaptive_keep_fraction", 1.5),
+        ("adaptive_min_keep", 0),
+        ("adaptive_confidence", 0.3),
+        ("adaptive_min_votes", 1.5),
+    ],
 )
 def test_settings_validate_knobs_from_their_declared_range(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=field):
@@ -177,7 +194,13 @@ def test_eval_defaults_are_the_settings_defaults() -> None:
     from deepprune_agents.cli import build_parser
 
     cfg, ctx = EvalConfig(), DeepPruneContext()
-    assert (cfg.judge, cfg.policy, cfg.tau, cfg.truncate, cfg.k2) == (ctx.judge, ctx.policy, ctx.tau, ctx.truncate, ctx.k2)
+    assert (cfg.judge, cfg.policy, cfg.tau, cfg.truncate, cfg.k2) == (
+        ctx.judge,
+        ctx.policy,
+        ctx.tau,
+        ctx.truncate,
+        ctx.k2,
+    )
     assert cfg.adaptive == ctx.adaptive_knobs()
     args = build_parser().parse_args(["eval", "replay", "--traces", "x.jsonl"])
     assert (args.judge, args.policy, args.tau, args.truncate) == (ctx.judge, ctx.policy, ctx.tau, ctx.truncate)
@@ -186,7 +209,10 @@ def test_eval_defaults_are_the_settings_defaults() -> None:
 
 # --- baselines: Adaptive-Consistency and wall time ---------------------------------------------------------
 def test_adaptive_consistency_samples_one_at_a_time_until_the_beta_rule_holds() -> None:
-    traces = [answer_trace("g", a, n) for a, n in [("7", 10), ("9", 11), ("7", 12), ("7", 13), ("7", 14), ("7", 15), ("7", 16), ("9", 17)]]
+    traces = [
+        answer_trace("g", a, n)
+        for a, n in [("7", 10), ("9", 11), ("7", 12), ("7", 13), ("7", 14), ("7", 15), ("7", 16), ("9", 17)]
+    ]
     out = adaptive_consistency(traces, confidence=0.95, min_votes=3)
     # after 7 traces: 6 vs 1 -> P = 0.965 (after 6: 5 vs 1 -> 0.9375)
     assert out.traces_started == 7 and out.answer == "7"
