@@ -162,7 +162,7 @@ def plot_frontier(report: dict[str, Any], out: str | Path, *, axis: str, title: 
         for name, m in report["points"][n].items():
             policy, _, judge = name.partition("/")
             color = STYLE.get(policy, "0.5")
-            marker = MARKER.get(judge, "^" if name in BASELINES else "x")
+            marker = MARKER.get(judge, "^" if name in BASELINES else "P")
             ax.scatter(m[axis], 100 * m["accuracy"], c=color, marker=marker, s=60 if judge else 80,
                        label=name, edgecolors="k", linewidths=0.4)  # fmt: skip
         ax.set_title(f"N = {n}")
