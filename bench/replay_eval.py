@@ -256,12 +256,13 @@ FRONTIER_SETS = {
 }
 # Where the periodic policy's learned judges are too slow for 2 CPU cores (it re-embeds every
 # representative's growing prefix every 32 tokens): (policy, judge, from this N on) left out, and listed.
-FRONTIER_SKIP = [("periodic", "embedding", 64), ("periodic", "trained", 64)]
+FRONTIER_SKIP = [("periodic", "embedding", 32), ("periodic", "trained", 32)]
 # The issue's bar for the default: accuracy >= cons@N - 1 point and tokens <= ESC, with the project defaults.
 TARGETS = [("mistral", 16), ("mistral", 64), ("llama", 16), ("math", 8)]
 
 
-def measure_frontier(sets: list[str], runs: int) -> None:
+def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None) -> None:
+    """Measure the frontier of each set; with ``ns``, only those Ns, merged into the set's existing JSON."""
     from deepprune_agents.evaluation.frontier import frontier_async, write_frontier
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_eval import EvalConfig
@@ -270,15 +271,26 @@ def measure_frontier(sets: list[str], runs: int) -> None:
         fname = FRONTIER_SETS[label]
         questions = load_replay_questions([SHARED / "traces" / fname])
         t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {"ns": ns} if ns else {}
         report = asyncio.run(
             frontier_async(
                 questions,
                 EvalConfig(runs=runs),
+                **kwargs,
                 skip=FRONTIER_SKIP,
                 progress=lambda m: print(label, m, flush=True),  # noqa: B023 (used before the loop moves on)
             )
         )
         report["trace_files"] = [fname]
+        path = DOCS / f"frontier_{label}.json"
+        if ns and path.exists():
+            old = json.loads(path.read_text())
+            if old.get("runs") == runs and old.get("config") == report["config"]:
+                points = {**old["points"], **report["points"]}
+                report["points"] = {n: points[n] for n in sorted(points, key=int)}
+                report["ns"] = [int(n) for n in report["points"]]
+                report["skipped"] = sorted(set(old.get("skipped", [])) | set(report["skipped"]))
+                report["seconds_per_method"] = {**old.get("seconds_per_method", {}), **report["seconds_per_method"]}
         write_frontier(report, DOCS / f"frontier_{label}.json", title=f"{label} ({fname}), {runs} runs")
         print(f"frontier {label}: {time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -396,11 +408,13 @@ def main() -> int:
     parser.add_argument("--render-frontier", action="store_true", help="only render docs/policy_frontier.md")
     parser.add_argument("--sets", default=",".join(FRONTIER_SETS), help="frontier data sets (default: all)")
     parser.add_argument("--runs", type=int, default=10, help="frontier runs per configuration (default 10)")
+    parser.add_argument("--ns", default="", help="frontier: only these Ns (e.g. 16,64), merged into existing JSON")
     args = parser.parse_args()
     if args.frontier or args.render_frontier:
         if args.frontier:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            measure_frontier([s.strip() for s in args.sets.split(",") if s.strip()], args.runs)
+            ns = [int(x) for x in args.ns.split(",") if x.strip()] or None
+            measure_frontier([s.strip() for s in args.sets.split(",") if s.strip()], args.runs, ns)
         (DOCS / "policy_frontier.md").write_text(render_frontier())
         print(f"wrote {DOCS / 'policy_frontier.md'}")
         return 0

@@ -45,17 +45,20 @@ class DeepPruneContext:
     """Everything a pruned run needs to know, with the paper's constants as defaults."""
 
     n: int = field(default=8, metadata={"description": "Number of parallel branches (cons@N)."})
-    # Defaults chosen by the numbers (README, "Measured"): on recorded GSM8K traces `paper` keeps cons@N's
-    # accuracy within noise while `periodic` (one representative per cluster) loses 8-16 points for a few
-    # more points of saving; the trained judge beats the embedding baseline at the same truncation.
+    # Defaults chosen from the frontier (docs/policy_frontier.md, `bench/replay_eval.py --frontier`): at agent-scale
+    # N (8-64) `adaptive` with the embedding judge is the one policy/judge pair (oracle aside) that keeps cons@N's
+    # accuracy within 1 point with fewer tokens than ESC on OVM Mistral N=16 and 64, OVM Llama N=16 and MATH x8;
+    # `paper` and `periodic` lose 2-20 points there with the learned judges, and the trained judge merges too
+    # little at tau 0.5 for adaptive's thinning to beat ESC's tokens.
     policy: str = field(
-        default="paper",
+        default="adaptive",
         metadata={
-            "description": "'paper' (DeepPrune), 'periodic' (judge every judge_every tokens) or 'none' (cons@N)."
+            "description": "'adaptive' (thin clusters, stop on a safe vote), 'paper' (DeepPrune), "
+            "'periodic' (judge every judge_every tokens) or 'none' (cons@N)."
         },
     )
     judge: str = field(
-        default="trained",
+        default="embedding",
         metadata={"description": "Judge name: embedding, trained, llm, transformers, oracle, numbers."},
     )
     judge_options: dict[str, Any] = field(

@@ -111,7 +111,7 @@ async def frontier_async(
                 for policy, judge in todo:
                     start = time.perf_counter()
                     outcomes[f"{policy}/{judge}"] = await _policy_run(c, policy, loaded[judge], traces)
-                    key = f"{policy}/{judge}"
+                    key = f"N={n} {policy}/{judge}"
                     timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
                 for name, o in outcomes.items():
                     rows.setdefault(name, MethodRows()).add(qi, q.is_correct(o.answer), o.tokens, o.judge_calls, o.wall)
