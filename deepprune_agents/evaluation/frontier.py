@@ -181,7 +181,8 @@ def plot_frontier(report: dict[str, Any], out: str | Path, *, axis: str, title: 
 
 
 def write_frontier(report: dict[str, Any], json_out: str | Path, title: str = "") -> dict[str, str]:
-    """The JSON report and its two plots, ``<stem>.tokens.png`` and ``<stem>.wall.png`` next to it."""
+    """The JSON report and its two plots, ``<stem>.tokens.png`` and ``<stem>.wall.png`` next to it; the
+    report names them relative to its own folder. Returns the plots' paths."""
     import json
 
     out = Path(json_out)
@@ -189,7 +190,7 @@ def write_frontier(report: dict[str, Any], json_out: str | Path, title: str = ""
         axis: str(plot_frontier(report, out.with_name(f"{out.stem}.{axis}.png"), axis=axis, title=title))
         for axis in ("tokens", "wall")
     }
-    report["plots"] = plots
+    report["plots"] = {axis: Path(p).name for axis, p in plots.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     return plots

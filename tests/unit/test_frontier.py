@@ -30,9 +30,7 @@ def test_frontier_measures_every_policy_with_every_judge_and_is_deterministic(tm
 
     def run() -> dict[str, object]:
         return asyncio.run(
-            frontier_async(
-                questions, cfg, ns=(4, 16), judges=("oracle", "numbers"), skip=[("periodic", "numbers", 8)]
-            )
+            frontier_async(questions, cfg, ns=(4, 16), judges=("oracle", "numbers"), skip=[("periodic", "numbers", 8)])
         )
 
     report = run()
@@ -64,5 +62,5 @@ def test_cli_frontier_writes_json_and_two_plots(tmp_path: Path) -> None:
     assert main(argv) == 0
     report = json.loads(out.read_text())
     assert set(report["points"]) == {"4", "8"}
-    assert Path(report["plots"]["tokens"]).is_file() and Path(report["plots"]["wall"]).is_file()
+    assert (tmp_path / report["plots"]["tokens"]).is_file() and (tmp_path / report["plots"]["wall"]).is_file()
     assert "llm" in report["not_measured"]
