@@ -261,9 +261,9 @@ FRONTIER_SKIP = [("periodic", "embedding", 32), ("periodic", "trained", 32)]
 TARGETS = [("mistral", 16), ("mistral", 64), ("llama", 16), ("math", 8)]
 
 
-def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None) -> None:
+def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None, judges: list[str] | None = None) -> None:
     """Measure the frontier of each set; with ``ns``, only those Ns, merged into the set's existing JSON."""
-    from deepprune_agents.evaluation.frontier import frontier_async, write_frontier
+    from deepprune_agents.evaluation.frontier import FRONTIER_JUDGES, frontier_async, write_frontier
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_eval import EvalConfig
 
@@ -272,6 +272,8 @@ def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None) ->
         questions = load_replay_questions([SHARED / "traces" / fname])
         t0 = time.perf_counter()
         kwargs: dict[str, Any] = {"ns": ns} if ns else {}
+        if judges:
+            kwargs["judges"] = judges
         report = asyncio.run(
             frontier_async(
                 questions,
@@ -282,6 +284,8 @@ def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None) ->
             )
         )
         report["trace_files"] = [fname]
+        left_out = [j for j in FRONTIER_JUDGES if j not in report["judges"]]
+        report["skipped"] += [f"every policy with {j} at N={n}" for j in left_out for n in report["points"]]
         path = DOCS / f"frontier_{label}.json"
         if ns and path.exists():
             old = json.loads(path.read_text())
@@ -290,6 +294,7 @@ def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None) ->
                 report["points"] = {n: points[n] for n in sorted(points, key=int)}
                 report["ns"] = [int(n) for n in report["points"]]
                 report["skipped"] = sorted(set(old.get("skipped", [])) | set(report["skipped"]))
+                report["judges"] = [*old["judges"], *(j for j in report["judges"] if j not in old["judges"])]
                 report["seconds_per_method"] = {**old.get("seconds_per_method", {}), **report["seconds_per_method"]}
         write_frontier(report, DOCS / f"frontier_{label}.json", title=f"{label} ({fname}), {runs} runs")
         print(f"frontier {label}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -408,13 +413,15 @@ def main() -> int:
     parser.add_argument("--render-frontier", action="store_true", help="only render docs/policy_frontier.md")
     parser.add_argument("--sets", default=",".join(FRONTIER_SETS), help="frontier data sets (default: all)")
     parser.add_argument("--runs", type=int, default=10, help="frontier runs per configuration (default 10)")
+    parser.add_argument("--judges", default="", help="frontier: only these judges (e.g. oracle,numbers,embedding)")
     parser.add_argument("--ns", default="", help="frontier: only these Ns (e.g. 16,64), merged into existing JSON")
     args = parser.parse_args()
     if args.frontier or args.render_frontier:
         if args.frontier:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             ns = [int(x) for x in args.ns.split(",") if x.strip()] or None
-            measure_frontier([s.strip() for s in args.sets.split(",") if s.strip()], args.runs, ns)
+            judges = [j.strip() for j in args.judges.split(",") if j.strip()] or None
+            measure_frontier([s.strip() for s in args.sets.split(",") if s.strip()], args.runs, ns, judges)
         (DOCS / "policy_frontier.md").write_text(render_frontier())
         print(f"wrote {DOCS / 'policy_frontier.md'}")
         return 0
