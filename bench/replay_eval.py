@@ -321,6 +321,7 @@ def render_frontier() -> str:
         "",
     ]
     lines += render_default_check(reports)
+    lines += render_degradation(reports)
     for label, r in reports.items():
         lines += [
             f"## {label}: {', '.join(r.get('trace_files', []))} ({r['questions']} questions, {r['runs']} runs)",
@@ -378,6 +379,38 @@ def default_verdicts(reports: dict[str, Any], policy: str, judge: str) -> list[t
             )
         )
     return out
+
+
+def render_degradation(reports: dict[str, Any]) -> list[str]:
+    """Accuracy vs cons@N (points) and token reduction per policy and judge, at every measured (set, N):
+    how each policy degrades as the judge gets worse (oracle = perfect)."""
+    cols = [(label, n) for label, r in reports.items() for n in r["points"]]
+    lines = [
+        "## How accuracy degrades with the judge",
+        "",
+        "Cell: accuracy minus cons@N's (points) / token reduction vs cons@N. `oracle` is a perfect judge "
+        "(recorded answers); `numbers` compares the numbers written so far. ESC and Adaptive-Consistency "
+        "(`ac`) rows for reference.",
+        "",
+        "| method | " + " | ".join(f"{label} N={n}" for label, n in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    names = ["esc", "ac"] + [f"{p}/{j}" for p in ("adaptive", "paper", "periodic") for j in FRONTIER_JUDGE_ORDER]
+    for name in names:
+        cells = []
+        for label, n in cols:
+            methods = reports[label]["points"][n]
+            m, cons = methods.get(name), methods["cons"]
+            cells.append(
+                "" if m is None else f"{100 * (m['accuracy'] - cons['accuracy']):+.1f} / {pct(m['token_reduction'])}"
+            )
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+FRONTIER_JUDGE_ORDER = ("oracle", "trained", "embedding", "numbers")
 
 
 def render_default_check(reports: dict[str, Any]) -> list[str]:
