@@ -155,6 +155,11 @@ class AdaptivePolicy(GreedyClusteringPolicy):
     async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
         decision = Decision()
         by_id = {v.id: v for v in views}
+        # Never force a join: once max_clusters clusters exist the greedy rule puts every further branch into
+        # the most similar one however unlike, and here a cluster's size is its answers' vote weight (measured:
+        # Llama N=128, oracle judge, 32 clusters: 37% vs cons 44%). Thinning, not the cluster count, bounds
+        # the cost, so every branch may open its own cluster.
+        self.max_clusters = max(self.max_clusters, len(views))
         if self.thinning:
             await self._place_eligible(views, judge, decision, self.truncation)
             decision.cancel = sorted(set(self.thin(by_id)))

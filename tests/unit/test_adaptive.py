@@ -237,3 +237,12 @@ def test_unanimous_draw_is_deterministic() -> None:
     ctx = DeepPruneContext(n=6, policy="adaptive", truncate="tokens:2")
     runs = [asyncio.run(simulate(make_policy(ctx), LabelJudge(), traces)).as_dict() for _ in range(2)]
     assert runs[0] == runs[1]
+
+
+async def test_never_forces_a_join_past_max_clusters() -> None:
+    """Forced joins would give an unlike cluster its size as vote weight: adaptive opens as many as needed."""
+    policy = AdaptivePolicy(truncation=SPEC, max_clusters=2, knobs=AdaptiveKnobs(keep_fraction=1.0))
+    views = [view(i, f"w{i}", status="finished", answer=str(i)) for i in range(5)] + [view(5, "z")]
+    policy.thinning = True  # place them even though keep_fraction 1.0 would not judge
+    await policy.step(views, LabelJudge())
+    assert len(policy.clusters.export()) == 6
