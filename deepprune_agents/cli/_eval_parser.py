@@ -4,6 +4,7 @@ and argparse refuses to add the same sub-command twice, so each module asks for 
 from __future__ import annotations
 
 import argparse
+from dataclasses import MISSING, fields
 from typing import Any
 
 _ATTR = "_deepprune_eval_subparsers"
@@ -39,3 +40,24 @@ def add_answer_pattern_arg(parser: argparse.ArgumentParser) -> None:
         help="regex whose first group is a branch's final answer (last match wins; the built-in extractor "
         r"answers when it finds none), e.g. 'ANSWER: (\S+)'. Default: the built-in extractor",
     )
+
+
+def add_knob_flags(parser: argparse.ArgumentParser, knobs: type, *, prefix: str) -> None:
+    """One ``--<prefix>-<field>`` flag per field of the dataclass ``knobs`` (type, default, help and range
+    from the field), so a knob is declared once and the command line follows it."""
+    for f in fields(knobs):
+        kind = int if f.type in ("int", int) else float
+        default = f.default if f.default is not MISSING else None
+        meta = f.metadata
+        parser.add_argument(
+            f"--{prefix}-{f.name.replace('_', '-')}",
+            dest=f"{prefix}_{f.name}",
+            type=kind,
+            default=default,
+            help=f"{prefix}: {meta.get('description', '')} [{meta.get('low')}, {meta.get('high')}] (default {default})",
+        )
+
+
+def knob_values(args: argparse.Namespace, knobs: type, *, prefix: str) -> dict[str, Any]:
+    """The values of the flags ``add_knob_flags`` added, keyed by the dataclass field names."""
+    return {f.name: getattr(args, f"{prefix}_{f.name}") for f in fields(knobs)}

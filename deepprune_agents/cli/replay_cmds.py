@@ -9,9 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from deepprune_agents.cli import _interrupt
-from deepprune_agents.cli._eval_parser import add_answer_pattern_arg, get_or_add_eval_parser
+from deepprune_agents.cli._eval_parser import (
+    add_answer_pattern_arg,
+    add_knob_flags,
+    get_or_add_eval_parser,
+    knob_values,
+)
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.extras import require_extra
+from deepprune_agents.pruning.adaptive import AdaptiveKnobs
+
+# The eval's defaults are the settings' (DeepPruneContext), the ones `deepprune ask` and the Runnable use.
+POLICIES = ("paper", "periodic", "adaptive")
+FRONTIER_NS = (8, 16, 32, 64, 128)
+FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained")
+
+
+def setting_default(name: str) -> Any:
+    from dataclasses import fields
+
+    from deepprune_agents.settings import DeepPruneContext
+
+    return next(f.default for f in fields(DeepPruneContext) if f.name == name)
 
 
 def _n_arg(value: str) -> int | None:
@@ -64,14 +83,24 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--traces", nargs="+", required=True, metavar="FILE", help="trace files (JSONL)")
     e.add_argument("--n", type=_n_arg, default=16, help="traces per draw, or 'full' (default 16)")
-    e.add_argument("--judge", default="trained", help="judge: trained, embedding, numbers, oracle, ...")
-    e.add_argument("--policy", default="paper", choices=["paper", "periodic"], help="the policy reported as deepprune")
+    e.add_argument(
+        "--judge",
+        default=setting_default("judge"),
+        help="judge: trained, embedding, numbers, oracle, ... (default: the settings')",
+    )
+    e.add_argument(
+        "--policy",
+        default=setting_default("policy"),
+        choices=list(POLICIES),
+        help="the policy reported as deepprune (default: the settings')",
+    )
     e.add_argument("--runs", type=int, default=10, help="bootstrap draws per question (default 10)")
     e.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
-    e.add_argument("--tau", type=float, default=0.5)
-    e.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
-    e.add_argument("--k2", type=int, default=20)
-    e.add_argument("--judge-every", type=int, default=32)
+    e.add_argument("--tau", type=float, default=setting_default("tau"))
+    e.add_argument("--truncate", default=setting_default("truncate"), help="judge input: tokens:K or words:K")
+    e.add_argument("--k2", type=int, default=setting_default("k2"))
+    e.add_argument("--judge-every", type=int, default=setting_default("judge_every"))
+    add_knob_flags(e, AdaptiveKnobs, prefix="adaptive")
     e.add_argument("--esc-window", type=int, default=5)
     e.add_argument("--max-tokens", type=int, default=None, help="cap per branch (default: none)")
     e.add_argument(
@@ -82,6 +111,18 @@ def register(subparsers: Any) -> None:
         help="sweep tau or truncate (e.g. tau=0.3,0.5,0.7); writes OUT.sweep-PARAM.png next to the JSON",
     )
     add_answer_pattern_arg(e)
+    e.add_argument(
+        "--frontier",
+        action="store_true",
+        help="N in 8..128 (as far as the files go) x policies x judges vs cons@N, ESC, Adaptive-Consistency: "
+        "writes OUT (default docs/frontier_<file>.json) and OUT.tokens.png / OUT.wall.png",
+    )
+    e.add_argument(
+        "--frontier-judges",
+        default=",".join(FRONTIER_JUDGES),
+        help=f"judges measured by --frontier (default {','.join(FRONTIER_JUDGES)})",
+    )
+    e.add_argument("--frontier-n", default=",".join(map(str, FRONTIER_NS)), help="Ns tried by --frontier")
     e.set_defaults(func=run_eval_replay)
 
 
@@ -170,8 +211,11 @@ def run_eval_replay(args: argparse.Namespace) -> int:
         esc_window=args.esc_window,
         max_tokens=args.max_tokens,
         answer_pattern=args.answer_pattern,
+        adaptive=AdaptiveKnobs(**knob_values(args, AdaptiveKnobs, prefix="adaptive")),
     )
     cfg.validate()
+    if args.frontier:
+        return run_frontier(args, cfg)
     sweeps = [parse_sweep(s) for s in args.sweep]
     if sweeps and args.json_out:  # the plots are written next to the JSON: check before the evaluation runs
         require_extra("plots", "eval replay --sweep --json (its plots)")
@@ -196,4 +240,30 @@ def run_eval_replay(args: argparse.Namespace) -> int:
         err.print(f"wrote {out}")
     elif sweeps:
         err.print("no --json given: sweep plots are written next to the JSON, so none was written.")
+    return 0
+
+
+def run_frontier(args: argparse.Namespace, cfg: Any) -> int:
+    """``--frontier``: the JSON report and its two plots (tokens vs accuracy, wall time vs accuracy)."""
+    from rich.console import Console
+
+    from deepprune_agents.evaluation.frontier import frontier_async, write_frontier
+    from deepprune_agents.evaluation.replay_data import load_replay_questions
+
+    err = Console(stderr=True)
+    try:
+        ns = [int(x) for x in args.frontier_n.split(",") if x.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--frontier-n takes integers like 8,16,32 (got {args.frontier_n!r}).") from exc
+    judges = [j.strip() for j in args.frontier_judges.split(",") if j.strip()]
+    questions = load_replay_questions(args.traces)
+    report = _interrupt.run(frontier_async(questions, cfg, ns=ns, judges=judges, progress=lambda m: err.print(m)))
+    report["trace_files"] = [Path(t).name for t in args.traces]
+    out = Path(args.json_out or f"docs/frontier_{Path(args.traces[0]).stem}.json")
+    plots = write_frontier(report, out, title=", ".join(report["trace_files"]))
+    for n, methods in report["points"].items():
+        err.print(f"N={n}")
+        for name, m in methods.items():
+            err.print(f"  {name:22s} acc {m['accuracy']:.3f}  tokens {m['tokens']:8.0f}  wall {m['wall']:6.0f}")
+    err.print(f"wrote {out}, {plots['tokens']}, {plots['wall']}")
     return 0

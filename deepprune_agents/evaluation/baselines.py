@@ -1,13 +1,18 @@
 """The methods DeepPrune is measured against, as pure functions over one draw of recorded traces.
 
 Every function takes the N traces of one draw in sampling order and returns a ``MethodOutcome``: the
-voted answer and the tokens the method generated (in ``simple_tokenize`` pieces, the replay server's
-unit, so the figures compare with the simulator's). Answers are the engine's (``extract_answer``).
+voted answer, the tokens the method generated (in ``simple_tokenize`` pieces, the replay server's unit,
+so the figures compare with the simulator's), and its wall time in tokens: when the answer is known, at
+equal token speed, the traces of a batch starting together (sequential methods add up their batches).
+Answers are the engine's (``extract_answer``).
 
 * ``cons_at_n``: plain self-consistency: all N traces to the end, majority vote.
 * ``esc``: Early-Stopping Self-Consistency (Li et al., ICLR 2024): sample in windows of ``window``
   traces; stop after the first window whose answers are all equal (zero entropy); majority vote over
   everything sampled.
+* ``adaptive_consistency``: Adaptive-Consistency (Aggarwal et al., EMNLP 2023): sample one trace at a
+  time and stop once the Beta posterior gives the leading answer P(majority) >= ``confidence`` (0.95, the
+  paper's; the same rule the ``adaptive`` policy applies to parallel streams, without judge or thinning).
 * ``deepconf_online``: DeepConf online (Fu et al. 2025), for trace files with token log-probabilities.
   Warm-up traces run to the end and set a threshold (a percentile of their lowest group confidence);
   each later trace is stopped as soon as the confidence of its last ``window`` tokens falls below it,
@@ -42,6 +47,7 @@ class MethodOutcome:
     traces_started: int
     traces_voting: int
     judge_calls: int = 0
+    wall: int = 0
 
 
 def _lengths(traces: Sequence[ReplayTrace], max_tokens: int | None) -> list[int]:
@@ -51,7 +57,8 @@ def _lengths(traces: Sequence[ReplayTrace], max_tokens: int | None) -> list[int]
 def cons_at_n(traces: Sequence[ReplayTrace], *, max_tokens: int | None = None) -> MethodOutcome:
     """cons@N: every trace runs to the end and votes once."""
     vote = majority_vote([(i, t.answer) for i, t in enumerate(traces)])
-    return MethodOutcome(vote.answer, sum(_lengths(traces, max_tokens)), len(traces), len(vote.voters))
+    lengths = _lengths(traces, max_tokens)
+    return MethodOutcome(vote.answer, sum(lengths), len(traces), len(vote.voters), wall=max(lengths, default=0))
 
 
 def _unanimous(answers: Sequence[str | None]) -> bool:
@@ -67,14 +74,42 @@ def esc(traces: Sequence[ReplayTrace], *, window: int = 5, max_tokens: int | Non
     if window < 1:
         raise ConfigError(f"the ESC window must be >= 1 (got {window}).")
     lengths = _lengths(traces, max_tokens)
-    used = 0
+    used = wall = 0
     while used < len(traces):
         chunk = traces[used : used + window]
+        wall += max(lengths[used : used + window])  # a window's traces run in parallel, windows in sequence
         used += len(chunk)
         if _unanimous([t.answer for t in chunk]):
             break
     vote = majority_vote([(i, t.answer) for i, t in enumerate(traces[:used])])
-    return MethodOutcome(vote.answer, sum(lengths[:used]), used, len(vote.voters))
+    return MethodOutcome(vote.answer, sum(lengths[:used]), used, len(vote.voters), wall=wall)
+
+
+def adaptive_consistency(
+    traces: Sequence[ReplayTrace],
+    *,
+    confidence: float = 0.95,
+    min_votes: int = 1,
+    batch: int = 1,
+    max_tokens: int | None = None,
+) -> MethodOutcome:
+    """Adaptive-Consistency over the draw in order, ``batch`` traces at a time (the paper: 1), with the
+    Beta stopping rule on the answers so far (``pruning.adaptive.stop_is_safe``)."""
+    from deepprune_agents.pruning.adaptive import AdaptiveKnobs, stop_is_safe
+
+    if batch < 1:
+        raise ConfigError(f"the Adaptive-Consistency batch must be >= 1 (got {batch}).")
+    knobs = AdaptiveKnobs(confidence=confidence, min_votes=min_votes)
+    lengths = _lengths(traces, max_tokens)
+    used = wall = 0
+    vote = majority_vote([])
+    while used < len(traces):
+        wall += max(lengths[used : used + batch])
+        used = min(len(traces), used + batch)
+        vote = majority_vote([(i, t.answer) for i, t in enumerate(traces[:used])])
+        if stop_is_safe(list(vote.counts.values()), knobs):
+            break
+    return MethodOutcome(vote.answer, sum(lengths[:used]), used, len(vote.voters), wall=wall)
 
 
 def group_confidences(logprobs: Sequence[float], window: int) -> list[float]:
@@ -141,18 +176,21 @@ def deepconf_online(
         if lowest[i] >= threshold:
             ballots.append((i, traces[i].answer, weight(i)))
     tokens = sum(lengths[:n_warm])
+    wall = max(lengths[:n_warm], default=0)  # warm-up in parallel, then one trace at a time
     started = n_warm
     for i in range(n_warm, len(traces)):
         started += 1
         stop = stop_position(lp(i), window, threshold)
         if stop is not None:
             tokens += stop
+            wall += stop
             continue
         tokens += lengths[i]
+        wall += lengths[i]
         ballots.append((i, traces[i].answer, weight(i)))
         vote = weighted_vote(ballots)
         total = sum(vote.counts.values())
         if vote.answer is not None and total > 0 and vote.counts[vote.answer] / total >= consensus:
             break
     vote = weighted_vote(ballots)
-    return MethodOutcome(vote.answer, tokens, started, len(vote.voters))
+    return MethodOutcome(vote.answer, tokens, started, len(vote.voters), wall=wall)

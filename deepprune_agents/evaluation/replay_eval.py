@@ -9,7 +9,13 @@ in lockstep pacing). Methods on each draw:
   ``deepprune`` is the one chosen with ``--policy``;
 * ``oracle-paper`` / ``oracle-periodic`` (``oracle``): the same policy with the oracle judge (recorded
   answers): the upper bound of the saving for that policy;
-* ``cons`` (cons@N), ``esc`` (window 5), ``deepconf-low`` / ``deepconf-high`` when traces have logprobs.
+* ``cons`` (cons@N), ``esc`` (window 5), ``ac`` (Adaptive-Consistency, one trace at a time, the
+  ``adaptive`` policy's confidence), ``deepconf-low`` / ``deepconf-high`` when traces have logprobs.
+
+Every method also reports its wall time in tokens: when its answer is known, all branches of a batch
+starting together at equal token speed (``wall``; pruning policies: the longest branch up to the
+decision; sequential baselines: the sum of their batches). Defaults (judge, policy, constants) are the
+settings' (``DeepPruneContext``), the ones ``deepprune ask`` and the Runnable use.
 
 Accuracy has a 95% CI from a bootstrap over questions (draws of one question are not independent
 samples of the accuracy; questions are). ``token_reduction`` = 1 - tokens / cons tokens (totals over all
@@ -23,15 +29,21 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from deepprune_agents.answers import AnswerPattern, make_extractor
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.evaluation.baselines import MethodOutcome, cons_at_n, deepconf_online, esc
+from deepprune_agents.evaluation.baselines import (
+    MethodOutcome,
+    adaptive_consistency,
+    cons_at_n,
+    deepconf_online,
+    esc,
+)
 from deepprune_agents.evaluation.replay_data import (
     ReplayQuestion,
     ReplayTrace,
@@ -42,29 +54,39 @@ from deepprune_agents.evaluation.replay_data import (
 )
 from deepprune_agents.evaluation.simulator import simulate
 from deepprune_agents.judges.base import Judge, TracePair
-from deepprune_agents.pruning import make_policy
-from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.pruning import AdaptiveKnobs, make_policy
+from deepprune_agents.settings import DeepPruneContext, JudgeName, PolicyName
 
-POLICIES = ("paper", "periodic")
+POLICIES = ("paper", "periodic", "adaptive")
+
+
+def setting_default(name: str) -> Any:
+    """The default of a ``DeepPruneContext`` field: the one source of defaults for ask, Runnable and eval."""
+    f = next(f for f in fields(DeepPruneContext) if f.name == name)
+    return f.default
 
 
 @dataclass
 class EvalConfig:
-    """What one evaluation runs. ``n`` None: every recorded trace of a question (the full set)."""
+    """What one evaluation runs. ``n`` None: every recorded trace of a question (the full set). Judge,
+    policy and their constants default to the settings' defaults."""
 
     n: int | None = 16
     runs: int = 10
-    judge: str = "embedding"
+    judge: str = setting_default("judge")
     judge_options: dict[str, Any] = field(default_factory=dict)
-    policy: str = "paper"
-    tau: float = 0.5
-    truncate: str = "tokens:32"
-    k1: int = 10
-    k2: int = 20
-    max_clusters: int = 32
-    judge_every: int = 32
-    representatives: int = 1
-    stop_when_decided: bool = True
+    policy: str = setting_default("policy")
+    tau: float = setting_default("tau")
+    truncate: str = setting_default("truncate")
+    k1: int = setting_default("k1")
+    k2: int = setting_default("k2")
+    max_clusters: int = setting_default("max_clusters")
+    judge_every: int = setting_default("judge_every")
+    representatives: int = setting_default("representatives")
+    stop_when_decided: bool = setting_default("stop_when_decided")
+    adaptive: AdaptiveKnobs = field(
+        default_factory=lambda: AdaptiveKnobs.from_settings({f.name: f.default for f in fields(DeepPruneContext)})
+    )
     esc_window: int = 5
     deepconf_window: int = 32
     max_tokens: int | None = None
@@ -85,8 +107,8 @@ class EvalConfig:
     def context(self, policy: str) -> DeepPruneContext:
         return DeepPruneContext(
             n=1,
-            policy=policy,
-            judge=self.judge,
+            policy=cast(PolicyName, policy),  # checked by DeepPruneContext.validate
+            judge=cast(JudgeName, self.judge),
             tau=self.tau,
             truncate=self.truncate,
             k1=self.k1,
@@ -96,6 +118,7 @@ class EvalConfig:
             representatives=self.representatives,
             stop_when_decided=self.stop_when_decided,
             max_n=1 << 30,
+            **self.adaptive.as_settings(),
         )
 
 
@@ -143,15 +166,18 @@ class MethodRows:
     correct: list[list[float]] = field(default_factory=list)
     tokens: list[list[float]] = field(default_factory=list)
     judge_calls: list[list[float]] = field(default_factory=list)
+    wall: list[list[float]] = field(default_factory=list)
 
-    def add(self, q: int, correct: bool, tokens: int, judge_calls: int) -> None:
+    def add(self, q: int, correct: bool, tokens: int, judge_calls: int, wall: int = 0) -> None:
         while len(self.correct) <= q:
             self.correct.append([])
             self.tokens.append([])
             self.judge_calls.append([])
+            self.wall.append([])
         self.correct[q].append(1.0 if correct else 0.0)
         self.tokens[q].append(float(tokens))
         self.judge_calls[q].append(float(judge_calls))
+        self.wall[q].append(float(wall))
 
 
 def _bootstrap_ci(per_question: np.ndarray, reps: int, seed: int = 0) -> list[float]:
@@ -190,6 +216,7 @@ def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int)
             "tokens_total": total,
             "token_reduction": 1.0 - total / cons_tokens if cons_tokens else 0.0,
             "judge_calls": float(sum(sum(j) for j in r.judge_calls)) / draws,
+            "wall": float(sum(sum(w) for w in r.wall)) / draws,
             "oracle_saving_fraction": saving / oracle_saving if oracle_saving > 0 else None,
             "per_question_accuracy": [float(x) for x in per_q_acc],
         }
@@ -205,12 +232,31 @@ def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int)
 ProgressFn = Callable[[str], None]
 
 
-async def _policy_run(
-    cfg: EvalConfig, policy: str, judge: Judge, traces: Sequence[ReplayTrace]
-) -> tuple[str | None, int, int]:
+async def _policy_run(cfg: EvalConfig, policy: str, judge: Judge, traces: Sequence[ReplayTrace]) -> MethodOutcome:
+    """One simulated run; its wall time is its longest branch (all start together, one token per tick)."""
     extract = make_extractor(cfg.answer_pattern) if cfg.answer_pattern is not None else None
     result = await simulate(make_policy(cfg.context(policy)), judge, traces, max_tokens=cfg.max_tokens, extract=extract)
-    return result.answer, result.tokens, result.judge_calls
+    return MethodOutcome(
+        result.answer,
+        result.tokens,
+        len(traces),
+        len(result.votes),
+        judge_calls=result.judge_calls,
+        wall=max(result.branch_tokens, default=0),
+    )
+
+
+def baseline_outcomes(cfg: EvalConfig, traces: Sequence[ReplayTrace], logprobs: bool) -> dict[str, MethodOutcome]:
+    """cons@N, ESC, Adaptive-Consistency, and DeepConf-online when the traces carry log-probabilities."""
+    out = {
+        "cons": cons_at_n(traces, max_tokens=cfg.max_tokens),
+        "esc": esc(traces, window=cfg.esc_window, max_tokens=cfg.max_tokens),
+        "ac": adaptive_consistency(traces, max_tokens=cfg.max_tokens),  # the paper's Beta rule at 0.95
+    }
+    if logprobs:
+        for label, keep in (("deepconf-low", 0.10), ("deepconf-high", 0.90)):
+            out[label] = deepconf_online(traces, window=cfg.deepconf_window, keep_top=keep, max_tokens=cfg.max_tokens)
+    return out
 
 
 def prewarm(judge: Judge, q: ReplayQuestion, n: int, cfg: EvalConfig) -> None:
@@ -262,15 +308,7 @@ async def evaluate_async(
         prewarm(judge, q, n, cfg)
         for r in range(cfg.runs):
             traces = [q.traces[i] for i in draw(q.question_id, m, n, r)]
-            outcomes: dict[str, MethodOutcome | tuple[str | None, int, int]] = {}
-            if baselines:
-                outcomes["cons"] = cons_at_n(traces, max_tokens=cfg.max_tokens)
-                outcomes["esc"] = esc(traces, window=cfg.esc_window, max_tokens=cfg.max_tokens)
-                if logprobs:
-                    for label, keep in (("deepconf-low", 0.10), ("deepconf-high", 0.90)):
-                        outcomes[label] = deepconf_online(
-                            traces, window=cfg.deepconf_window, keep_top=keep, max_tokens=cfg.max_tokens
-                        )
+            outcomes: dict[str, MethodOutcome] = baseline_outcomes(cfg, traces, logprobs) if baselines else {}
             for policy in policies:
                 outcomes[f"oracle-{policy}"] = await _policy_run(cfg, policy, oracle_judge, traces)
                 if cfg.judge == "oracle":
@@ -278,11 +316,7 @@ async def evaluate_async(
                 else:
                     outcomes[f"deepprune-{policy}"] = await _policy_run(cfg, policy, judge, traces)
             for name, o in outcomes.items():
-                if isinstance(o, MethodOutcome):
-                    answer, tokens, calls = o.answer, o.tokens, o.judge_calls
-                else:
-                    answer, tokens, calls = o
-                rows.setdefault(name, MethodRows()).add(qi, q.is_correct(answer), tokens, calls)
+                rows.setdefault(name, MethodRows()).add(qi, q.is_correct(o.answer), o.tokens, o.judge_calls, o.wall)
         if progress is not None:
             progress(f"{q.question_id}: {cfg.runs} runs, N={n_used[-1]} ({time.perf_counter() - t0:.1f} s)")
     for alias, src in (("deepprune", f"deepprune-{cfg.policy}"), ("oracle", f"oracle-{cfg.policy}")):

@@ -14,8 +14,9 @@ engine sees from the replay server in lockstep pacing:
 Checking ``ready`` after every single delivery costs O(N) snapshots each, O(N^2) per tick. Instead a tick
 is first checked whole, and only when a round is due there a bisection finds the first delivery that
 made it due. That relies on ``ready`` being monotone within a tick (more tokens never make a due round
-undue), which holds for both built-in policies: eligibility only grows with tokens, a finished branch
-stays finished, and periodic's growth counter only grows until a round resets it.
+undue), which holds for the built-in policies: eligibility only grows with tokens, a finished branch
+stays finished (adaptive's count of finished branches only grows), and periodic's growth counter only
+grows until a round resets it.
 
 The figures (tokens per branch, statuses, the vote) equal the engine's against ``ReplayServer`` in
 lockstep mode; ``tests/e2e/test_replay_equivalence.py`` proves it.

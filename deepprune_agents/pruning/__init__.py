@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.judges.base import Judge
+from deepprune_agents.pruning.adaptive import AdaptiveKnobs, AdaptivePolicy
 from deepprune_agents.pruning.paper import PaperPolicy
 from deepprune_agents.pruning.periodic import PeriodicPolicy
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import majority_vote, weighted_vote
-from deepprune_agents.settings import DeepPruneContext
 from deepprune_agents.truncation import parse_truncation
+
+if TYPE_CHECKING:  # settings imports pruning.adaptive (the knobs), so no import at run time
+    from deepprune_agents.settings import DeepPruneContext
 
 
 class PruningPolicy(Protocol):
@@ -78,12 +81,25 @@ def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
             judge_timeout_s=ctx.judge_timeout_s,
             stop_when_decided=ctx.stop_when_decided,
         )
+    if ctx.policy == "adaptive":
+        return AdaptivePolicy(
+            truncation=spec,
+            knobs=ctx.adaptive_knobs(),
+            tau=ctx.tau,
+            k1=ctx.k1,
+            max_clusters=ctx.max_clusters,
+            seed=ctx.seed,
+            judge_timeout_s=ctx.judge_timeout_s,
+            stop_when_decided=ctx.stop_when_decided,
+        )
     if ctx.policy == "none":
         return NoPrunePolicy()
-    raise ConfigError(f"unknown policy {ctx.policy!r}: use paper, periodic or none.")
+    raise ConfigError(f"unknown policy {ctx.policy!r}: use paper, periodic, adaptive or none.")
 
 
 __all__ = [
+    "AdaptiveKnobs",
+    "AdaptivePolicy",
     "BranchView",
     "Decision",
     "NoPrunePolicy",

@@ -80,7 +80,7 @@ async def engine_and_sim(
     return figures_engine(result), figures_sim(sim), result.judge_rounds, sim.rounds, server
 
 
-@pytest.mark.parametrize("policy", ["paper", "periodic"])
+@pytest.mark.parametrize("policy", ["paper", "periodic", "adaptive"])
 async def test_simulator_equals_engine_on_the_replay_server(questions: list[ReplayQuestion], policy: str) -> None:
     pruned_somewhere = False
     for q in questions:

@@ -1,0 +1,221 @@
+"""The ``adaptive`` policy: prune redundancy inside clusters, stop the run once the vote is statistically safe.
+
+Built for agent-scale N (8 to 64), where the ``paper`` policy prunes nothing (its K2 = 20 finishers
+cover the whole largest cluster) and a wrong merge on a 32-token prefix can cancel the branches that
+would have won. Two mechanisms, each safe on its own:
+
+1. **Thinning** (uses the judge). Each branch is placed once, on its truncated prefix, by the greedy rule
+   shared with ``paper``. Every cluster keeps ``max(min_keep, ceil(keep_fraction * size))`` usable
+   members (finished with an answer, or running); the surplus running members, latest joined first, are
+   cancelled. A cluster never loses its last running member to thinning, so a wrong merge (two answers
+   in one cluster) still leaves several branches of the cluster to show the difference: thinning removes
+   copies, it never removes the last voice of a cluster.
+2. **Stopping** (never uses the judge). Only finished branches' extracted answers are votes. With ``a``
+   votes for the leading answer and ``b`` for the runner-up, the share ``p`` of the leader among the two
+   has the posterior Beta(a + 1, b + 1) (uniform prior), and the run stops once
+   ``P(p > 1/2) >= confidence`` and at least ``min_votes`` votes are in: Adaptive-Consistency's Beta
+   stopping rule (Aggarwal et al., EMNLP 2023), applied to parallel streams as they finish. It also stops
+   when the vote can no longer change at all. A predicted cluster never decides alone.
+
+High-agreement questions stop after the first few finishers (four equal answers reach 0.97); split
+questions never satisfy the rule and keep every kept branch to the end. The vote is plain majority over
+finished branches (cons@N over the branches that finished).
+
+The knobs are declared once, in ``AdaptiveKnobs``: the settings fields, their validation, and the
+evaluation's command-line flags are all derived from that dataclass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from deepprune_agents.errors import ConfigError
+from deepprune_agents.judges.base import Judge
+from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy
+from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
+from deepprune_agents.pruning.vote import vote_is_decided, weighted_vote
+from deepprune_agents.truncation import TruncationSpec
+
+SETTINGS_PREFIX = "adaptive_"
+
+
+def _knob(default: Any, low: float, high: float, description: str) -> Any:
+    return field(default=default, metadata={"low": low, "high": high, "description": description})
+
+
+@dataclass(frozen=True)
+class AdaptiveKnobs:
+    """The adaptive policy's knobs, each with its range (inclusive) and what it does. One declaration:
+    ``DeepPruneContext`` has a field ``adaptive_<name>`` per knob, validated by ``validate``, and
+    ``deepprune eval replay`` has a flag ``--adaptive-<name>`` per knob."""
+
+    keep_fraction: float = _knob(
+        0.5, 0.0, 1.0, "Thinning: share of each cluster kept running (1.0: no thinning, no judge calls)."
+    )
+    min_keep: int = _knob(2, 1, 1 << 20, "Thinning: fewest branches a cluster keeps, whatever its size.")
+    confidence: float = _knob(
+        0.99, 0.5, 1.0, "Stop when P(leading answer is the majority | finished answers) reaches this (Beta rule)."
+    )
+    min_votes: int = _knob(3, 1, 1 << 20, "Stop only once this many finished branches have an answer.")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """ConfigError naming the knob, its range, and the settings field it came from."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = int if f.type in ("int", int) else float
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (kind is int and not isinstance(value, int))
+            ):
+                raise ConfigError(f"{SETTINGS_PREFIX}{f.name} must be {kind.__name__} (got {value!r}).")
+            low, high = f.metadata["low"], f.metadata["high"]
+            if not low <= value <= high or (f.name == "keep_fraction" and value == 0.0):
+                interval = "(0, 1]" if f.name == "keep_fraction" else f"[{low}, {high}]"
+                raise ConfigError(f"{SETTINGS_PREFIX}{f.name} must lie in {interval} (got {value!r}).")
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> AdaptiveKnobs:
+        """The knobs from ``adaptive_<name>`` entries (a settings object's ``asdict`` or any mapping);
+        missing entries keep their defaults."""
+        return cls(
+            **{f.name: values[SETTINGS_PREFIX + f.name] for f in fields(cls) if SETTINGS_PREFIX + f.name in values}
+        )
+
+    def as_settings(self) -> dict[str, Any]:
+        return {SETTINGS_PREFIX + f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def majority_probability(leader: int, runner_up: int) -> float:
+    """P(p > 1/2) for p ~ Beta(leader + 1, runner_up + 1): the posterior probability that the leading
+    answer is the more frequent of the two, after ``leader`` vs ``runner_up`` votes (uniform prior).
+
+    For integer parameters, P(Beta(a, b) > 1/2) = P(Binomial(a + b - 1, 1/2) <= a - 1): exact, no scipy."""
+    if leader < 0 or runner_up < 0:
+        raise ValueError("vote counts must be >= 0")
+    a, b = leader + 1, runner_up + 1
+    n = a + b - 1
+    return sum(math.comb(n, k) for k in range(a)) / (1 << n)
+
+
+def answer_counts(ballots: Sequence[tuple[int, str | None, float]]) -> list[int]:
+    """Finished answers per answer class, one each whatever their vote weight: the stopping rule's
+    evidence is the answers seen, so a cluster's size (a prediction) never makes a stop more likely."""
+    return [int(c) for c in weighted_vote([(b, a, 1.0) for b, a, _ in ballots]).counts.values()]
+
+
+def stop_is_safe(counts: Sequence[float], knobs: AdaptiveKnobs) -> bool:
+    """The Beta stopping rule over the vote counts of the finished branches' answer classes."""
+    ordered = sorted((int(c) for c in counts), reverse=True)
+    if not ordered or sum(ordered) < knobs.min_votes:
+        return False
+    runner_up = ordered[1] if len(ordered) > 1 else 0
+    return majority_probability(ordered[0], runner_up) >= knobs.confidence
+
+
+class AdaptivePolicy(GreedyClusteringPolicy):
+    name = "adaptive"
+
+    def __init__(self, *, truncation: TruncationSpec, knobs: AdaptiveKnobs | None = None, **common: Any) -> None:
+        super().__init__(truncation=truncation, **common)
+        self.knobs = knobs or AdaptiveKnobs()
+        self.thinning = self.knobs.keep_fraction < 1.0
+        self.votes_seen = 0
+        self.stopped: str | None = None
+
+    def _votes(self, views: Sequence[BranchView]) -> int:
+        return sum(1 for v in views if v.finished)
+
+    def ready(self, views: Sequence[BranchView]) -> bool:
+        """Due when a branch can be placed (thinning only), or one more branch finished (a new vote)."""
+        if self.thinning and any(self._eligible(v) for v in views):
+            return True
+        return self._votes(views) > self.votes_seen
+
+    def keep_target(self, size: int) -> int:
+        return max(self.knobs.min_keep, math.ceil(self.knobs.keep_fraction * size - 1e-9))
+
+    def thin(self, by_id: Mapping[int, BranchView]) -> list[int]:
+        """Surplus running members of every cluster (latest joined first), never a cluster's last one."""
+        cancel: list[int] = []
+        for c in self.clusters.non_empty():
+            members = self.clusters.members[c]
+            alive = [b for b in members if by_id[b].alive]
+            answered = sum(1 for b in members if by_id[b].finished and by_id[b].answer is not None)
+            keep_alive = max(1 if alive else 0, self.keep_target(len(members)) - answered)
+            cancel.extend(alive[keep_alive:])
+        return cancel
+
+    async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
+        decision = Decision()
+        by_id = {v.id: v for v in views}
+        # Never force a join: once max_clusters clusters exist the greedy rule puts every further branch into
+        # the most similar one however unlike, and here a cluster's size is its answers' vote weight (measured:
+        # Llama N=128, oracle judge, 32 clusters: 37% vs cons 44%). Thinning, not the cluster count, bounds
+        # the cost, so every branch may open its own cluster.
+        self.max_clusters = max(self.max_clusters, len(views))
+        if self.thinning:
+            await self._place_eligible(views, judge, decision, self.truncation)
+            decision.cancel = sorted(set(self.thin(by_id)))
+        self.votes_seen = self._votes(views)
+        if self.stop_when_decided:
+            cancelling = set(decision.cancel)
+            running = [v.id for v in views if v.alive and v.id not in cancelling]
+            ballots = self.ballots(by_id)
+            counts = answer_counts(ballots)
+            if running and vote_is_decided(ballots, self.undecided_weight(by_id, cancelling)):
+                self.stopped = "vote-decided"
+            elif running and stop_is_safe(counts, self.knobs):
+                self.stopped = "beta-stop"
+            if self.stopped is not None and running:
+                decision.decided = running
+                decision.events.append({"event": "stop", "rule": self.stopped, "votes": sorted(counts, reverse=True)})
+        return decision
+
+    def ballots(self, by_id: Mapping[int, BranchView]) -> list[tuple[int, str | None, float]]:
+        """One ballot per finished branch with an answer. A thinned cluster's size is shared among its
+        members that answered (its cancelled members were predicted to agree with them), so thinning
+        does not shrink a large cluster's say to that of a small one; a cluster with no answered member
+        weighs nothing, whatever its size."""
+        out: list[tuple[int, str | None, float]] = []
+        for c in self.clusters.non_empty():
+            members = self.clusters.members[c]
+            answered = [b for b in members if by_id[b].finished and by_id[b].answer is not None]
+            usable = [b for b in members if by_id[b].status != "failed"]
+            out.extend((b, by_id[b].answer, len(usable) / len(answered)) for b in answered)
+        out.extend((b, v.answer, 1.0) for b, v in by_id.items() if v.finished and b not in self.clusters.of)
+        return sorted(out)
+
+    def undecided_weight(self, by_id: Mapping[int, BranchView], cancelling: set[int]) -> float:
+        """Weight that can still move: a cluster with a running member may still reweigh all of its
+        members' ballots; each unplaced running branch is one vote to come."""
+        weight = 0.0
+        for c in self.clusters.non_empty():
+            members = self.clusters.members[c]
+            if any(by_id[b].alive and b not in cancelling for b in members):
+                weight += len(members)
+        return weight + sum(
+            1 for b, v in by_id.items() if v.alive and b not in cancelling and b not in self.clusters.of
+        )
+
+    def vote(self, views: Sequence[BranchView]) -> VoteResult:
+        """Weighted majority over the finished branches' answers (see ``ballots``)."""
+        return weighted_vote(self.ballots({v.id: v for v in views}))
+
+    def export(self) -> dict[str, Any]:
+        return {"policy": self.name, "clusters": self.clusters.export(), "stopped": self.stopped}
+
+    def restore(self, exported: dict[str, Any], views: Sequence[BranchView]) -> None:
+        """Continue from ``export()`` output (checkpoint resume); judge inputs are re-derived."""
+        self.clusters = Clusters.rebuild(exported.get("clusters", []), views, self.truncation)
+        self.stopped = exported.get("stopped")
+        self.votes_seen = 0  # re-check the stopping rule on the first round after resuming
+
+
+__all__ = ["AdaptiveKnobs", "AdaptivePolicy", "answer_counts", "majority_probability", "stop_is_safe"]

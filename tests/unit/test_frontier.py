@@ -1,0 +1,66 @@
+"""``deepprune eval replay --frontier`` on a tiny synthetic trace file: every method at every N the file
+serves, deterministic, JSON plus two plots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from deepprune_agents.cli import main
+from deepprune_agents.evaluation.frontier import frontier_async, frontier_ns
+from deepprune_agents.evaluation.replay_data import load_replay_questions
+from deepprune_agents.evaluation.replay_eval import EvalConfig
+from tests.unit.test_baselines import write_synthetic_file
+
+
+def test_frontier_ns_adds_the_full_set_below_the_largest_n(tmp_path: Path) -> None:
+    f = tmp_path / "syn.jsonl"
+    write_synthetic_file(f)  # 8 traces per question
+    questions = load_replay_questions([f])
+    assert frontier_ns(questions) == [8]
+    assert frontier_ns(questions, (2, 4, 16)) == [2, 4, 8]
+
+
+def test_frontier_measures_every_policy_with_every_judge_and_is_deterministic(tmp_path: Path) -> None:
+    f = tmp_path / "syn.jsonl"
+    write_synthetic_file(f)
+    questions = load_replay_questions([f])
+    cfg = EvalConfig(runs=3, truncate="tokens:4")
+
+    def run() -> dict[str, object]:
+        return asyncio.run(
+            frontier_async(questions, cfg, ns=(4, 16), judges=("oracle", "numbers"), skip=[("periodic", "numbers", 8)])
+        )
+
+    report = run()
+    assert report["ns"] == [4, 8]  # 16 is more than the file has: its full set (8) instead
+    methods = report["points"]["4"]
+    expected = {"cons", "esc", "ac", "deepconf-low", "deepconf-high"} | {
+        f"{p}/{j}" for p in ("paper", "periodic", "adaptive") for j in ("oracle", "numbers")
+    }
+    assert set(methods) == expected
+    assert "periodic/numbers" not in report["points"]["8"] and "periodic/numbers at N=8" in report["skipped"]
+    for m in methods.values():
+        assert 0.0 <= m["accuracy"] <= 1.0 and m["tokens"] > 0 and 0 < m["wall"] <= m["tokens"]
+    # cons runs every trace to its end in parallel: its wall time is the longest trace; ESC/AC add windows
+    assert methods["cons"]["wall"] <= methods["esc"]["wall"]
+    assert methods["ac"]["wall"] == methods["ac"]["tokens"]
+    again = run()
+    for n in report["points"]:
+        for name, m in report["points"][n].items():
+            assert again["points"][n][name]["accuracy"] == m["accuracy"]
+            assert again["points"][n][name]["tokens"] == m["tokens"]
+
+
+def test_cli_frontier_writes_json_and_two_plots(tmp_path: Path) -> None:
+    f = tmp_path / "syn.jsonl"
+    write_synthetic_file(f)
+    out = tmp_path / "front.json"
+    argv = ["eval", "replay", "--traces", str(f), "--frontier", "--frontier-judges", "oracle,numbers"]
+    argv += ["--frontier-n", "4,16", "--runs", "2", "--truncate", "tokens:4", "--json", str(out)]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert set(report["points"]) == {"4", "8"}
+    assert (tmp_path / report["plots"]["tokens"]).is_file() and (tmp_path / report["plots"]["wall"]).is_file()
+    assert "llm" in report["not_measured"]
