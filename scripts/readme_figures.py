@@ -95,14 +95,16 @@ def _table_rows(md: Path, keep: Any) -> list[str]:
 
 def judge_section() -> list[str]:
     md = REPO / "docs" / "judge_results.md"
-    out = ["### Judges at the first 32 tokens, unseen generator (OVM GSM8K traces)", ""]
+    out = ["### Judges at the first 32 tokens, unseen questions of an unseen generator", ""]
     if not md.is_file():
-        return [*out, "_Not measured yet: run `python bench/judge_eval.py`._", ""]
-    table = _table_rows(md, lambda c: c[0] == "tokens:32")
+        return [*out, "_Not measured yet: run `python bench/judge_eval.py --json bench/out/judge_eval.json`._", ""]
+    table = _table_rows(md, lambda c: True)
     return [
         *out,
-        "Command: `python bench/judge_eval.py` (writes `docs/judge_results.md`, where the `words:25` rows and the "
-        "notes on them are). The `numbers` row is the Jaccard-of-numbers heuristic every judge must beat.",
+        "Command: `python bench/judge_eval.py --json bench/out/judge_eval.json` (writes `docs/judge_results.md`: "
+        "the protocol, the train/test composition and the notes). Leave one data set out: each column is scored by "
+        "a judge trained on the other data sets with the test questions removed. AUROC and TNR at FNR 0.2; the "
+        "`numbers` row is the Jaccard-of-numbers heuristic every judge must beat.",
         "",
         *table,
         "",

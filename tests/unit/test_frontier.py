@@ -7,11 +7,12 @@ import asyncio
 import json
 from pathlib import Path
 
+from test_baselines import write_synthetic_file  # tests/unit is on sys.path (rootdir import mode)
+
 from deepprune_agents.cli import main
 from deepprune_agents.evaluation.frontier import frontier_async, frontier_ns
 from deepprune_agents.evaluation.replay_data import load_replay_questions
 from deepprune_agents.evaluation.replay_eval import EvalConfig
-from tests.unit.test_baselines import write_synthetic_file
 
 
 def test_frontier_ns_adds_the_full_set_below_the_largest_n(tmp_path: Path) -> None:
