@@ -38,7 +38,6 @@ import functools
 import json
 import logging
 import random
-import socket
 import threading
 import time
 import uuid
@@ -52,6 +51,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from deepprune_agents.asgi_server import ThreadedServer, bind, serve_foreground
 from deepprune_agents.backends.reasoning import CLOSE_TAG, OPEN_TAG, split_recorded
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.evaluation.replay_data import (
@@ -684,34 +684,7 @@ def build_app(state: ReplayState) -> Starlette:
     return Starlette(routes=routes)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc}): pick another --port (0 = any free port).") from exc
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def uvicorn_config(app: Starlette) -> Any:
-    import uvicorn
-
-    return uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_keep_alive=30,
-        backlog=2048,
-        timeout_graceful_shutdown=2,
-    )
-
-
-class ReplayServer:
+class ReplayServer(ThreadedServer):
     """The replay server on 127.0.0.1 in a background thread.
 
     ``with ReplayServer(questions, tokens_per_s=50) as server: ... server.base_url ... server.stats()``
@@ -741,52 +714,16 @@ class ReplayServer:
             lockstep_lead_s=lockstep_lead_s,
             reasoning=reasoning,
         )
-        self.host, self.port = host, port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host=host, port=port)
 
-    @property
-    def root_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    label = "replay server"
 
-    @property
-    def base_url(self) -> str:
-        return self.root_url + "/v1"
+    def build(self) -> Starlette:
+        return build_app(self.state)
 
     @property
     def model(self) -> str:
         return self.state.model
-
-    def start(self, timeout_s: float = 10.0) -> ReplayServer:
-        import uvicorn
-
-        if self._thread is not None:
-            return self
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(build_app(self.state)))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="deepprune-replay-server", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError(f"the replay server did not start on {self.root_url} within {timeout_s:.0f} s.")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> ReplayServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- inspection / control -----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -819,10 +756,8 @@ class ReplayServer:
 
 def serve_forever(questions: Sequence[ReplayQuestion], *, host: str, port: int, **options: Any) -> None:
     """Run the server in the foreground (the CLI); Ctrl-C stops it."""
-    import uvicorn
-
     state = ReplayState(questions, **options)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     actual = sock.getsockname()[1]
     print(f"replay server: {len(questions)} questions, model {state.model!r}, http://{host}:{actual}/v1", flush=True)
-    uvicorn.Server(uvicorn_config(build_app(state))).run(sockets=[sock])
+    serve_foreground(build_app(state), sock)

@@ -14,8 +14,6 @@ import hmac
 import json
 import logging
 import os
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from deepprune_agents.asgi_server import ThreadedServer, bind, serve_foreground
 from deepprune_agents.backends.openai_stream import api_key_from_env
 from deepprune_agents.errors import ConfigError, DeepPruneError, ModelNotFoundError
 from deepprune_agents.graph import validate_question
@@ -408,53 +407,18 @@ def build_app(config: ProxyConfig) -> Starlette:
     return Starlette(routes=routes)
 
 
-class ProxyServer:
+class ProxyServer(ThreadedServer):
     """The proxy on a free port in a background thread (tests, benchmarks):
     ``with ProxyServer(ProxyConfig(ctx)) as proxy: proxy.base_url``."""
 
+    label = "proxy"
+
     def __init__(self, config: ProxyConfig, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.config, self.host, self.port = config, host, port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        super().__init__(host=host, port=port)
+        self.config = config
 
-    @property
-    def root_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.root_url + "/v1"
-
-    def start(self, timeout_s: float = 10.0) -> ProxyServer:
-        import uvicorn
-
-        from deepprune_agents.evaluation.replay_server import _bind, uvicorn_config
-
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(build_app(self.config)))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="deepprune-proxy", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError(f"the proxy did not start on {self.root_url} within {timeout_s:.0f} s.")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        self._server = self._thread = None
-
-    def __enter__(self) -> ProxyServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def build(self) -> Starlette:
+        return build_app(self.config)
 
 
 def warm_judge(ctx: DeepPruneContext) -> str | None:
@@ -475,11 +439,7 @@ def warm_judge(ctx: DeepPruneContext) -> str | None:
 
 def serve_forever(config: ProxyConfig, *, host: str, port: int) -> None:
     """Run the proxy in the foreground (the CLI); Ctrl-C stops it."""
-    import uvicorn
-
-    from deepprune_agents.evaluation.replay_server import _bind, uvicorn_config
-
-    sock = _bind(host, port)
+    sock = bind(host, port)
     actual = sock.getsockname()[1]
     print(f"deepprune proxy: loading the {config.defaults.judge} judge before serving...", flush=True)
     error = warm_judge(config.defaults)
@@ -493,4 +453,4 @@ def serve_forever(config: ProxyConfig, *, host: str, port: int) -> None:
         f"max {config.max_concurrent} concurrent runs{', API key required' if config.api_key else ''})",
         flush=True,
     )
-    uvicorn.Server(uvicorn_config(build_app(config))).run(sockets=[sock])
+    serve_foreground(build_app(config), sock)
