@@ -23,6 +23,8 @@ async def test_two_hundred_pruned_runs_leak_nothing() -> None:
         assert len(server.records()) == 200 * 8
     growth = report["growth"]
     assert report["branches_cancelled"] >= 200  # every run pruned something
-    assert growth["asyncio_tasks"] == 0 and growth["open_runs"] == 0 and growth["threads"] == 0
+    # A leak grows; the suite's session loop may still hold an earlier test's task at the baseline sample,
+    # gone later (growth -1), which is no leak.
+    assert growth["asyncio_tasks"] <= 0 and growth["open_runs"] <= 0 and growth["threads"] <= 0, growth
     assert growth["tcp_sockets"] <= 0 and growth["fds"] <= 0, growth
     assert growth["rss_mb"] < 20, growth  # measured: ~2 MB over 190 runs (allocator noise)
