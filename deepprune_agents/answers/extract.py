@@ -212,6 +212,11 @@ def _short_phrase(raw: str) -> str | None:
         cleaned = _clean(cleaned.rsplit("=", 1)[1]) or ""
     if not cleaned or _NO_ANSWER_RE.match(cleaned) or _PLACEHOLDER_RE.match(cleaned):
         return None
+    # "21 students in the class": a number followed by words only is that number (two branches saying
+    # "21 students" and "21 students in the class" must vote together).
+    head, _, tail = cleaned.partition(" ")
+    if tail and _NUMBER_TOKEN_RE.match(head.rstrip(",;:")) and all(w.isalpha() for w in tail.split()):
+        return head.rstrip(",;:")
     return cleaned
 
 
@@ -257,6 +262,7 @@ def _free_form(text: str) -> str | None:
         "\n" in text.strip()
         and not copulas
         and last_line == sentence
+        and not sentence[:1].islower()  # a lower-case line continues a wrapped sentence ("...21 students\nin the class.")
         and len(sentence.split()) <= _MAX_PHRASE_WORDS
         and not any(ch.isdigit() or ch == "=" for ch in sentence)
     ):

@@ -155,3 +155,11 @@ def test_settings_carry_a_callable_through_replace() -> None:
     ctx = DeepPruneContext(answer_pattern=mine)
     assert ctx.replace(n=4).answer_pattern is mine
     assert DeepPruneContext.from_any({"answer_pattern": r"A: (\d+)"}).answer_pattern == r"A: (\d+)"
+
+
+def test_a_number_followed_by_words_is_that_number_and_a_wrapped_line_is_no_answer() -> None:
+    # Two branches saying "21 students" and "21 students in the class" must vote together.
+    assert extract_answer("12 + 9 = 21. There are 21 students in the class.") == "21"
+    # The last line continues a sentence wrapped after the number: no guess from "in the class".
+    assert extract_answer("12 + 9 = 21. So there are 21 students\nin the class.") is None
+    assert extract_answer("We compare the options.\nParis.") == "Paris"
