@@ -262,7 +262,7 @@ def _free_form(text: str) -> str | None:
         "\n" in text.strip()
         and not copulas
         and last_line == sentence
-        and not sentence[:1].islower()  # a lower-case line continues a wrapped sentence ("...21 students\nin the class.")
+        and not sentence[:1].islower()  # a lower-case line continues a wrapped sentence ("students\nin the class.")
         and len(sentence.split()) <= _MAX_PHRASE_WORDS
         and not any(ch.isdigit() or ch == "=" for ch in sentence)
     ):
