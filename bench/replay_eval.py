@@ -235,7 +235,7 @@ def render_scale() -> list[str]:
     if not rows:
         return []
     return [
-        "### Load: 512 branches in one process (`bench/scale.py`)",
+        "### Load: 512 and 2,048 branches in one process (`bench/scale.py`)",
         "",
         "Replay server in its own process; `paper` policy, `numbers` judge. Targets: loop lag p99 <= 20 ms, "
         "orchestrator CPU <= 1 core.",
