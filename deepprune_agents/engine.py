@@ -1,9 +1,10 @@
 """The run-scoped branch pool: starts, snapshots and cancels branch streams.
 
 LangGraph cannot cancel one running node from another, so branches are not nodes: each branch is an
-asyncio task owned by a ``BranchPool`` that lives for one graph run (registered under the run id), and
-the graph state only ever holds serializable snapshots of it. The judge node reads snapshots, asks the
-policy, and calls ``cancel`` — which closes the branch's HTTP stream so the server aborts the request.
+asyncio task owned by a ``BranchPool`` that lives for one graph run (kept in the graph's ``RunRegistry``
+under the run id), and the graph state only ever holds serializable snapshots of it. The judge node
+reads snapshots, asks the policy, and calls ``cancel`` — which closes the branch's HTTP stream so the
+server aborts the request.
 Branches never wait for the judge: they stream on while it thinks.
 
 Nothing is left running: the vote node closes the run, ``DeepPruneReasoner`` closes it in a ``finally``
@@ -389,6 +390,7 @@ class Run:
     judge_retry_at: float = 0.0
     watchdog: asyncio.Task[None] | None = None
     closed: bool = False
+    on_close: Callable[[Run], None] | None = field(default=None, repr=False)  # the registry forgets it
 
     def touch(self) -> None:
         self.last_touch = time.monotonic()
@@ -404,37 +406,57 @@ class Run:
                 await self.endpoints.aclose()
             if self.watchdog is not None and self.watchdog is not asyncio.current_task():
                 self.watchdog.cancel()
-            _RUNS.pop(self.run_id, None)
+            if self.on_close is not None:
+                self.on_close(self)
 
 
-_RUNS: dict[str, Run] = {}
+class RunRegistry:
+    """The open runs of one compiled graph (or one ``DeepPruneReasoner``), by run id.
 
+    Graph nodes are separate calls that share only serializable state, so the live run (branch tasks,
+    streams, policy) is looked up here by the ``run_id`` in state. The registry belongs to the graph that
+    ``build_graph(runs=...)`` compiled, not to the process: two graphs, two reasoners or two test cases
+    never see each other's runs, and whoever owns the registry can close what is still open in it."""
 
-def register_run(run: Run, *, lease_s: float) -> None:
-    """Make the run reachable from later nodes, and start its watchdog."""
-    _RUNS[run.run_id] = run
+    def __init__(self) -> None:
+        self._runs: dict[str, Run] = {}
 
-    async def watchdog() -> None:
-        while not run.closed:
-            await asyncio.sleep(min(5.0, lease_s / 4))
-            if time.monotonic() - run.last_touch > lease_s:
-                log.warning("run %s: graph stopped touching it for %.0f s; closing", run.run_id, lease_s)
-                await run.aclose("abandoned")
-                return
+    def register(self, run: Run, *, lease_s: float) -> None:
+        """Make the run reachable from later nodes, and start its watchdog."""
+        self._runs[run.run_id] = run
+        run.on_close = self._forget
 
-    run.watchdog = asyncio.create_task(watchdog(), name=f"deepprune-watchdog-{run.run_id}")
+        async def watchdog() -> None:
+            while not run.closed:
+                await asyncio.sleep(min(5.0, lease_s / 4))
+                if time.monotonic() - run.last_touch > lease_s:
+                    log.warning("run %s: graph stopped touching it for %.0f s; closing", run.run_id, lease_s)
+                    await run.aclose("abandoned")
+                    return
 
+        run.watchdog = asyncio.create_task(watchdog(), name=f"deepprune-watchdog-{run.run_id}")
 
-def get_run(run_id: str) -> Run | None:
-    return _RUNS.get(run_id)
+    def _forget(self, run: Run) -> None:
+        if self._runs.get(run.run_id) is run:
+            del self._runs[run.run_id]
 
+    def get(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
 
-async def close_run(run_id: str, reason: str = "closed") -> None:
-    """Close a run if it is still open (safe to call twice, and for unknown ids)."""
-    run = _RUNS.get(run_id)
-    if run is not None:
-        await run.aclose(reason)
+    async def close(self, run_id: str, reason: str = "closed") -> None:
+        """Close a run if it is still open (safe to call twice, and for unknown ids)."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            await run.aclose(reason)
 
+    async def close_all(self, reason: str = "closed") -> None:
+        """Close every run still open (the CLI's Ctrl-C guarantee)."""
+        for run_id in list(self._runs):
+            await asyncio.shield(self.close(run_id, reason))
 
-def open_runs() -> list[str]:
-    return list(_RUNS)
+    def open(self) -> list[str]:
+        """Ids of the runs not closed yet."""
+        return list(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)

@@ -31,7 +31,7 @@ from typing_extensions import TypedDict
 
 from deepprune_agents.answers import make_extractor
 from deepprune_agents.backends.endpoints import EndpointPool
-from deepprune_agents.engine import BranchPool, Run, get_run, register_run
+from deepprune_agents.engine import BranchPool, Run, RunRegistry
 from deepprune_agents.errors import AllBranchesFailedError, ConfigError, DeepPruneError, JudgeError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.prompts import branch_requests
@@ -162,17 +162,17 @@ async def endpoints_for(ctx: DeepPruneContext) -> tuple[EndpointPool, list[str]]
     return pool, urls
 
 
-async def _run_of(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
+async def _run_of(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> Run:
     """The live run of this graph run, or — after a restart from a checkpoint — a resumed one."""
-    run = get_run(state.get("run_id", ""))
+    run = runs.get(state.get("run_id", ""))
     if run is not None:
         return run
     if not state.get("branches") or not state.get("model"):
         raise DeepPruneError(f"run {state.get('run_id')!r} has no branches to resume: start the question again.")
-    return await resume_run(state, ctx, writer)
+    return await resume_run(state, ctx, writer, runs)
 
 
-async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
+async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> Run:
     """Rebuild the run from checkpointed state: finished branches are kept as they are, branches that were
     still generating continue after their text, and the policy picks up its clusters."""
     judge = await cached_judge(ctx)
@@ -183,14 +183,14 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
     policy.restore(state.get("policy_state") or {}, pool.views())
     run = Run(run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
-    register_run(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
+    runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
     restarted = [b.id for b in pool.branches if b.alive]
     pool.start()
     writer({"event": "resume", "run_id": run.run_id, "restarted": restarted})
     return run
 
 
-async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
     """Validate, resolve the model, and start N branch streams."""
     ctx = context_of(runtime)
     question = state.get("question")
@@ -212,7 +212,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str,
     pool = BranchPool(endpoints, branch_requests(question, model, ctx), extract=make_extractor(ctx.answer_pattern))
     run = Run(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
-    register_run(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
+    runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
     pool.start()
     runtime.stream_writer(
         {
@@ -256,10 +256,10 @@ def _progress_events(run: Run) -> dict[str, Any] | None:
     return {"event": "tokens", "branches": moved} if moved else None
 
 
-async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
     """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
     writer = runtime.stream_writer
-    run = await _run_of(state, context_of(runtime), writer)
+    run = await _run_of(state, context_of(runtime), writer, runs)
     run.touch()
     judge_errors = list(state.get("judge_errors", []))
     judging = len(judge_errors) < MAX_JUDGE_ERRORS
@@ -315,14 +315,14 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, A
     }
 
 
-def after_judge(state: State) -> Literal["judge", "vote"]:
-    run = get_run(state.get("run_id", ""))
+def after_judge(state: State, runs: RunRegistry) -> Literal["judge", "vote"]:
+    run = runs.get(state.get("run_id", ""))
     return "judge" if run is not None and run.pool.alive else "vote"
 
 
-async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+async def vote(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
     """Vote over the survivors, close the run, publish the result."""
-    run = await _run_of(state, context_of(runtime), runtime.stream_writer)
+    run = await _run_of(state, context_of(runtime), runtime.stream_writer, runs)
     try:
         views = run.pool.views()
         outcome = run.policy.vote(views)
@@ -380,17 +380,45 @@ async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, An
     return update
 
 
-def build_graph(*, checkpointer: Any = None, name: str = "deepprune") -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Compile the DeepPrune graph. Studio's ``langgraph.json`` uses it without a checkpointer."""
+class _Nodes:
+    """The graph's nodes, bound to the registry of the graph that owns them (no process-global runs)."""
+
+    def __init__(self, runs: RunRegistry) -> None:
+        self.runs = runs
+
+    async def fan_out(self, state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+        """Validate, resolve the model, and start N branch streams."""
+        return await fan_out(state, runtime, self.runs)
+
+    async def judge(self, state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+        """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
+        return await judge(state, runtime, self.runs)
+
+    def after_judge(self, state: State) -> Literal["judge", "vote"]:
+        return after_judge(state, self.runs)
+
+    async def vote(self, state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+        """Vote over the survivors, close the run, publish the result."""
+        return await vote(state, runtime, self.runs)
+
+
+def build_graph(
+    *, checkpointer: Any = None, name: str = "deepprune", runs: RunRegistry | None = None
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the DeepPrune graph. Studio's ``langgraph.json`` uses it without a checkpointer.
+
+    ``runs``: where this graph keeps its live runs (a new registry when None). Pass your own to close the
+    graph's open runs yourself (``DeepPruneReasoner`` does, in a ``finally``)."""
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(
         State, context_schema=DeepPruneContext, input_schema=InputState, output_schema=OutputState
     )
-    builder.add_node("fan_out", fan_out)
-    builder.add_node("judge", judge)
-    builder.add_node("vote", vote)
+    nodes = _Nodes(runs if runs is not None else RunRegistry())
+    builder.add_node("fan_out", nodes.fan_out)
+    builder.add_node("judge", nodes.judge)
+    builder.add_node("vote", nodes.vote)
     builder.add_edge(START, "fan_out")
     builder.add_edge("fan_out", "judge")
-    builder.add_conditional_edges("judge", after_judge, {"judge": "judge", "vote": "vote"})
+    builder.add_conditional_edges("judge", nodes.after_judge, {"judge": "judge", "vote": "vote"})
     builder.add_edge("vote", END)
     graph = builder.compile(checkpointer=checkpointer, name=name)
     return graph.with_config({"recursion_limit": RECURSION_LIMIT})

@@ -25,7 +25,7 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, patch_config
 
-from deepprune_agents.engine import close_run
+from deepprune_agents.engine import RunRegistry
 from deepprune_agents.errors import ConfigError, DeepPruneError
 from deepprune_agents.graph import RECURSION_LIMIT, build_graph, question_from_messages
 from deepprune_agents.result import DeepPruneResult
@@ -92,10 +92,15 @@ class DeepPruneReasoner(Runnable[Any, DeepPruneResult]):
 
     name: str = "DeepPruneReasoner"
 
-    def __init__(self, context: DeepPruneContext | None = None, **settings: Any) -> None:
+    def __init__(
+        self, context: DeepPruneContext | None = None, *, runs: RunRegistry | None = None, **settings: Any
+    ) -> None:
+        """``runs``: where the reasoner's graph keeps its live runs (its own when None); the CLI passes one
+        so that Ctrl-C can close whatever is still open in it."""
         base = context or DeepPruneContext()
         self.context = base.replace(**settings) if settings else base
-        self.graph = build_graph()
+        self.runs = runs if runs is not None else RunRegistry()
+        self.graph = build_graph(runs=self.runs)
 
     @property
     def InputType(self) -> Any:
@@ -151,7 +156,7 @@ class DeepPruneReasoner(Runnable[Any, DeepPruneResult]):
                     final = chunk["result"]
         finally:
             # Caller cancelled, error, KeyboardInterrupt: no branch may keep running on the server.
-            await asyncio.shield(close_run(run_id, "caller-stopped"))
+            await asyncio.shield(self.runs.close(run_id, "caller-stopped"))
         if final is None:  # pragma: no cover
             raise DeepPruneError("the graph ended without a result")
         yield DeepPruneResult.model_validate(final)

@@ -157,7 +157,8 @@ def load_section() -> list[str]:
     spec.loader.exec_module(module)
     lines: list[str] = module.render_scale()
     if not lines:
-        return ["### Load: 512 and 2,048 branches in one process", "", "_Not measured yet: run `python bench/scale.py`._", ""]
+        title = "### Load: 512 and 2,048 branches in one process"
+        return [title, "", "_Not measured yet: run `python bench/scale.py`._", ""]
     return [lines[0], "", "Commands: `python bench/scale.py` (full speed) and `python bench/scale.py --tokens-per-s 5 "
             "--json bench/out/scale_pace5.json`.", *lines[1:]]  # fmt: skip
 

@@ -17,7 +17,10 @@ import signal
 import threading
 from collections.abc import Coroutine
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from deepprune_agents.engine import RunRegistry
 
 T = TypeVar("T")
 
@@ -53,14 +56,15 @@ def install() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run(coro: Coroutine[Any, Any, T], runs: RunRegistry | None = None) -> T:
     """``asyncio.run`` for CLI commands: Ctrl-C cancels ``coro`` (its ``finally`` blocks close what it
-    opened), then every branch run still open is closed, then ``KeyboardInterrupt`` is raised even when
-    ``coro`` swallowed the cancellation and returned a result."""
-    return asyncio.run(_guarded(coro))
+    opened), then every branch run still open in ``runs`` (the registry of the reasoner ``coro`` uses) is
+    closed, then ``KeyboardInterrupt`` is raised even when ``coro`` swallowed the cancellation and
+    returned a result."""
+    return asyncio.run(_guarded(coro, runs))
 
 
-async def _guarded(coro: Coroutine[Any, Any, T]) -> T:
+async def _guarded(coro: Coroutine[Any, Any, T], runs: RunRegistry | None) -> T:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -84,17 +88,10 @@ async def _guarded(coro: Coroutine[Any, Any, T]) -> T:
     finally:
         if in_main:
             signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
-        if interrupted():
-            await _close_open_runs()
+        if interrupted() and runs is not None:
+            # Normally empty (the reasoner closes its run in a ``finally``); the guarantee when a layer
+            # swallowed the cancellation.
+            await runs.close_all("interrupted")
     if interrupted():
         raise KeyboardInterrupt
     return result
-
-
-async def _close_open_runs() -> None:
-    """Cancel every branch of every run this process still has open (normally none: the reasoner closes
-    its run in a ``finally``; this is the guarantee when a layer swallowed the cancellation)."""
-    from deepprune_agents.engine import close_run, open_runs
-
-    for run_id in open_runs():
-        await asyncio.shield(close_run(run_id, "interrupted"))

@@ -7,7 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,6 +18,9 @@ from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import add_answer_pattern_arg
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
+
+if TYPE_CHECKING:
+    from deepprune_agents.engine import RunRegistry
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -190,10 +193,10 @@ class _Board:
         return _table(self.rows, self.header)
 
 
-async def _ask(question: str, ctx: DeepPruneContext, live_view: bool) -> DeepPruneResult:
+async def _ask(question: str, ctx: DeepPruneContext, live_view: bool, runs: RunRegistry) -> DeepPruneResult:
     from deepprune_agents.reasoner import DeepPruneReasoner
 
-    reasoner = DeepPruneReasoner(ctx)
+    reasoner = DeepPruneReasoner(ctx, runs=runs)
     board = _Board(ctx.n)
     result: DeepPruneResult | None = None
     live = Live(board.table(), console=Console(stderr=True), refresh_per_second=8) if live_view else None
@@ -219,7 +222,10 @@ async def _ask(question: str, ctx: DeepPruneContext, live_view: bool) -> DeepPru
 def run_ask(args: argparse.Namespace) -> int:
     ctx = context_from_args(args)
     live_view = not args.json and sys.stderr.isatty()
-    result = _interrupt.run(_ask(args.question, ctx, live_view))
+    from deepprune_agents.engine import RunRegistry
+
+    runs = RunRegistry()
+    result = _interrupt.run(_ask(args.question, ctx, live_view, runs), runs)
     if args.json:
         print(result.model_dump_json(indent=2))
     elif not live_view:

@@ -73,8 +73,12 @@ def run_live(args: argparse.Namespace) -> int:
             f" | DP {d['answer']!r} {d['wall_s']:.1f}s {d['server_tokens']:.0f} tok, {d['cancelled']} cancelled"
         )
 
+    from deepprune_agents.engine import RunRegistry
+
+    runs = RunRegistry()
     report = _interrupt.run(
-        run_live_bench(ctx, root_url=root, questions=LIVE_QUESTIONS[: args.questions], progress=progress)
+        run_live_bench(ctx, root_url=root, questions=LIVE_QUESTIONS[: args.questions], progress=progress, runs=runs),
+        runs,
     )
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)

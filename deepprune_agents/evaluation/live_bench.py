@@ -20,7 +20,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -28,6 +28,9 @@ from deepprune_agents.answers import answers_equal
 from deepprune_agents.backends.metrics import metric, scrape_samples, wait_until_idle
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import DeepPruneContext
+
+if TYPE_CHECKING:
+    from deepprune_agents.engine import RunRegistry
 
 # Ten one- or two-step word problems written for this benchmark; the embedded SmolLM2-135M gets each of
 # them right in at least some samples (see the per-question "cons_correct_branches" in the JSON).
@@ -115,12 +118,14 @@ async def run_live_bench(
     root_url: str,
     questions: list[tuple[str, str]] | None = None,
     progress: Any = None,
+    runs: RunRegistry | None = None,
 ) -> dict[str, Any]:
-    """Run both methods on every question; returns the JSON-ready report."""
+    """Run both methods on every question; returns the JSON-ready report. ``runs``: the registry the
+    reasoner keeps its live runs in (the CLI passes one so that Ctrl-C closes them)."""
     from deepprune_agents.reasoner import DeepPruneReasoner
 
     questions = questions or LIVE_QUESTIONS
-    reasoner = DeepPruneReasoner(ctx)
+    reasoner = DeepPruneReasoner(ctx, runs=runs)
     rows: list[dict[str, Any]] = []
     client_lat: list[float] = []
     server_lat: list[float] = []

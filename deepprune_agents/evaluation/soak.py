@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from deepprune_agents.engine import open_runs
+from deepprune_agents.engine import RunRegistry
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.settings import DeepPruneContext
 
@@ -32,8 +32,8 @@ def _pooled(thread: threading.Thread) -> bool:
     return thread.name.startswith(("asyncio_", "ThreadPoolExecutor-"))
 
 
-def resources() -> dict[str, float]:
-    """What one process holds right now (the figures a leak would grow)."""
+def resources(runs: RunRegistry) -> dict[str, float]:
+    """What one process holds right now (the figures a leak would grow); ``runs``: the soaked graph's runs."""
     gc.collect()
     proc = psutil.Process(os.getpid())
     return {
@@ -45,7 +45,7 @@ def resources() -> dict[str, float]:
         # without leaking: a leak is a thread outside any pool, which is what "threads" counts.
         "threads": float(sum(not _pooled(t) for t in threading.enumerate())),
         "pool_threads": float(sum(_pooled(t) for t in threading.enumerate())),
-        "open_runs": float(len(open_runs())),
+        "open_runs": float(len(runs)),
         "rss_mb": proc.memory_info().rss / 2**20,
     }
 
@@ -72,10 +72,10 @@ async def soak(
         cancelled += result.cancelled
         tokens += result.tokens_generated
         if i == warmup:
-            baseline = {"run": float(i), **resources()}
+            baseline = {"run": float(i), **resources(reasoner.runs)}
             samples.append(baseline)
         elif i > warmup and (i % sample_every == 0 or i == runs):
-            sample = {"run": float(i), **resources()}
+            sample = {"run": float(i), **resources(reasoner.runs)}
             samples.append(sample)
             if progress is not None:
                 progress(i, sample)

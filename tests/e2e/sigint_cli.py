@@ -90,9 +90,9 @@ def _arm(phase: str) -> None:
     elif phase == "vote":
         original_vote = graph.vote
 
-        async def vote(state: Any, runtime: Any) -> Any:
+        async def vote(state: Any, runtime: Any, runs: Any) -> Any:
             _ctrl_c()
-            return await original_vote(state, runtime)
+            return await original_vote(state, runtime, runs)
 
         graph.vote = vote  # type: ignore[assignment]
     elif phase == "graph_end":
@@ -102,9 +102,9 @@ def _arm(phase: str) -> None:
         voted = False
         original_vote = graph.vote
 
-        async def vote_then_arm(state: Any, runtime: Any) -> Any:
+        async def vote_then_arm(state: Any, runtime: Any, runs: Any) -> Any:
             nonlocal voted
-            out = await original_vote(state, runtime)
+            out = await original_vote(state, runtime, runs)
             voted = True
             return out
 

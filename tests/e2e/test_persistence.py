@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from deepprune_agents.backends.metrics import wait_until_idle
-from deepprune_agents.engine import close_run, open_runs
+from deepprune_agents.engine import RunRegistry
 from deepprune_agents.graph import build_graph
 from deepprune_agents.settings import DeepPruneContext
 
@@ -30,7 +30,8 @@ async def test_resume_after_the_process_lost_the_run(vllm_server, tmp_path) -> N
     )
     config: dict[str, Any] = {"configurable": {"thread_id": "resume-test"}}
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.sqlite")) as saver:
-        graph = build_graph(checkpointer=saver)
+        runs = RunRegistry()
+        graph = build_graph(checkpointer=saver, runs=runs)
         await graph.ainvoke({"question": QUESTION}, config, context=ctx, interrupt_after=["judge"])
         # Step judge rounds until the checkpoint holds both finished and still-running branches.
         for _ in range(200):
@@ -42,9 +43,12 @@ async def test_resume_after_the_process_lost_the_run(vllm_server, tmp_path) -> N
             await graph.ainvoke(None, config, context=ctx, interrupt_after=["judge"])
         checkpoint = {b["id"]: b for b in state["branches"]}
         # The process "dies": its run and every stream are gone; only the checkpoint survives.
-        await close_run(state["run_id"], "process-died")
-        assert state["run_id"] not in open_runs()
+        await runs.close(state["run_id"], "process-died")
+        assert state["run_id"] not in runs.open()
         assert await wait_until_idle(vllm_server.root_url, 5)
+        # A new process compiles a new graph: its registry has never seen the run, only the checkpoint has.
+        fresh = RunRegistry()
+        graph = build_graph(checkpointer=saver, runs=fresh)
 
         events: list[dict[str, Any]] = []
         final = None
@@ -54,6 +58,7 @@ async def test_resume_after_the_process_lost_the_run(vllm_server, tmp_path) -> N
             elif "result" in chunk:
                 final = chunk["result"]
     assert final is not None
+    assert fresh.open() == []  # the resumed run was closed by the vote
     resumed = [e for e in events if e["event"] == "resume"]
     assert len(resumed) == 1
     was_running = sorted(i for i, b in checkpoint.items() if b["status"] == "running")
