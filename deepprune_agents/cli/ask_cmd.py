@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncGenerator
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console, Group
@@ -32,7 +33,10 @@ STATUS_STYLE = {
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs the engine (ask, bench live)."""
+    """Options shared by every command that runs the engine (ask, bench live). Only the flags given reach
+    the settings (``context_from_args``): an absent flag leaves the value to the settings file, the
+    environment or the default (README, "Settings: where a value comes from")."""
+    first = len(p._actions)
     p.add_argument("--n", type=int, default=8, help="number of branches (default 8)")
     p.add_argument(
         "--base-url",
@@ -71,26 +75,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="JSON passed to the chat template, e.g. '{\"enable_thinking\": true}'",
     )
     p.add_argument("--reasoning-effort", default=None, help="low | medium | high (models that take it)")
+    for action in p._actions[first:]:  # the defaults above are for --help; unset flags stay unset
+        action.default = argparse.SUPPRESS
 
 
 def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
-    return DeepPruneContext(
-        n=args.n,
-        base_urls=list(args.base_urls),
-        model=args.model,
-        judge=args.judge,
-        policy=args.policy,
-        truncate=args.truncate,
-        tau=args.tau,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-        endpoint=args.endpoint,
-        answer_pattern=getattr(args, "answer_pattern", None),
-        reasoning_format=args.reasoning_format,
-        chat_template_kwargs=dict(args.chat_template_kwargs),
-        reasoning_effort=args.reasoning_effort,
-    )
+    """The settings with the flags the user gave (each flag's dest is its settings field's name)."""
+    known = {f.name for f in fields(DeepPruneContext)}
+    return DeepPruneContext(**{k: v for k, v in vars(args).items() if k in known})
 
 
 def register(subparsers: Any) -> None:

@@ -63,11 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _base_urls(given: list[str]) -> list[str]:
     if given:
         return given
-    from deepprune_agents.settings import _env_urls
+    from deepprune_agents.settings import DeepPruneContext
 
-    env = _env_urls()
-    if env:
-        return env
+    configured = DeepPruneContext().base_urls  # the settings file / $DEEPPRUNE_BASE_URLS, like every command
+    if configured:
+        return configured
     from deepprune_agents.backends.embedded import get_default_server
 
     return [get_default_server().base_url]
