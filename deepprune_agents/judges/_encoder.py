@@ -9,9 +9,12 @@ parallel threads do not load it twice.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +22,7 @@ import numpy.typing as npt
 
 from deepprune_agents.errors import ConfigError, JudgeError
 from deepprune_agents.judges._threads import judge_threads, use_threads
+from deepprune_agents.judges.base import TracePair
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -129,3 +133,61 @@ def shared_encoder(model_path: str | None = None, device: str = "cpu", batch_siz
             enc = MiniLMEncoder(key[0], device=device, batch_size=batch_size)
             _SHARED[key] = enc
         return enc
+
+
+class EncoderPairJudge(ABC):
+    """Base of the judges that score a pair from the MiniLM embeddings of both prefixes plus per-text
+    features (``trained``: a learned head; ``blend``: a calibrated blend): the encoder, the per-text
+    feature cache, the thread budget and the sync/async entry points are the same for both, only
+    ``score_texts`` differs."""
+
+    name = "encoder-pair"
+    INFO_CACHE = 8192  # per-text parses kept between calls (cleared when full: prefixes change every round)
+    shipped_weights: Path  # the weights folder used when none is given
+
+    def __init__(
+        self,
+        weights_dir: str | None = None,
+        model_path: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        self.weights_dir = Path(weights_dir) if weights_dir else self.shipped_weights
+        self.device = device
+        self._load_weights(self.weights_dir)  # first: a bad weights folder fails before the encoder loads
+        self.threads = judge_threads(threads)
+        self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
+        self._info: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def clear_cache(self) -> None:
+        """Forget cached embeddings and parses (for cold-latency measurements)."""
+        with self._lock:
+            self._info.clear()
+        self._encoder.clear_cache()
+
+    def _embed_pairs(self, pairs: Sequence[tuple[str, str]]) -> tuple[FloatArray, FloatArray]:
+        """Embeddings of the first and of the second texts, row by row."""
+        emb = self._encoder.encode([t for pair in pairs for t in pair], self.threads)
+        return emb[0::2], emb[1::2]
+
+    def _info_cache(self) -> dict[str, Any]:
+        """The per-text cache, bounded; call under ``self._lock``."""
+        if len(self._info) > self.INFO_CACHE:
+            self._info.clear()
+        return self._info
+
+    @abstractmethod
+    def _load_weights(self, weights_dir: Path) -> None:
+        """Read the judge's own weights (ConfigError when the folder does not hold them)."""
+
+    @abstractmethod
+    def score_texts(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[Any]:
+        """P(same final answer) per pair of raw texts, blocking (offline evaluation calls it directly)."""
+
+    def score_sync(self, pairs: Sequence[TracePair]) -> list[float]:
+        return [float(p) for p in self.score_texts([(a.text, b.text) for a, b in pairs])]
+
+    async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
+        return await asyncio.to_thread(self.score_sync, list(pairs))

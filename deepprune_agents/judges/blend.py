@@ -14,9 +14,7 @@ Training is in ``deepprune_agents.training.blend`` (scipy); inference is numpy o
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deepprune_agents.errors import ConfigError, JudgeError
-from deepprune_agents.judges._encoder import shared_encoder
-from deepprune_agents.judges._threads import judge_threads
-from deepprune_agents.judges.base import TracePair
+from deepprune_agents.judges._encoder import EncoderPairJudge
 from deepprune_agents.judges.features import TextInfo
 from deepprune_agents.judges.numbers import jaccard
 
@@ -134,51 +130,27 @@ def load_blend(weights_dir: str | Path) -> BlendModel:
         raise ConfigError(f"{path} is not a valid blend weights file ({exc}).") from exc
 
 
-class BlendJudge:
+class BlendJudge(EncoderPairJudge):
     """P(same final answer) from the blend of task-agnostic features (MiniLM cosine cached per text)."""
 
     name = "blend"
+    shipped_weights = SHIPPED_WEIGHTS
 
-    def __init__(
-        self,
-        weights_dir: str | None = None,
-        model_path: str | None = None,
-        device: str = "cpu",
-        batch_size: int = 64,
-        threads: int | None = None,
-    ) -> None:
-        self.weights_dir = Path(weights_dir) if weights_dir else SHIPPED_WEIGHTS
-        self.model = load_blend(self.weights_dir)
-        self.threads = judge_threads(threads)
-        self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
-        self._info: dict[str, TextInfo] = {}
-        self._lock = threading.Lock()
+    def _load_weights(self, weights_dir: Path) -> None:
+        self.model = load_blend(weights_dir)
 
     @property
     def truncation(self) -> str | None:
         return self.model.truncation
 
-    def clear_cache(self) -> None:
-        with self._lock:
-            self._info.clear()
-        self._encoder.clear_cache()
-
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float64]:
         if not pairs:
             return np.zeros(0, dtype=np.float64)
-        emb = self._encoder.encode([t for pair in pairs for t in pair], self.threads)
-        cos = np.sum(emb[0::2] * emb[1::2], axis=1)
+        u, v = self._embed_pairs(pairs)
+        cos = np.sum(u * v, axis=1)
         with self._lock:
-            if len(self._info) > 8192:
-                self._info.clear()
-            x = blend_features(pairs, cos, self._info)
+            x = blend_features(pairs, cos, self._info_cache())
         probs = self.model.predict(x)
         if not np.all(np.isfinite(probs)):
             raise JudgeError("the blend judge produced non-finite scores; its weights are corrupt.")
         return probs
-
-    def score_sync(self, pairs: Sequence[TracePair]) -> list[float]:
-        return [float(p) for p in self.score_texts([(a.text, b.text) for a, b in pairs])]
-
-    async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
-        return await asyncio.to_thread(self.score_sync, list(pairs))

