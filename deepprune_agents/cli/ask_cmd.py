@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deepprune_agents.cli import _interrupt
-from deepprune_agents.cli._eval_parser import add_answer_pattern_arg
+from deepprune_agents.cli._eval_parser import add_answer_pattern_arg, add_knob_flags, knob_values
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
@@ -48,7 +48,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--policy", default=DeepPruneContext.policy, choices=KNOWN_POLICIES)
     p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
-    p.add_argument("--tau", type=float, default=0.5)
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
@@ -68,6 +67,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="JSON passed to the chat template, e.g. '{\"enable_thinking\": true}'",
     )
     p.add_argument("--reasoning-effort", default=None, help="low | medium | high (models that take it)")
+    add_knob_flags(p)
 
 
 def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
@@ -78,7 +78,6 @@ def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
         judge=args.judge,
         policy=args.policy,
         truncate=args.truncate,
-        tau=args.tau,
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         seed=args.seed,
@@ -87,6 +86,7 @@ def context_from_args(args: argparse.Namespace) -> DeepPruneContext:
         reasoning_format=args.reasoning_format,
         chat_template_kwargs=dict(args.chat_template_kwargs),
         reasoning_effort=args.reasoning_effort,
+        **knob_values(args),
     )
 
 
