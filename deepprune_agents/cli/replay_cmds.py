@@ -104,7 +104,8 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="PARAM=V1,V2",
-        help="sweep tau or truncate (e.g. tau=0.3,0.5,0.7); writes OUT.sweep-PARAM.png next to the JSON",
+        help="sweep a numeric knob or truncate (e.g. tau=0.3,0.5,0.7, k2=5,10,20, truncate=tokens:16,tokens:32); "
+        "writes OUT.sweep-PARAM.png next to the JSON",
     )
     add_answer_pattern_arg(e)
     e.add_argument(

@@ -55,7 +55,8 @@ from deepprune_agents.evaluation.replay_data import (
 )
 from deepprune_agents.evaluation.simulator import simulate
 from deepprune_agents.judges.base import Judge, TracePair
-from deepprune_agents.pruning import KnobSet, default_knobs, make_policy
+from deepprune_agents.pruning import KNOB_CLASSES, KnobSet, default_knobs, make_policy
+from deepprune_agents.pruning.knobs import all_specs
 from deepprune_agents.settings import DeepPruneContext, JudgeName, PolicyName
 
 POLICIES = ("paper", "periodic", "adaptive")
@@ -348,11 +349,13 @@ def evaluate(questions: Sequence[ReplayQuestion], cfg: EvalConfig, **kwargs: Any
 # ------------------------------------------------------------------------------------------------
 # sweeps
 # ------------------------------------------------------------------------------------------------
-SWEEPABLE = {"tau": float, "truncate": str}
+# Every numeric policy knob (by its settings name) and the judge's input.
+_SWEEPABLE_KNOBS = {s.setting: s for s in all_specs(KNOB_CLASSES) if s.type is not bool}
+SWEEPABLE: dict[str, type] = {**{name: s.type for name, s in _SWEEPABLE_KNOBS.items()}, "truncate": str}
 
 
 def parse_sweep(spec: str) -> tuple[str, list[Any]]:
-    """``tau=0.3,0.5,0.7`` or ``truncate=tokens:16,tokens:32,words:5``."""
+    """``tau=0.3,0.5,0.7``, ``k2=5,10,20`` (any numeric knob) or ``truncate=tokens:16,tokens:32,words:5``."""
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or name not in SWEEPABLE or not values.strip():
@@ -361,6 +364,9 @@ def parse_sweep(spec: str) -> tuple[str, list[Any]]:
         parsed = [SWEEPABLE[name](v.strip()) for v in values.split(",") if v.strip()]
     except ValueError as exc:
         raise ConfigError(f"invalid value in sweep {spec!r}: {exc}") from exc
+    if name in _SWEEPABLE_KNOBS:
+        for value in parsed:  # out of range: fail before the evaluation runs, naming the knob's range
+            _SWEEPABLE_KNOBS[name].check(value)
     return name, parsed
 
 

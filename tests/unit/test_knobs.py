@@ -19,7 +19,7 @@ from deepprune_agents.cli import build_parser
 from deepprune_agents.cli._eval_parser import add_knob_flags, knob_values
 from deepprune_agents.cli.ask_cmd import context_from_args
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.evaluation.replay_eval import EvalConfig
+from deepprune_agents.evaluation.replay_eval import SWEEPABLE, EvalConfig, parse_sweep
 from deepprune_agents.pruning import KNOB_CLASSES, ClusteringKnobs, PaperKnobs, default_knobs, make_policy
 from deepprune_agents.pruning.knobs import Knobs, KnobSet, KnobSpec, all_specs, knob, knob_settings_fields
 from deepprune_agents.server.options import parse_options
@@ -126,6 +126,9 @@ def test_ask_and_eval_replay_carry_a_flag_to_the_policy(spec: KnobSpec) -> None:
     assert cfg.as_dict()[spec.setting] == value
     for policy in set(spec.owner.policies) & set(POLICIES):
         assert getattr(cfg.context(policy), spec.setting) == value
+    if spec.type is not bool:  # a numeric knob can be swept: --sweep NAME=V1,V2
+        assert SWEEPABLE[spec.setting] is spec.type
+        assert EvalConfig().with_setting(spec.setting, value).knobs.get(spec.owner) == cfg.knobs.get(spec.owner)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
@@ -155,6 +158,9 @@ def test_the_knob_set_round_trips_and_rejects_unknown_names() -> None:
     assert EvalConfig().with_setting("truncate", "words:5").truncate == "words:5"
     with pytest.raises(ConfigError, match="tua"):
         knobs.replace(tua=0.3)
+    assert parse_sweep("k2=5,10") == ("k2", [5, 10])
+    with pytest.raises(ConfigError, match="k2 must be >= 1"):
+        parse_sweep("k2=0,10")
 
 
 # --- the derivation is generic: a knobs class declared here is picked up with no other edit ----------------
