@@ -12,13 +12,16 @@ import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
 
 from deepprune_agents.backends.openai_stream import EndpointKind
 from deepprune_agents.backends.reasoning import ReasoningFormat
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.pruning.adaptive import AdaptiveKnobs
+from deepprune_agents.pruning import KNOB_CLASSES
+from deepprune_agents.pruning.knobs import Knobs, knob_settings_fields
 from deepprune_agents.settings_layers import layered_values
+
+K = TypeVar("K", bound=Knobs)
 
 # Built-in judges, as Literal so Studio's context form offers them as choices; judges.register_judge adds
 # names at run time (accepted by validate(); from typed code, cast them).
@@ -31,22 +34,24 @@ KNOWN_POLICIES: tuple[PolicyName, ...] = get_args(PolicyName)
 # "The answer is N." rather than \boxed{}: small chat models (SmolLM2) follow it far more often, and the
 # extractor reads both forms (and "#### N"), so larger models that box their answers work unchanged.
 DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Finish with a line of the form 'The answer is N.'"
-_ADAPTIVE_DEFAULTS = AdaptiveKnobs()
-
-
-def _adaptive(name: str) -> Any:
-    """A settings field for the adaptive knob ``name``: default and description come from AdaptiveKnobs."""
-    knob = next(f for f in fields(AdaptiveKnobs) if f.name == name)
-    meta = knob.metadata
-    return field(
-        default=getattr(_ADAPTIVE_DEFAULTS, name),
-        metadata={"description": f"adaptive: {meta['description']} Range [{meta['low']}, {meta['high']}]."},
-    )
 
 
 @dataclass(kw_only=True)
+@knob_settings_fields(KNOB_CLASSES, after="truncate")
 class DeepPruneContext:
-    """Everything a pruned run needs to know, with the paper's constants as defaults."""
+    """Everything a pruned run needs to know, with the paper's constants as defaults.
+
+    The policies' knobs (``tau``, ``k1``, ``max_clusters``, ``stop_when_decided``, ``k2``, ``judge_every``,
+    ``representatives``, ``adaptive_*``) are not spelled here: ``knob_settings_fields`` adds one field per
+    knob declared in the policies' knobs classes (``pruning.KNOB_CLASSES``), after ``truncate``. Read them,
+    typed, with ``ctx.knobs(PaperKnobs)``; as plain attributes (``ctx.tau``) they type-check as Any.
+    """
+
+    if TYPE_CHECKING:  # the knob fields are added at import time: let type checkers accept them too
+
+        def __init__(self, **settings: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
 
     n: int = field(default=8, metadata={"description": "Number of parallel branches (cons@N)."})
     # Defaults chosen from the frontier (docs/policy_frontier.md, `bench/replay_results.py --frontier`): at agent-scale
@@ -71,27 +76,10 @@ class DeepPruneContext:
     judge_options: dict[str, Any] = field(
         default_factory=dict, metadata={"description": "Keyword arguments for the judge factory."}
     )
-    tau: float = field(default=0.5, metadata={"description": "Join a cluster when similarity > tau."})
-    k1: int = field(default=10, metadata={"description": "Members sampled per cluster for similarity."})
-    max_clusters: int = field(default=32, metadata={"description": "K: most clusters opened."})
-    k2: int = field(default=20, metadata={"description": "paper: traces of the largest cluster completed."})
     truncate: str = field(
         default="tokens:32",
         metadata={"description": "Judge input: 'tokens:K' or 'words:K' (first K reasoning words)."},
     )
-    judge_every: int = field(
-        default=32, metadata={"description": "periodic: judge again after this many new tokens per branch."}
-    )
-    stop_when_decided: bool = field(
-        default=True,
-        metadata={"description": "Stop the remaining branches once the vote can no longer change."},
-    )
-    representatives: int = field(default=1, metadata={"description": "periodic: branches kept running per cluster."})
-    # One field per AdaptiveKnobs field (tests/unit/test_adaptive.py checks the two lists are the same).
-    adaptive_keep_fraction: float = _adaptive("keep_fraction")
-    adaptive_min_keep: int = _adaptive("min_keep")
-    adaptive_confidence: float = _adaptive("confidence")
-    adaptive_min_votes: int = _adaptive("min_votes")
     base_urls: list[str] = field(
         default_factory=list,
         metadata={"description": "OpenAI-compatible base URLs (…/v1). Empty: start the embedded server."},
@@ -167,12 +155,10 @@ class DeepPruneContext:
             raise ConfigError(f"n={self.n} exceeds max_n={self.max_n}: lower n or raise max_n.")
         if self.policy not in KNOWN_POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r}: use one of {', '.join(KNOWN_POLICIES)}.")
-        if not 0.0 <= self.tau <= 1.0:
-            raise ConfigError(f"tau must lie in [0, 1] (got {self.tau}).")
-        for name in ("k1", "max_clusters", "k2", "judge_every", "representatives", "max_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1 (got {value!r}).")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise ConfigError(f"max_tokens must be an integer >= 1 (got {self.max_tokens!r}).")
+        for kind in KNOB_CLASSES:
+            self.knobs(kind)  # validates: ConfigError names the settings field and its range
         if self.endpoint not in ("chat", "completions"):
             raise ConfigError(f"endpoint must be 'chat' or 'completions' (got {self.endpoint!r}).")
         if not 0.0 <= self.temperature <= 5.0 or not 0.0 < self.top_p <= 1.0:
@@ -191,14 +177,13 @@ class DeepPruneContext:
         check_reasoning_format(self.reasoning_format)
         if not isinstance(self.chat_template_kwargs, dict):
             raise ConfigError('chat_template_kwargs must be a JSON object, e.g. {"enable_thinking": true}.')
-        self.adaptive_knobs()
         for url in self.base_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")
 
-    def adaptive_knobs(self) -> AdaptiveKnobs:
-        """The adaptive policy's knobs from the ``adaptive_*`` fields (validated: ConfigError names the field)."""
-        return AdaptiveKnobs.from_settings({f.name: getattr(self, f.name) for f in fields(self)})
+    def knobs(self, kind: type[K]) -> K:
+        """A policy's knobs object from this object's knob fields (validated: ConfigError names the field)."""
+        return kind.from_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
     def replace(self, **changes: Any) -> DeepPruneContext:
         """A validated copy with ``changes`` applied (unknown keys raise ConfigError)."""

@@ -1,11 +1,15 @@
-"""The shared ``deepprune eval`` parser: ``eval judge`` and ``eval replay`` live in different modules,
-and argparse refuses to add the same sub-command twice, so each module asks for it here."""
+"""Parser pieces shared by several commands: the ``deepprune eval`` parser (``eval judge`` and ``eval replay``
+live in different modules, and argparse refuses to add the same sub-command twice, so each module asks for
+it here), ``--answer-pattern``, and the policy knob flags derived from the knobs declarations."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+from collections.abc import Iterable
 from typing import Any
+
+from deepprune_agents.pruning import KNOB_CLASSES
+from deepprune_agents.pruning.knobs import Knobs, all_specs
 
 _ATTR = "_deepprune_eval_subparsers"
 
@@ -42,22 +46,26 @@ def add_answer_pattern_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_knob_flags(parser: argparse.ArgumentParser, knobs: type, *, prefix: str) -> None:
-    """One ``--<prefix>-<field>`` flag per field of the dataclass ``knobs`` (type, default, help and range
-    from the field), so a knob is declared once and the command line follows it."""
-    for f in fields(knobs):
-        kind = int if f.type in ("int", int) else float
-        default = f.default if f.default is not MISSING else None
-        meta = f.metadata
-        parser.add_argument(
-            f"--{prefix}-{f.name.replace('_', '-')}",
-            dest=f"{prefix}_{f.name}",
-            type=kind,
-            default=default,
-            help=f"{prefix}: {meta.get('description', '')} [{meta.get('low')}, {meta.get('high')}] (default {default})",
-        )
+def add_knob_flags(
+    parser: argparse.ArgumentParser, classes: Iterable[type[Knobs]] = KNOB_CLASSES, *, title: str = "policy knobs"
+) -> None:
+    """One flag per knob of ``classes`` (every policy's by default): ``--<prefix>-<name>`` (``--tau``,
+    ``--k2``, ``--adaptive-min-keep``), with type, default, help and range from the knob's declaration,
+    so a knob is declared once and every command that runs a policy follows it. Bool knobs get
+    ``--name`` / ``--no-name``."""
+    group = parser.add_argument_group(title)
+    for spec in all_specs(classes):
+        help_text = f"{spec.settings_description()} (default {spec.default})".replace("%", "%%")
+        if spec.type is bool:
+            group.add_argument(
+                spec.flag, dest=spec.setting, action=argparse.BooleanOptionalAction, default=spec.default,
+                help=help_text,
+            )  # fmt: skip
+        else:
+            group.add_argument(spec.flag, dest=spec.setting, type=spec.type, default=spec.default, help=help_text)
 
 
-def knob_values(args: argparse.Namespace, knobs: type, *, prefix: str) -> dict[str, Any]:
-    """The values of the flags ``add_knob_flags`` added, keyed by the dataclass field names."""
-    return {f.name: getattr(args, f"{prefix}_{f.name}") for f in fields(knobs)}
+def knob_values(args: argparse.Namespace, classes: Iterable[type[Knobs]] = KNOB_CLASSES) -> dict[str, Any]:
+    """The values of the flags ``add_knob_flags`` added, keyed by their settings names (``tau``,
+    ``adaptive_min_keep``): ready for ``DeepPruneContext(**...)`` or ``KnobSet.from_settings``."""
+    return {spec.setting: getattr(args, spec.setting) for spec in all_specs(classes)}

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deepprune_agents.cli import _interrupt
-from deepprune_agents.cli._eval_parser import add_answer_pattern_arg
+from deepprune_agents.cli._eval_parser import add_answer_pattern_arg, add_knob_flags
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
@@ -55,7 +55,6 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--policy", default=DeepPruneContext.policy, choices=KNOWN_POLICIES)
     p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")
-    p.add_argument("--tau", type=float, default=0.5)
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
@@ -75,6 +74,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="JSON passed to the chat template, e.g. '{\"enable_thinking\": true}'",
     )
     p.add_argument("--reasoning-effort", default=None, help="low | medium | high (models that take it)")
+    add_knob_flags(p)
     for action in p._actions[first:]:  # the defaults above are for --help; unset flags stay unset
         action.default = argparse.SUPPRESS
 

@@ -17,7 +17,6 @@ from deepprune_agents.cli._eval_parser import (
 )
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.extras import require_extra
-from deepprune_agents.pruning.adaptive import AdaptiveKnobs
 
 # The eval's defaults are the settings' (DeepPruneContext), the ones `deepprune ask` and the Runnable use.
 POLICIES = ("paper", "periodic", "adaptive")
@@ -96,11 +95,8 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--runs", type=int, default=10, help="bootstrap draws per question (default 10)")
     e.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
-    e.add_argument("--tau", type=float, default=setting_default("tau"))
     e.add_argument("--truncate", default=setting_default("truncate"), help="judge input: tokens:K or words:K")
-    e.add_argument("--k2", type=int, default=setting_default("k2"))
-    e.add_argument("--judge-every", type=int, default=setting_default("judge_every"))
-    add_knob_flags(e, AdaptiveKnobs, prefix="adaptive")
+    add_knob_flags(e)
     e.add_argument("--esc-window", type=int, default=5)
     e.add_argument("--max-tokens", type=int, default=None, help="cap per branch (default: none)")
     e.add_argument(
@@ -108,7 +104,8 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="PARAM=V1,V2",
-        help="sweep tau or truncate (e.g. tau=0.3,0.5,0.7); writes OUT.sweep-PARAM.png next to the JSON",
+        help="sweep a numeric knob or truncate (e.g. tau=0.3,0.5,0.7, k2=5,10,20, truncate=tokens:16,tokens:32); "
+        "writes OUT.sweep-PARAM.png next to the JSON",
     )
     add_answer_pattern_arg(e)
     e.add_argument(
@@ -197,6 +194,7 @@ def run_eval_replay(args: argparse.Namespace) -> int:
 
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_eval import EvalConfig, evaluate, parse_sweep, plot_sweep, sweep_async
+    from deepprune_agents.pruning import default_knobs
 
     err = Console(stderr=True)
     cfg = EvalConfig(
@@ -204,14 +202,11 @@ def run_eval_replay(args: argparse.Namespace) -> int:
         runs=args.runs,
         judge=args.judge,
         policy=args.policy,
-        tau=args.tau,
         truncate=args.truncate,
-        k2=args.k2,
-        judge_every=args.judge_every,
+        knobs=default_knobs(**knob_values(args)),
         esc_window=args.esc_window,
         max_tokens=args.max_tokens,
         answer_pattern=args.answer_pattern,
-        adaptive=AdaptiveKnobs(**knob_values(args, AdaptiveKnobs, prefix="adaptive")),
     )
     cfg.validate()
     if args.frontier:

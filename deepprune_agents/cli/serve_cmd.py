@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from deepprune_agents.backends.embedded import EmbeddedServer, log_tail
+from deepprune_agents.cli._eval_parser import add_knob_flags, knob_values
 from deepprune_agents.errors import ConfigError, EmbeddedServerError
 from deepprune_agents.settings import KNOWN_POLICIES
 
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     proxy.add_argument("--judge", default=None, help="default judge (default trained)")
     proxy.add_argument("--policy", default=None, choices=KNOWN_POLICIES, help="default policy")
     proxy.add_argument("--model", default=None, help="default upstream model (default: the first one it lists)")
+    add_knob_flags(p, title="policy knobs (proxy defaults; a request may override them)")
     p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
 
 
@@ -68,7 +70,8 @@ def run_proxy(args: argparse.Namespace) -> int:
     if not 0 <= port < 65536:
         raise ConfigError(f"--port must be between 0 and 65535 (got {port}).")
     given = {"n": args.n, "judge": args.judge, "policy": args.policy, "model": args.model}
-    defaults = DeepPruneContext(base_urls=list(args.upstream), **{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in given.items() if v is not None}
+    defaults = DeepPruneContext(base_urls=list(args.upstream), **given, **knob_values(args))
     config = ProxyConfig(defaults, max_concurrent=args.max_concurrent)
     # uvicorn re-raises the signal that stopped it once it has shut down; as KeyboardInterrupt it ends in
     # a clean exit status 0, like the embedded server's.

@@ -25,11 +25,12 @@ draws); ``oracle_saving_fraction`` = (cons - deepprune) / (cons - oracle).
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,7 +55,8 @@ from deepprune_agents.evaluation.replay_data import (
 )
 from deepprune_agents.evaluation.simulator import simulate
 from deepprune_agents.judges.base import Judge, TracePair
-from deepprune_agents.pruning import AdaptiveKnobs, make_policy
+from deepprune_agents.pruning import KNOB_CLASSES, KnobSet, default_knobs, make_policy
+from deepprune_agents.pruning.knobs import all_specs
 from deepprune_agents.settings import DeepPruneContext, JudgeName, PolicyName
 
 POLICIES = ("paper", "periodic", "adaptive")
@@ -69,24 +71,16 @@ def setting_default(name: str) -> Any:
 @dataclass
 class EvalConfig:
     """What one evaluation runs. ``n`` None: every recorded trace of a question (the full set). Judge,
-    policy and their constants default to the settings' defaults."""
+    policy and the policies' knobs (one ``KnobSet``, typed access ``cfg.knobs.get(PaperKnobs)``) default
+    to the settings' defaults."""
 
     n: int | None = 16
     runs: int = 10
     judge: str = setting_default("judge")
     judge_options: dict[str, Any] = field(default_factory=dict)
     policy: str = setting_default("policy")
-    tau: float = setting_default("tau")
     truncate: str = setting_default("truncate")
-    k1: int = setting_default("k1")
-    k2: int = setting_default("k2")
-    max_clusters: int = setting_default("max_clusters")
-    judge_every: int = setting_default("judge_every")
-    representatives: int = setting_default("representatives")
-    stop_when_decided: bool = setting_default("stop_when_decided")
-    adaptive: AdaptiveKnobs = field(
-        default_factory=lambda: AdaptiveKnobs.from_settings({f.name: f.default for f in fields(DeepPruneContext)})
-    )
+    knobs: KnobSet = field(default_factory=default_knobs)
     esc_window: int = 5
     deepconf_window: int = 32
     max_tokens: int | None = None
@@ -101,7 +95,7 @@ class EvalConfig:
             raise ConfigError(f"--runs must be >= 1 (got {self.runs}).")
         if self.policy not in POLICIES:
             raise ConfigError(f"--policy must be one of {', '.join(POLICIES)} (got {self.policy!r}).")
-        self.context("paper")  # validates tau, truncate, k1, ...
+        self.context("paper")  # validates truncate and the knobs
         make_extractor(self.answer_pattern)  # a bad regex fails before any run
 
     def context(self, policy: str) -> DeepPruneContext:
@@ -109,17 +103,21 @@ class EvalConfig:
             n=1,
             policy=cast(PolicyName, policy),  # checked by DeepPruneContext.validate
             judge=cast(JudgeName, self.judge),
-            tau=self.tau,
             truncate=self.truncate,
-            k1=self.k1,
-            k2=self.k2,
-            max_clusters=self.max_clusters,
-            judge_every=self.judge_every,
-            representatives=self.representatives,
-            stop_when_decided=self.stop_when_decided,
             max_n=1 << 30,
-            **self.adaptive.as_settings(),
+            **self.knobs.as_settings(),
         )
+
+    def with_setting(self, name: str, value: Any) -> EvalConfig:
+        """A copy with one setting changed: a knob (by its settings name, e.g. ``tau``) or a field."""
+        if name in self.knobs.as_settings():
+            return replace(self, knobs=self.knobs.replace(**{name: value}))
+        return replace(self, **{name: value})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report's ``config``: the fields, with the knobs flat under their settings names."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "knobs"}
+        return {**copy.deepcopy(out), **self.knobs.as_settings()}
 
 
 class CachedJudge:
@@ -322,7 +320,7 @@ async def evaluate_async(
     for alias, src in (("deepprune", f"deepprune-{cfg.policy}"), ("oracle", f"oracle-{cfg.policy}")):
         rows[alias] = rows[src]
     report: dict[str, Any] = {
-        "config": asdict(cfg),
+        "config": cfg.as_dict(),
         "n": cfg.n if cfg.n is not None else "full",
         "n_per_question": n_used,
         "runs": cfg.runs,
@@ -351,11 +349,13 @@ def evaluate(questions: Sequence[ReplayQuestion], cfg: EvalConfig, **kwargs: Any
 # ------------------------------------------------------------------------------------------------
 # sweeps
 # ------------------------------------------------------------------------------------------------
-SWEEPABLE = {"tau": float, "truncate": str}
+# Every numeric policy knob (by its settings name) and the judge's input.
+_SWEEPABLE_KNOBS = {s.setting: s for s in all_specs(KNOB_CLASSES) if s.type is not bool}
+SWEEPABLE: dict[str, type] = {**{name: s.type for name, s in _SWEEPABLE_KNOBS.items()}, "truncate": str}
 
 
 def parse_sweep(spec: str) -> tuple[str, list[Any]]:
-    """``tau=0.3,0.5,0.7`` or ``truncate=tokens:16,tokens:32,words:5``."""
+    """``tau=0.3,0.5,0.7``, ``k2=5,10,20`` (any numeric knob) or ``truncate=tokens:16,tokens:32,words:5``."""
     name, sep, values = spec.partition("=")
     name = name.strip()
     if not sep or name not in SWEEPABLE or not values.strip():
@@ -364,6 +364,9 @@ def parse_sweep(spec: str) -> tuple[str, list[Any]]:
         parsed = [SWEEPABLE[name](v.strip()) for v in values.split(",") if v.strip()]
     except ValueError as exc:
         raise ConfigError(f"invalid value in sweep {spec!r}: {exc}") from exc
+    if name in _SWEEPABLE_KNOBS:
+        for value in parsed:  # out of range: fail before the evaluation runs, naming the knob's range
+            _SWEEPABLE_KNOBS[name].check(value)
     return name, parsed
 
 
@@ -385,7 +388,7 @@ async def sweep_async(
     base = await evaluate_async(questions, cfg, judge=judge, oracle_judge=oracle)
     curves: dict[str, list[dict[str, Any]]] = {"deepprune": [], "oracle": []}
     for v in values:
-        point_cfg = replace(cfg, **{param: v})
+        point_cfg = cfg.with_setting(param, v)
         rep = await evaluate_async(questions, point_cfg, judge=judge, oracle_judge=oracle, baselines=False)
         for method in ("deepprune", "oracle"):
             rows = rep["_rows"][method]

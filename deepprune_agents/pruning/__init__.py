@@ -8,14 +8,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning.adaptive import AdaptiveKnobs, AdaptivePolicy
-from deepprune_agents.pruning.paper import PaperPolicy
-from deepprune_agents.pruning.periodic import PeriodicPolicy
+from deepprune_agents.pruning.clustering import ClusteringKnobs
+from deepprune_agents.pruning.knobs import Knobs, KnobSet
+from deepprune_agents.pruning.paper import PaperKnobs, PaperPolicy
+from deepprune_agents.pruning.periodic import PeriodicKnobs, PeriodicPolicy
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import majority_vote, weighted_vote
 from deepprune_agents.truncation import parse_truncation
 
-if TYPE_CHECKING:  # settings imports pruning.adaptive (the knobs), so no import at run time
+if TYPE_CHECKING:  # settings imports KNOB_CLASSES from here, so no import at run time
     from deepprune_agents.settings import DeepPruneContext
+
+# Every policy's knobs class: the settings, the command lines, the evaluation and the proxy derive their
+# knob fields, flags and options from this tuple. It changes only when a policy is added.
+KNOB_CLASSES: tuple[type[Knobs], ...] = (ClusteringKnobs, PaperKnobs, PeriodicKnobs, AdaptiveKnobs)
+
+
+def default_knobs(**settings: object) -> KnobSet:
+    """Every policy's knobs at their defaults, with ``settings`` (by settings field name) applied."""
+    return KnobSet.from_settings(KNOB_CLASSES, settings)
 
 
 class PruningPolicy(Protocol):
@@ -56,57 +67,41 @@ class NoPrunePolicy:
 
 
 def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
-    """Build the policy named in the settings, with all constants from the settings."""
-    spec = parse_truncation(ctx.truncate)
-    if ctx.policy == "paper":
-        return PaperPolicy(
-            truncation=spec,
-            tau=ctx.tau,
-            k1=ctx.k1,
-            max_clusters=ctx.max_clusters,
-            k2=ctx.k2,
-            seed=ctx.seed,
-            judge_timeout_s=ctx.judge_timeout_s,
-            stop_when_decided=ctx.stop_when_decided,
-        )
-    if ctx.policy == "periodic":
-        return PeriodicPolicy(
-            truncation=spec,
-            tau=ctx.tau,
-            k1=ctx.k1,
-            max_clusters=ctx.max_clusters,
-            representatives=ctx.representatives,
-            judge_every=ctx.judge_every,
-            seed=ctx.seed,
-            judge_timeout_s=ctx.judge_timeout_s,
-            stop_when_decided=ctx.stop_when_decided,
-        )
-    if ctx.policy == "adaptive":
-        return AdaptivePolicy(
-            truncation=spec,
-            knobs=ctx.adaptive_knobs(),
-            tau=ctx.tau,
-            k1=ctx.k1,
-            max_clusters=ctx.max_clusters,
-            seed=ctx.seed,
-            judge_timeout_s=ctx.judge_timeout_s,
-            stop_when_decided=ctx.stop_when_decided,
-        )
+    """Build the policy named in the settings, handing it its knobs objects from the settings."""
     if ctx.policy == "none":
         return NoPrunePolicy()
+    common: dict[str, Any] = {
+        "truncation": parse_truncation(ctx.truncate),
+        "clustering": ctx.knobs(ClusteringKnobs),
+        "seed": ctx.seed,
+        "judge_timeout_s": ctx.judge_timeout_s,
+    }
+    if ctx.policy == "paper":
+        return PaperPolicy(knobs=ctx.knobs(PaperKnobs), **common)
+    if ctx.policy == "periodic":
+        return PeriodicPolicy(knobs=ctx.knobs(PeriodicKnobs), **common)
+    if ctx.policy == "adaptive":
+        return AdaptivePolicy(knobs=ctx.knobs(AdaptiveKnobs), **common)
     raise ConfigError(f"unknown policy {ctx.policy!r}: use paper, periodic, adaptive or none.")
 
 
 __all__ = [
+    "KNOB_CLASSES",
     "AdaptiveKnobs",
     "AdaptivePolicy",
     "BranchView",
+    "ClusteringKnobs",
     "Decision",
+    "KnobSet",
+    "Knobs",
     "NoPrunePolicy",
+    "PaperKnobs",
     "PaperPolicy",
+    "PeriodicKnobs",
     "PeriodicPolicy",
     "PruningPolicy",
     "VoteResult",
+    "default_knobs",
     "majority_vote",
     "make_policy",
     "weighted_vote",

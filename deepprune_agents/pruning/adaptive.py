@@ -21,75 +21,48 @@ High-agreement questions stop after the first few finishers (four equal answers 
 questions never satisfy the rule and keep every kept branch to the end. The vote is plain majority over
 finished branches (cons@N over the branches that finished).
 
-The knobs are declared once, in ``AdaptiveKnobs``: the settings fields, their validation, and the
-evaluation's command-line flags are all derived from that dataclass.
+The knobs are declared once, in ``AdaptiveKnobs`` (see ``pruning/knobs.py``): the settings fields, their
+validation, the command-line flags and the evaluation's config are all derived from that dataclass.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
-from deepprune_agents.errors import ConfigError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy
+from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import vote_is_decided, weighted_vote
 from deepprune_agents.truncation import TruncationSpec
 
-SETTINGS_PREFIX = "adaptive_"
-
-
-def _knob(default: Any, low: float, high: float, description: str) -> Any:
-    return field(default=default, metadata={"low": low, "high": high, "description": description})
-
 
 @dataclass(frozen=True)
-class AdaptiveKnobs:
-    """The adaptive policy's knobs, each with its range (inclusive) and what it does. One declaration:
-    ``DeepPruneContext`` has a field ``adaptive_<name>`` per knob, validated by ``validate``, and
-    ``deepprune eval replay`` has a flag ``--adaptive-<name>`` per knob."""
+class AdaptiveKnobs(Knobs):
+    """The adaptive policy's own knobs (it also reads ``ClusteringKnobs``): settings ``adaptive_<name>``,
+    flags ``--adaptive-<name>``."""
 
-    keep_fraction: float = _knob(
-        0.5, 0.0, 1.0, "Thinning: share of each cluster kept running (1.0: no thinning, no judge calls)."
+    prefix = "adaptive_"
+    policies = ("adaptive",)
+
+    keep_fraction: float = knob(
+        0.5,
+        "Thinning: share of each cluster kept running (1.0: no thinning, no judge calls).",
+        low=0.0,
+        high=1.0,
+        low_open=True,
     )
-    min_keep: int = _knob(2, 1, 1 << 20, "Thinning: fewest branches a cluster keeps, whatever its size.")
-    confidence: float = _knob(
-        0.99, 0.5, 1.0, "Stop when P(leading answer is the majority | finished answers) reaches this (Beta rule)."
+    min_keep: int = knob(2, "Thinning: fewest branches a cluster keeps, whatever its size.", low=1, high=1 << 20)
+    confidence: float = knob(
+        0.99,
+        "Stop when P(leading answer is the majority | finished answers) reaches this (Beta rule).",
+        low=0.5,
+        high=1.0,
     )
-    min_votes: int = _knob(3, 1, 1 << 20, "Stop only once this many finished branches have an answer.")
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """ConfigError naming the knob, its range, and the settings field it came from."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = int if f.type in ("int", int) else float
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or (kind is int and not isinstance(value, int))
-            ):
-                raise ConfigError(f"{SETTINGS_PREFIX}{f.name} must be {kind.__name__} (got {value!r}).")
-            low, high = f.metadata["low"], f.metadata["high"]
-            if not low <= value <= high or (f.name == "keep_fraction" and value == 0.0):
-                interval = "(0, 1]" if f.name == "keep_fraction" else f"[{low}, {high}]"
-                raise ConfigError(f"{SETTINGS_PREFIX}{f.name} must lie in {interval} (got {value!r}).")
-
-    @classmethod
-    def from_settings(cls, values: Mapping[str, Any]) -> AdaptiveKnobs:
-        """The knobs from ``adaptive_<name>`` entries (a settings object's ``asdict`` or any mapping);
-        missing entries keep their defaults."""
-        return cls(
-            **{f.name: values[SETTINGS_PREFIX + f.name] for f in fields(cls) if SETTINGS_PREFIX + f.name in values}
-        )
-
-    def as_settings(self) -> dict[str, Any]:
-        return {SETTINGS_PREFIX + f.name: getattr(self, f.name) for f in fields(self)}
+    min_votes: int = knob(3, "Stop only once this many finished branches have an answer.", low=1, high=1 << 20)
 
 
 def majority_probability(leader: int, runner_up: int) -> float:

@@ -18,9 +18,23 @@ from dataclasses import dataclass, field
 
 from deepprune_agents.errors import JudgeError
 from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision
 from deepprune_agents.traces import PartialTrace
 from deepprune_agents.truncation import TruncationSpec, reached, truncate
+
+
+@dataclass(frozen=True)
+class ClusteringKnobs(Knobs):
+    """What every clustering policy reads: the greedy rule's constants and early stopping. Unprefixed
+    settings and flags (``tau``, ``--tau``), as they were before knobs were declared per policy."""
+
+    policies = ("paper", "periodic", "adaptive")
+
+    tau: float = knob(0.5, "Join a cluster when similarity > tau.", low=0.0, high=1.0)
+    k1: int = knob(10, "Members sampled per cluster for similarity.", low=1)
+    max_clusters: int = knob(32, "K: most clusters opened.", low=1)
+    stop_when_decided: bool = knob(True, "Stop the remaining branches once the vote can no longer change.")
 
 
 def judge_input(view: BranchView, spec: TruncationSpec | None) -> PartialTrace:
@@ -133,8 +147,9 @@ async def assign(
 
 
 class GreedyClusteringPolicy:
-    """What ``paper`` and ``periodic`` share: the constants, the cluster state, which branches are
-    ready to be placed, and placing them (one judge call per branch, recorded in the decision)."""
+    """What ``paper``, ``periodic`` and ``adaptive`` share: their ``ClusteringKnobs``, the cluster state,
+    which branches are ready to be placed, and placing them (one judge call per branch, recorded in the
+    decision)."""
 
     name = "greedy"
 
@@ -142,18 +157,17 @@ class GreedyClusteringPolicy:
         self,
         *,
         truncation: TruncationSpec,
-        tau: float = 0.5,
-        k1: int = 10,
-        max_clusters: int = 32,
+        clustering: ClusteringKnobs | None = None,
         seed: int = 0,
         judge_timeout_s: float = 60.0,
-        stop_when_decided: bool = True,
     ) -> None:
         self.truncation = truncation
-        self.tau, self.k1, self.max_clusters = tau, k1, max_clusters
+        self.clustering = clustering or ClusteringKnobs()
+        self.tau, self.k1 = self.clustering.tau, self.clustering.k1
+        self.max_clusters = self.clustering.max_clusters  # a policy may raise it (adaptive: never force a join)
+        self.stop_when_decided = self.clustering.stop_when_decided
         self.seed = seed
         self.judge_timeout_s = judge_timeout_s
-        self.stop_when_decided = stop_when_decided
         self.clusters = Clusters()
 
     def _eligible(self, v: BranchView) -> bool:

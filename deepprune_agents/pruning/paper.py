@@ -16,21 +16,33 @@ cluster"; the first K2 branches run to completion and vote instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy
+from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import majority_vote, vote_is_decided, weighted_vote
 from deepprune_agents.truncation import TruncationSpec
 
 
+@dataclass(frozen=True)
+class PaperKnobs(Knobs):
+    """The ``paper`` policy's own knobs (it also reads ``ClusteringKnobs``)."""
+
+    policies = ("paper",)
+
+    k2: int = knob(20, "Traces of the largest cluster completed (K2).", low=1)
+
+
 class PaperPolicy(GreedyClusteringPolicy):
     name = "paper"
 
-    def __init__(self, *, truncation: TruncationSpec, k2: int = 20, **common: Any) -> None:
+    def __init__(self, *, truncation: TruncationSpec, knobs: PaperKnobs | None = None, **common: Any) -> None:
         super().__init__(truncation=truncation, **common)
-        self.k2 = k2
+        self.knobs = knobs or PaperKnobs()
+        self.k2 = self.knobs.k2
         self.keep: list[int] | None = None  # set once the largest cluster is decided
         self.kept_done_seen = 0
         self.fallback: str | None = None

@@ -19,24 +19,35 @@ evenly over the cluster's representatives that finished with an answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from deepprune_agents.judges.base import Judge, TracePair
 from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy, call_judge, judge_input
+from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import vote_is_decided, weighted_vote
 from deepprune_agents.truncation import TruncationSpec
 
 
+@dataclass(frozen=True)
+class PeriodicKnobs(Knobs):
+    """The ``periodic`` policy's own knobs (it also reads ``ClusteringKnobs``)."""
+
+    policies = ("periodic",)
+
+    judge_every: int = knob(32, "Judge again after this many new tokens per branch.", low=1)
+    representatives: int = knob(1, "Branches kept running per cluster.", low=1)
+
+
 class PeriodicPolicy(GreedyClusteringPolicy):
     name = "periodic"
 
-    def __init__(
-        self, *, truncation: TruncationSpec, representatives: int = 1, judge_every: int = 32, **common: Any
-    ) -> None:
+    def __init__(self, *, truncation: TruncationSpec, knobs: PeriodicKnobs | None = None, **common: Any) -> None:
         super().__init__(truncation=truncation, **common)
-        self.representatives = representatives
-        self.judge_every = judge_every
+        self.knobs = knobs or PeriodicKnobs()
+        self.representatives = self.knobs.representatives
+        self.judge_every = self.knobs.judge_every
         self.tokens_at_last_step: dict[int, int] = {}
         self.status_at_last_step: dict[int, str] = {}
 

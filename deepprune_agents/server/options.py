@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.pruning import KNOB_CLASSES
+from deepprune_agents.pruning.knobs import all_specs
 from deepprune_agents.settings import DeepPruneContext
 
 SUFFIX = "+deepprune"
@@ -24,18 +26,13 @@ ALLOWED: dict[str, type] = {
     "n": int,
     "judge": str,
     "policy": str,
-    "tau": float,
     "truncate": str,
     "max_tokens": int,
     "temperature": float,
     "top_p": float,
     "seed": int,
-    "judge_every": int,
-    "representatives": int,
-    "k1": int,
-    "k2": int,
-    "max_clusters": int,
-    "stop_when_decided": bool,
+    # every policy knob (tau, k1, max_clusters, stop_when_decided, k2, judge_every, representatives, adaptive_*)
+    **{spec.setting: spec.type for spec in all_specs(KNOB_CLASSES)},
 }
 # Options of the proxy itself (not settings of the run).
 PROXY_OPTIONS: dict[str, type] = {"progress": bool, "content": str}

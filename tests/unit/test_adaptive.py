@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Sequence
-from dataclasses import fields
 from fractions import Fraction
 from math import comb
 
@@ -18,7 +17,7 @@ from deepprune_agents.evaluation.replay_data import ReplayTrace, make_trace
 from deepprune_agents.evaluation.replay_eval import EvalConfig
 from deepprune_agents.evaluation.simulator import simulate
 from deepprune_agents.judges.base import TracePair
-from deepprune_agents.pruning import AdaptiveKnobs, AdaptivePolicy, make_policy
+from deepprune_agents.pruning import AdaptiveKnobs, AdaptivePolicy, ClusteringKnobs, make_policy
 from deepprune_agents.pruning.adaptive import majority_probability, stop_is_safe
 from deepprune_agents.pruning.types import BranchView
 from deepprune_agents.settings import DeepPruneContext
@@ -152,20 +151,6 @@ async def test_simulated_run_stops_early_on_a_unanimous_question() -> None:
 
 
 # --- one declaration of the knobs ------------------------------------------------------------------
-def test_settings_have_one_field_per_knob_with_its_default() -> None:
-    ctx = DeepPruneContext()
-    for f in fields(AdaptiveKnobs):
-        assert getattr(ctx, f"adaptive_{f.name}") == f.default
-        assert (
-            f.metadata["description"]
-            in DeepPruneContext.__dataclass_fields__[f"adaptive_{f.name}"].metadata["description"]
-        )
-    assert {n for n in DeepPruneContext.__dataclass_fields__ if n.startswith("adaptive_")} == {
-        f"adaptive_{f.name}" for f in fields(AdaptiveKnobs)
-    }
-    assert ctx.adaptive_knobs() == AdaptiveKnobs()
-
-
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -183,9 +168,9 @@ def test_settings_validate_knobs_from_their_declared_range(field: str, value: fl
 
 def test_cli_flags_are_generated_from_the_knobs() -> None:
     parser = argparse.ArgumentParser()
-    add_knob_flags(parser, AdaptiveKnobs, prefix="adaptive")
+    add_knob_flags(parser, [AdaptiveKnobs])
     args = parser.parse_args(["--adaptive-keep-fraction", "0.3", "--adaptive-min-votes", "5"])
-    assert AdaptiveKnobs(**knob_values(args, AdaptiveKnobs, prefix="adaptive")) == AdaptiveKnobs(
+    assert AdaptiveKnobs.from_settings(knob_values(args, [AdaptiveKnobs])) == AdaptiveKnobs(
         keep_fraction=0.3, min_votes=5
     )
 
@@ -194,17 +179,12 @@ def test_eval_defaults_are_the_settings_defaults() -> None:
     from deepprune_agents.cli import build_parser
 
     cfg, ctx = EvalConfig(), DeepPruneContext()
-    assert (cfg.judge, cfg.policy, cfg.tau, cfg.truncate, cfg.k2) == (
-        ctx.judge,
-        ctx.policy,
-        ctx.tau,
-        ctx.truncate,
-        ctx.k2,
-    )
-    assert cfg.adaptive == ctx.adaptive_knobs()
+    assert (cfg.judge, cfg.policy, cfg.truncate) == (ctx.judge, ctx.policy, ctx.truncate)
+    assert cfg.knobs.get(AdaptiveKnobs) == ctx.knobs(AdaptiveKnobs) == AdaptiveKnobs()
+    assert cfg.knobs.get(ClusteringKnobs).tau == ctx.tau
     args = build_parser().parse_args(["eval", "replay", "--traces", "x.jsonl"])
     assert (args.judge, args.policy, args.tau, args.truncate) == (ctx.judge, ctx.policy, ctx.tau, ctx.truncate)
-    assert AdaptiveKnobs(**knob_values(args, AdaptiveKnobs, prefix="adaptive")) == ctx.adaptive_knobs()
+    assert AdaptiveKnobs.from_settings(knob_values(args)) == ctx.knobs(AdaptiveKnobs)
 
 
 # --- baselines: Adaptive-Consistency and wall time ---------------------------------------------------------
@@ -241,7 +221,9 @@ def test_unanimous_draw_is_deterministic() -> None:
 
 async def test_never_forces_a_join_past_max_clusters() -> None:
     """Forced joins would give an unlike cluster its size as vote weight: adaptive opens as many as needed."""
-    policy = AdaptivePolicy(truncation=SPEC, max_clusters=2, knobs=AdaptiveKnobs(keep_fraction=1.0))
+    policy = AdaptivePolicy(
+        truncation=SPEC, clustering=ClusteringKnobs(max_clusters=2), knobs=AdaptiveKnobs(keep_fraction=1.0)
+    )
     views = [view(i, f"w{i}", status="finished", answer=str(i)) for i in range(5)] + [view(5, "z")]
     policy.thinning = True  # place them even though keep_fraction 1.0 would not judge
     await policy.step(views, LabelJudge())

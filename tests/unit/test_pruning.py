@@ -7,7 +7,16 @@ from collections.abc import Sequence
 import pytest
 
 from deepprune_agents.judges.base import TracePair
-from deepprune_agents.pruning import NoPrunePolicy, PaperPolicy, PeriodicPolicy, majority_vote, weighted_vote
+from deepprune_agents.pruning import (
+    ClusteringKnobs,
+    NoPrunePolicy,
+    PaperKnobs,
+    PaperPolicy,
+    PeriodicKnobs,
+    PeriodicPolicy,
+    majority_vote,
+    weighted_vote,
+)
 from deepprune_agents.pruning.types import BranchView
 from deepprune_agents.truncation import TruncationSpec
 
@@ -35,7 +44,7 @@ def view(i: int, label: str, *, tokens: int = 8, status: str = "running", answer
 async def test_paper_keeps_the_largest_cluster_and_cancels_the_rest() -> None:
     labels = ["a", "a", "b", "a", "b", "c"]
     views = [view(i, lab) for i, lab in enumerate(labels)]
-    policy = PaperPolicy(truncation=SPEC, k2=20)
+    policy = PaperPolicy(truncation=SPEC, knobs=PaperKnobs(k2=20))
     assert policy.ready(views)
     decision = await policy.step(views, LabelJudge())
     assert policy.clusters.export() == [[0, 1, 3], [2, 4], [5]]
@@ -54,7 +63,7 @@ async def test_paper_keeps_the_largest_cluster_and_cancels_the_rest() -> None:
 
 async def test_paper_cancels_members_past_k2_at_once() -> None:
     views = [view(i, "a") for i in range(3)] + [view(3, "b", tokens=2)]  # branch 3 not at truncation yet
-    policy = PaperPolicy(truncation=SPEC, k2=2)
+    policy = PaperPolicy(truncation=SPEC, knobs=PaperKnobs(k2=2))
     decision = await policy.step(views, LabelJudge())
     # cluster a has 3 members; the third can never be among the first K2 finishers.
     assert 2 in decision.cancel
@@ -75,7 +84,7 @@ async def test_paper_waits_while_the_lead_can_still_change() -> None:
 
 async def test_paper_all_singletons_falls_back_to_first_k2() -> None:
     views = [view(i, lab) for i, lab in enumerate("abcd")]
-    policy = PaperPolicy(truncation=SPEC, k2=2)
+    policy = PaperPolicy(truncation=SPEC, knobs=PaperKnobs(k2=2))
     decision = await policy.step(views, LabelJudge())
     assert policy.fallback == "all-singletons"
     assert policy.keep == [0, 1]
@@ -84,7 +93,7 @@ async def test_paper_all_singletons_falls_back_to_first_k2() -> None:
 
 async def test_max_clusters_forces_joining_the_most_similar() -> None:
     views = [view(i, lab) for i, lab in enumerate("abc")]
-    policy = PaperPolicy(truncation=SPEC, max_clusters=2)
+    policy = PaperPolicy(truncation=SPEC, clustering=ClusteringKnobs(max_clusters=2))
     await policy.step(views, LabelJudge())
     assert len(policy.clusters.export()) == 2
     assert sorted(b for c in policy.clusters.export() for b in c) == [0, 1, 2]
@@ -93,7 +102,7 @@ async def test_max_clusters_forces_joining_the_most_similar() -> None:
 async def test_similarity_uses_at_most_k1_members_per_cluster() -> None:
     views = [view(i, "a") for i in range(8)]
     judge = LabelJudge()
-    policy = PaperPolicy(truncation=SPEC, k1=3)
+    policy = PaperPolicy(truncation=SPEC, clustering=ClusteringKnobs(k1=3))
     await policy.step(views, judge)
     assert max(len(call) for call in judge.calls) == 3
 
@@ -107,7 +116,7 @@ async def test_judge_sees_only_the_truncated_prefix() -> None:
 
 
 async def test_periodic_keeps_r_representatives_and_merges_later() -> None:
-    policy = PeriodicPolicy(truncation=SPEC, representatives=1, judge_every=4)
+    policy = PeriodicPolicy(truncation=SPEC, knobs=PeriodicKnobs(representatives=1, judge_every=4))
     views = [view(0, "a"), view(1, "a"), view(2, "b")]
     decision = await policy.step(views, LabelJudge())
     assert decision.cancel == [1]
@@ -121,7 +130,7 @@ async def test_periodic_keeps_r_representatives_and_merges_later() -> None:
 
 
 async def test_periodic_vote_weights_clusters_by_size() -> None:
-    policy = PeriodicPolicy(truncation=SPEC, representatives=1)
+    policy = PeriodicPolicy(truncation=SPEC, knobs=PeriodicKnobs(representatives=1))
     views = [view(0, "a"), view(1, "a"), view(2, "a"), view(3, "b"), view(4, "c")]
     await policy.step(views, LabelJudge())
     final = [
@@ -137,7 +146,7 @@ async def test_periodic_vote_weights_clusters_by_size() -> None:
 
 
 async def test_periodic_not_ready_until_branches_grow() -> None:
-    policy = PeriodicPolicy(truncation=SPEC, judge_every=10)
+    policy = PeriodicPolicy(truncation=SPEC, knobs=PeriodicKnobs(judge_every=10))
     views = [view(0, "a", tokens=5), view(1, "b", tokens=5)]
     await policy.step(views, LabelJudge())
     assert not policy.ready([view(0, "a", tokens=9), view(1, "b", tokens=9)])
@@ -148,8 +157,8 @@ async def test_periodic_not_ready_until_branches_grow() -> None:
 async def test_deterministic_judge_gives_order_independent_clusters() -> None:
     labels = "abacbbcaab"
     views = [view(i, lab) for i, lab in enumerate(labels)]
-    first = PaperPolicy(truncation=SPEC, k1=2, seed=3)
-    second = PaperPolicy(truncation=SPEC, k1=2, seed=3)
+    first = PaperPolicy(truncation=SPEC, seed=3, clustering=ClusteringKnobs(k1=2))
+    second = PaperPolicy(truncation=SPEC, seed=3, clustering=ClusteringKnobs(k1=2))
     await first.step(views, LabelJudge())
     await second.step(list(reversed(views)), LabelJudge())
     assert first.clusters.export() == second.clusters.export()
@@ -177,7 +186,7 @@ async def test_no_prune_policy_never_cancels() -> None:
 
 @pytest.mark.parametrize("k2", [1, 3])
 async def test_paper_never_keeps_more_than_k2(k2: int) -> None:
-    policy = PaperPolicy(truncation=SPEC, k2=k2)
+    policy = PaperPolicy(truncation=SPEC, knobs=PaperKnobs(k2=k2))
     await policy.step([view(i, "a") for i in range(6)], LabelJudge())
     assert policy.keep is not None and len(policy.keep) == k2
 
@@ -192,7 +201,7 @@ def test_vote_is_decided_only_when_the_undecided_weight_cannot_flip_it() -> None
 
 
 async def test_periodic_stops_the_rest_once_the_vote_cannot_change() -> None:
-    policy = PeriodicPolicy(truncation=SPEC, representatives=1)
+    policy = PeriodicPolicy(truncation=SPEC, knobs=PeriodicKnobs(representatives=1))
     views = [view(i, "a") for i in range(5)] + [view(5, "b"), view(6, "c")]
     first = await policy.step(views, LabelJudge())
     assert first.cancel == [1, 2, 3, 4] and first.decided == []
@@ -201,7 +210,9 @@ async def test_periodic_stops_the_rest_once_the_vote_cannot_change() -> None:
     later += [view(i, "a", status="cancelled") for i in range(1, 5)] + [view(5, "b"), view(6, "c")]
     second = await policy.step(later, LabelJudge())
     assert second.decided == [5, 6]
-    off = PeriodicPolicy(truncation=SPEC, representatives=1, stop_when_decided=False)
+    off = PeriodicPolicy(
+        truncation=SPEC, clustering=ClusteringKnobs(stop_when_decided=False), knobs=PeriodicKnobs(representatives=1)
+    )
     await off.step(views, LabelJudge())
     assert (await off.step(later, LabelJudge())).decided == []
 

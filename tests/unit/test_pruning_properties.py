@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepprune_agents.judges.base import TracePair
-from deepprune_agents.pruning import PaperPolicy, PeriodicPolicy
+from deepprune_agents.pruning import ClusteringKnobs, PaperKnobs, PaperPolicy, PeriodicKnobs, PeriodicPolicy
 from deepprune_agents.pruning.types import BranchView
 from deepprune_agents.truncation import TruncationSpec
 
@@ -65,7 +65,9 @@ def members(policy: PaperPolicy | PeriodicPolicy) -> list[int]:
 def test_paper_every_branch_in_exactly_one_cluster_and_pruned_never_vote(
     labels: list[str], k1: int, k2: int, kmax: int, seed: int
 ) -> None:
-    policy = PaperPolicy(truncation=SPEC, k1=k1, k2=k2, max_clusters=kmax, seed=seed)
+    policy = PaperPolicy(
+        truncation=SPEC, seed=seed, clustering=ClusteringKnobs(k1=k1, max_clusters=kmax), knobs=PaperKnobs(k2=k2)
+    )
     views = views_for(labels)
     decision = asyncio.run(policy.step(views, HashJudge()))
     assert members(policy) == list(range(len(labels)))
@@ -82,7 +84,7 @@ def test_paper_every_branch_in_exactly_one_cluster_and_pruned_never_vote(
 @settings(max_examples=80, deadline=None)
 @given(labels=LABELS, r=st.integers(1, 3), seed=st.integers(0, 9))
 def test_periodic_keeps_at_most_r_running_per_cluster(labels: list[str], r: int, seed: int) -> None:
-    policy = PeriodicPolicy(truncation=SPEC, representatives=r, seed=seed)
+    policy = PeriodicPolicy(truncation=SPEC, seed=seed, knobs=PeriodicKnobs(representatives=r))
     views = views_for(labels)
     decision = asyncio.run(policy.step(views, HashJudge()))
     assert members(policy) == list(range(len(labels)))
@@ -93,8 +95,8 @@ def test_periodic_keeps_at_most_r_running_per_cluster(labels: list[str], r: int,
 @settings(max_examples=60, deadline=None)
 @given(labels=LABELS, k1=st.integers(1, 4), seed=st.integers(0, 9), order_seed=st.integers(0, 99))
 def test_clusters_do_not_depend_on_judge_timing(labels: list[str], k1: int, seed: int, order_seed: int) -> None:
-    calm = PaperPolicy(truncation=SPEC, k1=k1, seed=seed)
-    jittery = PaperPolicy(truncation=SPEC, k1=k1, seed=seed)
+    calm = PaperPolicy(truncation=SPEC, seed=seed, clustering=ClusteringKnobs(k1=k1))
+    jittery = PaperPolicy(truncation=SPEC, seed=seed, clustering=ClusteringKnobs(k1=k1))
     views = views_for(labels)
     shuffled = list(views)
     random.Random(order_seed).shuffle(shuffled)

@@ -11,7 +11,15 @@ from deepprune_agents.evaluation.replay_data import ReplayTrace, make_trace
 from deepprune_agents.evaluation.simulator import PrefixPieces, simulate
 from deepprune_agents.judges.base import TracePair
 from deepprune_agents.judges.numbers import NumberOverlapJudge
-from deepprune_agents.pruning import NoPrunePolicy, PaperPolicy, PeriodicPolicy, PruningPolicy
+from deepprune_agents.pruning import (
+    ClusteringKnobs,
+    NoPrunePolicy,
+    PaperKnobs,
+    PaperPolicy,
+    PeriodicKnobs,
+    PeriodicPolicy,
+    PruningPolicy,
+)
 from deepprune_agents.pruning.types import BranchView
 from deepprune_agents.truncation import TruncationSpec
 
@@ -51,7 +59,7 @@ async def test_paper_policy_hand_computed() -> None:
     running: undecided); branch 0 finishes at tick 10 (2 votes > 0 + 1 running): branch 1 is stopped
     before its 10th piece, with 9 tokens. Total 10 + 9 + 2 + 6 = 27."""
     traces = [trace("A", 10, "7"), trace("A", 12, "7"), trace("B", 8, "9"), trace("A", 6, "7")]
-    policy = PaperPolicy(truncation=TruncationSpec("tokens", 2), k2=20)
+    policy = PaperPolicy(truncation=TruncationSpec("tokens", 2), knobs=PaperKnobs(k2=20))
     result = await simulate(policy, LabelJudge(), traces)
     assert result.branch_tokens == [10, 9, 2, 6]
     assert result.tokens == 27
@@ -142,8 +150,12 @@ async def test_simulator_equals_the_naive_per_delivery_loop(seed: int) -> None:
     spec = TruncationSpec("tokens", rng.choice([4, 8, 16]))
     tau = rng.choice([0.2, 0.4, 0.6])
     for make in (
-        lambda: PaperPolicy(truncation=spec, tau=tau, k2=rng.choice([2, 20])),
-        lambda: PeriodicPolicy(truncation=spec, tau=tau, judge_every=rng.choice([4, 16])),
+        lambda: PaperPolicy(
+            truncation=spec, clustering=ClusteringKnobs(tau=tau), knobs=PaperKnobs(k2=rng.choice([2, 20]))
+        ),
+        lambda: PeriodicPolicy(
+            truncation=spec, clustering=ClusteringKnobs(tau=tau), knobs=PeriodicKnobs(judge_every=rng.choice([4, 16]))
+        ),
     ):
         state = rng.getstate()
         expected = await reference(make(), NumberOverlapJudge(), traces)
