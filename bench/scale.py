@@ -116,6 +116,18 @@ class Server:
             self.proc.kill()
 
 
+def _cpu(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` so far (0 for one that has exited)."""
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 async def one_run(server: Server, question: str, args: argparse.Namespace) -> dict[str, Any]:
     from deepprune_agents.reasoner import DeepPruneReasoner
     from deepprune_agents.settings import DeepPruneContext
@@ -131,6 +143,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
         max_tokens=4096,
         seed=args.seed,
         request_timeout_s=120,
+        stream_workers=args.workers,
     )
     from deepprune_agents import graph
 
@@ -184,6 +197,8 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     rounds_ms.clear()
     rss_before = me.memory_info().rss
     tasks = [asyncio.create_task(probe()), asyncio.create_task(memory())]
+    workers = [c for c in me.children() if c.pid != server.ps.pid]  # stream workers (--workers), started above
+    wrk_cpu0 = _cpu(workers)
     cpu0, srv_cpu0, t0, t0_epoch = me.cpu_times(), server.ps.cpu_times(), time.perf_counter(), time.time()
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
@@ -192,7 +207,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     if profiler is not None:
         profiler.disable()
     wall = time.perf_counter() - t0
-    cpu1, srv_cpu1 = me.cpu_times(), server.ps.cpu_times()
+    cpu1, srv_cpu1, wrk_cpu1 = me.cpu_times(), server.ps.cpu_times(), _cpu(workers)
     stop.set()
     await asyncio.gather(*tasks)
     await asyncio.sleep(0.5)  # let the server record the last disconnects
@@ -208,7 +223,8 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
                 stop_lat.append((rec["t_disconnect"] - b.cancel_decided_at) * 1000.0)
     streams = [r for r in stats["records"] if r["stream"]]
     last = max(streams, key=lambda r: r["t_start"]) if streams else None
-    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    worker_cpu_s = wrk_cpu1 - wrk_cpu0
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system) + worker_cpu_s
     server_tokens = stats["generation_tokens_total"]
     ended = result.finished + result.cancelled + result.failed
     out: dict[str, Any] = {
@@ -248,6 +264,8 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             "max": max(cpu_lags) if cpu_lags else None,
         },
         "orchestrator_cpu_cores": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+        "stream_workers": args.workers,
+        "worker_cpu_cores": worker_cpu_s / wall,
         "server_cpu_cores": ((srv_cpu1.user + srv_cpu1.system) - (srv_cpu0.user + srv_cpu0.system)) / wall,
         "rss_mb": {
             "before": rss_before / 2**20,
@@ -282,6 +300,9 @@ def main() -> int:
     parser.add_argument("--truncate", default="tokens:32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="server pace per stream (0: full speed)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="stream worker processes (stream_workers; 0: streams on the loop)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the run (slower; separate figures)")
     parser.add_argument("--json", dest="json_out", default=str(REPO / "bench" / "out" / "scale.json"))
     args = parser.parse_args()
@@ -319,7 +340,7 @@ def main() -> int:
         )
     print(
         f"{'orchestrator_cpu':22s} {report['orchestrator_cpu_cores']:.2f} cores "
-        f"(server {report['server_cpu_cores']:.2f})"
+        f"(stream workers {report['worker_cpu_cores']:.2f}, server {report['server_cpu_cores']:.2f})"
     )
     if args.profile:
         print("\n".join(report["profile_top_self"][:40]))

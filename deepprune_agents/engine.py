@@ -24,7 +24,7 @@ from typing import Any
 
 from deepprune_agents.answers import Extractor, extract_answer
 from deepprune_agents.backends.endpoints import EndpointPool
-from deepprune_agents.backends.openai_stream import BranchRequest, BranchStream
+from deepprune_agents.backends.openai_stream import BranchRequest, BranchStream, StreamChunk
 from deepprune_agents.errors import DeepPruneError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import PruningPolicy
@@ -112,6 +112,21 @@ class Branch:
         """The thinking so far (empty for a non-reasoning model)."""
         return self._joined_reasoning.of(self.reasoning_pieces)
 
+    def apply(self, chunk: StreamChunk) -> None:
+        """One stream chunk: its text, its token (one per chunk until the server reports usage), and the
+        finish reason. The one place chunks become branch state, in-process or from a stream worker."""
+        if chunk.text or chunk.reasoning or chunk.reclassify:
+            if self.t_first_token is None:
+                self.t_first_token = time.perf_counter()
+            self.add(chunk.text, chunk.reasoning, chunk.reclassify)
+            if not self.usage_seen:
+                self.tokens += 1
+        if chunk.completion_tokens is not None:
+            self.usage_seen = True
+            self.tokens = self.base_tokens + chunk.completion_tokens
+        if chunk.finish_reason is not None:
+            self.finish_reason = chunk.finish_reason
+
     def add(self, text: str, reasoning: str = "", reclassify: bool = False) -> None:
         """Append one chunk's thinking and content (``reclassify``: the content so far was thinking)."""
         if reclassify and self.content_pieces:
@@ -181,6 +196,7 @@ class BranchPool:
         snapshots: Sequence[dict[str, Any]],
         *,
         extract: Extractor = extract_answer,
+        **pool_kwargs: Any,
     ) -> BranchPool:
         """Rebuild a pool from checkpointed snapshots (a resumed run in a new process).
 
@@ -189,7 +205,7 @@ class BranchPool:
         branch and no already generated token is generated twice."""
         from deepprune_agents.truncation import simple_tokenize
 
-        pool = cls(endpoints, requests, extract=extract)
+        pool = cls(endpoints, requests, extract=extract, **pool_kwargs)
         for b, snap in zip(pool.branches, snapshots, strict=True):
             text = snap.get("text") or ""
             reasoning = snap.get("reasoning") or ""
@@ -237,28 +253,14 @@ class BranchPool:
         status: BranchStatus = "failed"
         try:
             async for chunk in stream:
-                if chunk.text or chunk.reasoning or chunk.reclassify:
-                    if b.t_first_token is None:
-                        b.t_first_token = time.perf_counter()
-                    b.add(chunk.text, chunk.reasoning, chunk.reclassify)
-                    if not b.usage_seen:
-                        b.tokens += 1
-                if chunk.completion_tokens is not None:
-                    b.usage_seen = True
-                    b.tokens = b.base_tokens + chunk.completion_tokens
-                if chunk.finish_reason is not None:
-                    b.finish_reason = chunk.finish_reason
+                b.apply(chunk)
                 self._notify()
                 # Chunks already buffered are read without suspending: yield so that one fast stream
                 # cannot hold the loop for its whole body while 511 others (and the judge) wait. (Per chunk,
                 # not per time budget: with every stream busy, a loop iteration costs N x the work a branch
                 # does before yielding, so one chunk keeps iterations, and the loop lag, shortest.)
                 await asyncio.sleep(0)
-            if b.finish_reason is None:
-                b.error = "the stream ended without a finish_reason (server closed it early)"
-            else:
-                status = "finished"
-                b.answer = branch_answer(b.text, b.reasoning, b.finish_reason, self.extract)
+            status = self.stream_ended(b)
         except asyncio.CancelledError:
             status = "cancelled"
             raise
@@ -273,6 +275,15 @@ class BranchPool:
                 # A cancel that lands while the stream closes (a branch told to stop just as it finished)
                 # raises CancelledError here: the branch must still end, or it would look alive forever.
                 self._end(b, status)
+
+    def stream_ended(self, b: Branch) -> BranchStatus:
+        """A stream that ended by itself: finished (and its answer extracted) when the server said why it
+        stopped, failed otherwise."""
+        if b.finish_reason is None:
+            b.error = "the stream ended without a finish_reason (server closed it early)"
+            return "failed"
+        b.answer = branch_answer(b.text, b.reasoning, b.finish_reason, self.extract)
+        return "finished"
 
     def _end(self, b: Branch, status: BranchStatus) -> None:
         b.status = status

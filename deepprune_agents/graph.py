@@ -31,13 +31,14 @@ from typing_extensions import TypedDict
 
 from deepprune_agents.answers import make_extractor
 from deepprune_agents.backends.endpoints import EndpointPool
+from deepprune_agents.backends.openai_stream import BranchRequest
 from deepprune_agents.engine import BranchPool, Run, RunRegistry
 from deepprune_agents.errors import AllBranchesFailedError, ConfigError, DeepPruneError, JudgeError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.prompts import branch_requests
-from deepprune_agents.pruning import make_policy
+from deepprune_agents.pruning import PruningPolicy, make_policy
 from deepprune_agents.pruning.clustering import call_judge
-from deepprune_agents.pruning.types import Decision
+from deepprune_agents.pruning.types import BranchView, Decision
 from deepprune_agents.result import BranchResult, DeepPruneResult, cons_estimate
 from deepprune_agents.settings import DeepPruneContext
 from deepprune_agents.traces import PartialTrace
@@ -45,6 +46,7 @@ from deepprune_agents.traces import PartialTrace
 RECURSION_LIMIT = 100_000  # one super-step per judge round: long runs must never hit LangGraph's default
 JUDGE_ERROR_BACKOFF_S = 1.0
 MAX_JUDGE_ERRORS = 3
+OFF_LOOP_MIN_BRANCHES = 64  # from this many branches a judge round runs off the event loop (policy_step)
 
 
 class InputState(TypedDict):
@@ -162,6 +164,32 @@ async def endpoints_for(ctx: DeepPruneContext) -> tuple[EndpointPool, list[str]]
     return pool, urls
 
 
+async def make_pool(
+    ctx: DeepPruneContext,
+    endpoints: EndpointPool,
+    urls: list[str],
+    requests: list[BranchRequest],
+    snapshots: list[dict[str, Any]] | None = None,
+) -> BranchPool:
+    """The run's branch pool: in this process, or over ``ctx.stream_workers`` worker processes; rebuilt
+    from checkpointed ``snapshots`` when given (a resumed run)."""
+    extract = make_extractor(ctx.answer_pattern)
+    kwargs: dict[str, Any] = {}
+    cls: type[BranchPool] = BranchPool
+    if ctx.stream_workers > 0:
+        from deepprune_agents.backends.shards import workers_for
+        from deepprune_agents.sharded_pool import ShardedBranchPool
+
+        cls = ShardedBranchPool
+        kwargs = {
+            "workers": await workers_for(ctx.stream_workers),
+            "endpoints_cfg": (tuple(urls), ctx.request_timeout_s, ctx.open_retries),
+        }
+    if snapshots is not None:
+        return cls.restore(endpoints, requests, snapshots, extract=extract, **kwargs)
+    return cls(endpoints, requests, extract=extract, **kwargs)
+
+
 async def _run_of(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> Run:
     """The live run of this graph run, or — after a restart from a checkpoint — a resumed one."""
     run = runs.get(state.get("run_id", ""))
@@ -177,9 +205,9 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: Run
     still generating continue after their text, and the policy picks up its clusters."""
     judge = await cached_judge(ctx)
     policy = make_policy(ctx)
-    endpoints, _ = await endpoints_for(ctx)
+    endpoints, urls = await endpoints_for(ctx)
     requests = branch_requests(state["question"], state["model"], ctx)
-    pool = BranchPool.restore(endpoints, requests, state["branches"], extract=make_extractor(ctx.answer_pattern))
+    pool = await make_pool(ctx, endpoints, urls, requests, state["branches"])
     policy.restore(state.get("policy_state") or {}, pool.views())
     run = Run(run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
@@ -209,7 +237,11 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
     except BaseException:
         await endpoints.aclose()
         raise
-    pool = BranchPool(endpoints, branch_requests(question, model, ctx), extract=make_extractor(ctx.answer_pattern))
+    try:
+        pool = await make_pool(ctx, endpoints, urls, branch_requests(question, model, ctx))
+    except BaseException:
+        await endpoints.aclose()
+        raise
     run = Run(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
     runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
@@ -256,6 +288,22 @@ def _progress_events(run: Run) -> dict[str, Any] | None:
     return {"event": "tokens", "branches": moved} if moved else None
 
 
+async def policy_step(policy: PruningPolicy, views: list[BranchView], judge: Judge) -> Decision:
+    """One policy round, off the event loop when it is large and the judge scores locally.
+
+    Placing hundreds of branches costs the policy seconds of CPU (paper policy, numbers judge: ~0.8 s at
+    512 branches, ~3 s at 2,048); on the loop that stalls every stream and the caller for as long. So from
+    ``OFF_LOOP_MIN_BRANCHES`` branches on, a judge with a blocking scorer (``score_sync``: numbers,
+    embedding, trained, blend, oracle, transformers) runs the round on a thread with its own loop; the event
+    loop then waits at most a GIL switch interval (5 ms) at a time. A judge that talks to a server through
+    an async client bound to this loop (``llm``, or a registered judge without ``score_sync``) stays here.
+    The round reads only ``views`` (snapshots) and the policy's own state, which nothing else touches
+    while the judge node awaits it."""
+    if len(views) < OFF_LOOP_MIN_BRANCHES or not callable(getattr(judge, "score_sync", None)):
+        return await policy.step(views, judge)
+    return await asyncio.to_thread(asyncio.run, policy.step(views, judge))
+
+
 async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
     """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
     writer = runtime.stream_writer
@@ -282,7 +330,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
     decision = Decision()
     if judging:
         try:
-            decision = await run.policy.step(run.pool.views(), run.judge)
+            decision = await policy_step(run.policy, run.pool.views(), run.judge)
         except JudgeError as exc:
             judge_errors.append(str(exc))
             run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S

@@ -132,6 +132,13 @@ class DeepPruneContext:
     run_timeout_s: float = field(default=900.0, metadata={"description": "Deadline of a whole run."})
     judge_timeout_s: float = field(default=60.0, metadata={"description": "Deadline of one judge call."})
     open_retries: int = field(default=3, metadata={"description": "Retries when opening a stream."})
+    stream_workers: int = field(
+        default=0,
+        metadata={
+            "description": "Worker processes that read the branch streams (0: this process). For hundreds to "
+            "thousands of branches: the streams' parsing then stays off this process's event loop."
+        },
+    )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> DeepPruneContext:
         # Remember what the call passed: those fields win over the settings file and the environment
@@ -163,6 +170,8 @@ class DeepPruneContext:
             raise ConfigError(f"endpoint must be 'chat' or 'completions' (got {self.endpoint!r}).")
         if not 0.0 <= self.temperature <= 5.0 or not 0.0 < self.top_p <= 1.0:
             raise ConfigError("temperature must lie in [0, 5] and top_p in (0, 1].")
+        if not isinstance(self.stream_workers, int) or not 0 <= self.stream_workers <= 64:
+            raise ConfigError(f"stream_workers must be an integer in [0, 64] (got {self.stream_workers!r}).")
         for name in ("request_timeout_s", "run_timeout_s", "judge_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0.")
