@@ -88,9 +88,11 @@ def merged_trace_file(out_dir: Path) -> tuple[Path, str]:
 class Server:
     """``deepprune replay-server`` in a subprocess on a free port."""
 
-    def __init__(self, traces: Path, tokens_per_s: float = 0.0) -> None:
+    def __init__(self, traces: Path, tokens_per_s: float = 0.0, reasoning: str | None = None) -> None:
         cmd = [sys.executable, "-m", "deepprune_agents.cli", "replay-server", "--traces", str(traces), "--port", "0"]
         cmd += ["--tokens-per-s", str(tokens_per_s)]
+        if reasoning:
+            cmd += ["--reasoning", reasoning]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -264,7 +266,8 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             "max": max(cpu_lags) if cpu_lags else None,
         },
         "orchestrator_cpu_cores": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
-        "stream_workers": args.workers,
+        "stream_workers": ctx.workers_for_run(),
+        "reasoning": args.reasoning,
         "worker_cpu_cores": worker_cpu_s / wall,
         "server_cpu_cores": ((srv_cpu1.user + srv_cpu1.system) - (srv_cpu0.user + srv_cpu0.system)) / wall,
         "rss_mb": {
@@ -301,7 +304,17 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="server pace per stream (0: full speed)")
     parser.add_argument(
-        "--workers", type=int, default=0, help="stream worker processes (stream_workers; 0: streams on the loop)"
+        "--reasoning",
+        choices=["reasoning", "reasoning_content", "inline", "inline-open"],
+        default=None,
+        help="serve as a reasoning model (thinking parsed per chunk, as with R1/Qwen3); default: plain content",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="stream worker processes (stream_workers; 0: streams on the orchestrator's loop; default: the "
+        "automatic choice, one per core from 256 branches)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the run (slower; separate figures)")
     parser.add_argument("--json", dest="json_out", default=str(REPO / "bench" / "out" / "scale.json"))
@@ -312,7 +325,7 @@ def main() -> int:
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     traces, question = merged_trace_file(out.parent)
-    server = Server(traces, args.tokens_per_s)
+    server = Server(traces, args.tokens_per_s, args.reasoning)
     try:
         report = asyncio.run(one_run(server, question, args))
     finally:

@@ -113,19 +113,26 @@ class Branch:
         return self._joined_reasoning.of(self.reasoning_pieces)
 
     def apply(self, chunk: StreamChunk) -> None:
-        """One stream chunk: its text, its token (one per chunk until the server reports usage), and the
-        finish reason. The one place chunks become branch state, in-process or from a stream worker."""
-        if chunk.text or chunk.reasoning or chunk.reclassify:
+        """One stream chunk (see ``apply_parts``)."""
+        self.apply_parts(chunk.text, chunk.completion_tokens, chunk.finish_reason, chunk.reasoning, chunk.reclassify)
+
+    def apply_parts(
+        self, text: str, completion_tokens: int | None, finish_reason: str | None, reasoning: str, reclassify: bool
+    ) -> None:
+        """One stream chunk's fields (``StreamChunk`` order): its text, its token (one per chunk until the
+        server reports usage), and the finish reason. The one place chunks become branch state, in-process
+        or from a stream worker (which sends plain tuples: unpickling a dataclass costs ~10 us)."""
+        if text or reasoning or reclassify:
             if self.t_first_token is None:
                 self.t_first_token = time.perf_counter()
-            self.add(chunk.text, chunk.reasoning, chunk.reclassify)
+            self.add(text, reasoning, reclassify)
             if not self.usage_seen:
                 self.tokens += 1
-        if chunk.completion_tokens is not None:
+        if completion_tokens is not None:
             self.usage_seen = True
-            self.tokens = self.base_tokens + chunk.completion_tokens
-        if chunk.finish_reason is not None:
-            self.finish_reason = chunk.finish_reason
+            self.tokens = self.base_tokens + completion_tokens
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
 
     def add(self, text: str, reasoning: str = "", reclassify: bool = False) -> None:
         """Append one chunk's thinking and content (``reclassify``: the content so far was thinking)."""

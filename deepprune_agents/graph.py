@@ -176,13 +176,14 @@ async def make_pool(
     extract = make_extractor(ctx.answer_pattern)
     kwargs: dict[str, Any] = {}
     cls: type[BranchPool] = BranchPool
-    if ctx.stream_workers > 0:
+    workers = ctx.workers_for_run()
+    if workers > 0:
         from deepprune_agents.backends.shards import workers_for
         from deepprune_agents.sharded_pool import ShardedBranchPool
 
         cls = ShardedBranchPool
         kwargs = {
-            "workers": await workers_for(ctx.stream_workers),
+            "workers": await workers_for(workers),
             "endpoints_cfg": (tuple(urls), ctx.request_timeout_s, ctx.open_retries),
         }
     if snapshots is not None:

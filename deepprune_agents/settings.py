@@ -33,6 +33,9 @@ KNOWN_POLICIES: tuple[PolicyName, ...] = get_args(PolicyName)
 
 # "The answer is N." rather than \boxed{}: small chat models (SmolLM2) follow it far more often, and the
 # extractor reads both forms (and "#### N"), so larger models that box their answers work unchanged.
+# From this many branches the streams are read by worker processes unless stream_workers says otherwise:
+# in one process the loop lags by ~50 us x N per iteration at full speed (215 ms p99 at 512, bench/scale.py).
+AUTO_WORKERS_MIN_BRANCHES = 256
 DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Finish with a line of the form 'The answer is N.'"
 
 
@@ -132,11 +135,12 @@ class DeepPruneContext:
     run_timeout_s: float = field(default=900.0, metadata={"description": "Deadline of a whole run."})
     judge_timeout_s: float = field(default=60.0, metadata={"description": "Deadline of one judge call."})
     open_retries: int = field(default=3, metadata={"description": "Retries when opening a stream."})
-    stream_workers: int = field(
-        default=0,
+    stream_workers: int | None = field(
+        default=None,
         metadata={
-            "description": "Worker processes that read the branch streams (0: this process). For hundreds to "
-            "thousands of branches: the streams' parsing then stays off this process's event loop."
+            "description": "Worker processes that read the branch streams (0: this process). None: this process "
+            f"below {AUTO_WORKERS_MIN_BRANCHES} branches, else one per core (at most 4), so that the streams' "
+            "parsing stays off the event loop that runs the judge and the caller."
         },
     )
 
@@ -170,8 +174,12 @@ class DeepPruneContext:
             raise ConfigError(f"endpoint must be 'chat' or 'completions' (got {self.endpoint!r}).")
         if not 0.0 <= self.temperature <= 5.0 or not 0.0 < self.top_p <= 1.0:
             raise ConfigError("temperature must lie in [0, 5] and top_p in (0, 1].")
-        if not isinstance(self.stream_workers, int) or not 0 <= self.stream_workers <= 64:
-            raise ConfigError(f"stream_workers must be an integer in [0, 64] (got {self.stream_workers!r}).")
+        if self.stream_workers is not None and (
+            not isinstance(self.stream_workers, int) or not 0 <= self.stream_workers <= 64
+        ):
+            raise ConfigError(
+                f"stream_workers must be None (auto) or an integer in [0, 64] (got {self.stream_workers!r})."
+            )
         for name in ("request_timeout_s", "run_timeout_s", "judge_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0.")
@@ -193,6 +201,12 @@ class DeepPruneContext:
     def knobs(self, kind: type[K]) -> K:
         """A policy's knobs object from this object's knob fields (validated: ConfigError names the field)."""
         return kind.from_settings({f.name: getattr(self, f.name) for f in fields(self)})
+
+    def workers_for_run(self) -> int:
+        """How many stream worker processes this run uses (``stream_workers``, or its automatic choice)."""
+        if self.stream_workers is not None:
+            return self.stream_workers
+        return 0 if self.n < AUTO_WORKERS_MIN_BRANCHES else max(1, min(4, os.cpu_count() or 1))
 
     def replace(self, **changes: Any) -> DeepPruneContext:
         """A validated copy with ``changes`` applied (unknown keys raise ConfigError)."""

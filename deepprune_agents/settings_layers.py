@@ -59,7 +59,9 @@ def parse_env_value(f: Field[Any], raw: str, source: str) -> Any:
             if default is None and text.lower() in ("", "none", "null"):
                 return None
             raise ValueError("expected true or false")
-        if isinstance(default, int):
+        if default is None and text.lower() in ("", "none", "null"):
+            return None
+        if isinstance(default, int) or (default is None and "int" in kind):
             return int(text)
         if isinstance(default, float):
             return float(text)

@@ -15,7 +15,7 @@ from typing import Any
 
 from deepprune_agents.answers import Extractor, extract_answer
 from deepprune_agents.backends.endpoints import EndpointPool
-from deepprune_agents.backends.openai_stream import BranchRequest, StreamChunk
+from deepprune_agents.backends.openai_stream import BranchRequest
 from deepprune_agents.backends.shards import EndpointsCfg, StreamWorkers
 from deepprune_agents.engine import CLOSE_TIMEOUT_S, Branch, BranchPool, log
 
@@ -54,10 +54,9 @@ class ShardedBranchPool(BranchPool):
         b = self._by_gid.get(gid)
         if b is None or not b.alive:
             return
-        if kind == "chunks":
-            chunk: StreamChunk
-            for chunk in payload:
-                b.apply(chunk)
+        if kind == "chunks":  # tuples in StreamChunk's field order
+            for parts in payload:
+                b.apply_parts(*parts)
         elif kind == "open":
             b.endpoint, b.status = payload, "running"
         elif kind == "end":

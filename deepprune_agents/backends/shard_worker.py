@@ -11,9 +11,9 @@ Protocol: length-prefixed pickle frames on stdin (orchestrator -> worker) and st
 orchestrator); both ends are this package, never anything a client sent.
 
 * in: ``("start", endpoints_cfg, [(gid, BranchRequest), ...])``, ``("cancel", [gid, ...])``, ``("exit",)``
-* out: ``[(gid, kind, payload), ...]`` batches; kinds: ``open`` (endpoint URL), ``chunks`` (list of
-  StreamChunk), ``end`` ((outcome, error, t_end)) with outcome ``eof`` (the stream ended by itself),
-  ``error``, ``cancelled``.
+* out: ``"ready"`` once, then ``[(gid, kind, payload), ...]`` batches; kinds: ``open`` (endpoint URL),
+  ``chunks`` (StreamChunk field tuples), ``end`` ((outcome, error, t_end)) with outcome ``eof`` (the
+  stream ended by itself), ``error``, ``cancelled``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,11 @@ import time
 from typing import Any, BinaryIO
 
 from deepprune_agents.backends.endpoints import EndpointPool
-from deepprune_agents.backends.openai_stream import BranchRequest, StreamChunk
+from deepprune_agents.backends.openai_stream import BranchRequest
 from deepprune_agents.errors import DeepPruneError
 
 FLUSH_S = 0.01
+ChunkParts = tuple[str, int | None, str | None, str, bool]  # StreamChunk's fields, in order
 HEADER = struct.Struct("<I")
 
 
@@ -49,7 +50,7 @@ class Worker:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.pools: dict[tuple[Any, ...], EndpointPool] = {}
         self.batch: list[tuple[int, str, Any]] = []
-        self.pending_chunks: dict[int, list[StreamChunk]] = {}
+        self.pending_chunks: dict[int, list[ChunkParts]] = {}
         self.wake = asyncio.Event()
 
     def emit(self, gid: int, kind: str, payload: Any) -> None:
@@ -104,7 +105,9 @@ class Worker:
             self.emit(gid, "open", endpoint.base_url)
             try:
                 async for chunk in stream:
-                    self.pending_chunks.setdefault(gid, []).append(chunk)
+                    c = chunk
+                    parts = (c.text, c.completion_tokens, c.finish_reason, c.reasoning, c.reclassify)
+                    self.pending_chunks.setdefault(gid, []).append(parts)
                     self.wake.set()
                     await asyncio.sleep(0)  # one stream never holds the loop for its whole buffered body
                 outcome = "eof"

@@ -37,6 +37,9 @@ from deepprune_agents.errors import BackendUnavailableError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
+# At most this much is read (and applied) per reader callback: a worker that got ahead leaves the rest for
+# the next loop iteration instead of one callback applying seconds of chunks while the loop waits.
+READ_BYTES = 64 * 1024
 Route = Callable[[int, str, Any], None]
 EndpointsCfg = tuple[tuple[str, ...], float, int]  # base URLs, read timeout (s), open retries
 
@@ -168,7 +171,7 @@ class StreamWorkers:
 
     def _on_readable(self, proc: _Proc) -> None:
         try:
-            data = os.read(proc.fd, 1 << 20)
+            data = os.read(proc.fd, READ_BYTES)
         except BlockingIOError:
             return
         except OSError:

@@ -26,6 +26,7 @@ def test_each_kind_of_field_parses_from_its_variable() -> None:
         "DEEPPRUNE_EXTRA_BODY": '{"top_k": 20}',
         "DEEPPRUNE_INCLUDE_REASONING": "no",
         "DEEPPRUNE_MODEL": "m",
+        "DEEPPRUNE_STREAM_WORKERS": "2",
         "DEEPPRUNE_API_KEY": "sk-not-a-setting",  # other DEEPPRUNE_ variables are not settings
     }
     values = layered_values(FIELDS, env)
@@ -38,6 +39,7 @@ def test_each_kind_of_field_parses_from_its_variable() -> None:
         "extra_body": {"top_k": 20},
         "include_reasoning": False,
         "model": "m",
+        "stream_workers": 2,
     }
 
 
