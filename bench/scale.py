@@ -36,7 +36,13 @@ all streams (httpcore scans its pool per request: O(n^2)) -> 16 pools; a TLS con
 each, on the loop) -> one; three decoding generators per chunk -> lines split from the raw body; opens
 spaced 0.5 ms apart; the judge node's O(N) "round due?" check on every loop iteration -> every 20 ms.
 
-What is left, and why one process cannot reach 20 ms here: (1) with every stream busy, one loop iteration
+Since then (this issue's second step): from 256 branches the streams run in worker processes
+(``stream_workers``, backends/shards.py), each sending the orchestrator one batch of chunks per ~10 ms;
+large judge rounds with local judges run on a thread (graph.policy_step); views are rebuilt only for
+branches that changed. The README's Load table has the figures of both layouts (``--workers 0``: the
+streams on the orchestrator's loop, as below).
+
+What was left in one process, and why it could not reach 20 ms here: (1) with every stream busy, one loop iteration
 reads a chunk from each of the N streams (~50 us each through h11/httpcore), so an iteration costs about
 25 ms at 512 and 100 ms at 2,048 whatever else is done; (2) the paper policy's round that places every
 branch costs ~0.8 s of loop-thread CPU at 512 and ~3.5 s at 2,048 (numbers judge; it yields between
@@ -51,6 +57,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import os
@@ -194,10 +201,23 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
             await asyncio.sleep(0.05)
 
     # warm the judge (model load) outside the measured window
-    await DeepPruneReasoner(ctx.replace(n=2)).ainvoke(question)
+    # ... and start the stream workers the run will use (once per process: ~1 s of imports each)
+    t_warm = time.perf_counter()
+    await DeepPruneReasoner(ctx.replace(n=2, stream_workers=ctx.workers_for_run())).ainvoke(question)
+    warm_s = time.perf_counter() - t_warm
     server.reset()
     rounds_ms.clear()
     rss_before = me.memory_info().rss
+    gc_pauses: list[tuple[int, float]] = []  # (generation, ms) of every collection in the measured run
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started:
+            gc_pauses.append((int(info["generation"]), (time.perf_counter() - gc_started[0]) * 1000.0))
+
+    gc.callbacks.append(on_gc)
     tasks = [asyncio.create_task(probe()), asyncio.create_task(memory())]
     workers = [c for c in me.children() if c.pid != server.ps.pid]  # stream workers (--workers), started above
     wrk_cpu0 = _cpu(workers)
@@ -211,6 +231,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
     wall = time.perf_counter() - t0
     cpu1, srv_cpu1, wrk_cpu1 = me.cpu_times(), server.ps.cpu_times(), _cpu(workers)
     stop.set()
+    gc.callbacks.remove(on_gc)
     await asyncio.gather(*tasks)
     await asyncio.sleep(0.5)  # let the server record the last disconnects
     stats = server.stats()
@@ -267,6 +288,9 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
         },
         "orchestrator_cpu_cores": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
         "stream_workers": ctx.workers_for_run(),
+        # Python's full (generation 2) collections during the run: the lag's max is usually one of them.
+        "gc_full_pauses_ms": [round(ms, 1) for g, ms in gc_pauses if g == 2],
+        "warm_up_s": warm_s,  # judge load + worker start, once per process, before the measured run
         "reasoning": args.reasoning,
         "worker_cpu_cores": worker_cpu_s / wall,
         "server_cpu_cores": ((srv_cpu1.user + srv_cpu1.system) - (srv_cpu0.user + srv_cpu0.system)) / wall,
@@ -340,6 +364,7 @@ def main() -> int:
         "open_streams_after",
         "judge_rounds",
         "judge_round_cpu_ms",
+        "gc_full_pauses_ms",
         "last_branch_opened_s",
         "ttft_last_branch_s",
         "cpu_s_per_1k_tokens",

@@ -157,10 +157,24 @@ def load_section() -> list[str]:
     spec.loader.exec_module(module)
     lines: list[str] = module.render_scale()
     if not lines:
-        title = "### Load: 512 and 2,048 branches in one process"
+        title = "### Load: 512 and 2,048 branches"
         return [title, "", "_Not measured yet: run `python bench/scale.py`._", ""]
-    return [lines[0], "", "Commands: `python bench/scale.py` (full speed) and `python bench/scale.py --tokens-per-s 5 "
-            "--json bench/out/scale_pace5.json`.", *lines[1:]]  # fmt: skip
+    return [lines[0], "", *LOAD_TEXT, *lines[1:]]
+
+
+LOAD_TEXT = [
+    "Commands: `python bench/scale.py --n N --json bench/out/scale_N.json` (full speed; `--reasoning inline` parses "
+    "`<think>` per chunk, `--workers 0` keeps the streams on the orchestrator's loop; files `scale_N_inline.json`, "
+    "`scale_N_inprocess.json`) and `python bench/scale.py --tokens-per-s 5 --json bench/out/scale_pace5.json` "
+    "(`--workers 0`: `scale_pace5_inprocess.json`).",
+    "",
+    "From 256 branches the streams are read by worker processes (`stream_workers`, automatic: one per core, at "
+    "most 4): the orchestrator's loop only applies their batched chunks, so its lag p99 stays under the 20 ms "
+    "target where the in-process rows miss it by 10-40x. The max stalls left at 2,048 are Python's full garbage "
+    "collections of the orchestrator's heap (`gc_full_pauses_ms` in each JSON). The fan-out (first token of the "
+    "last branch) stays within about half a second of the in-process figure, earlier or later from run to run: on "
+    "2 cores the workers share the CPU with the server.",
+]
 
 
 def render() -> str:
