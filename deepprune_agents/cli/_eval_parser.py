@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from deepprune_agents.pruning import KNOB_CLASSES
 from deepprune_agents.pruning.knobs import Knobs, all_specs
+
+T = TypeVar("T")
 
 _ATTR = "_deepprune_eval_subparsers"
 
@@ -69,3 +72,11 @@ def knob_values(args: argparse.Namespace, classes: Iterable[type[Knobs]] = KNOB_
     """The values of the flags ``add_knob_flags`` added, keyed by their settings names (``tau``,
     ``adaptive_min_keep``): ready for ``DeepPruneContext(**...)`` or ``KnobSet.from_settings``."""
     return {spec.setting: getattr(args, spec.setting) for spec in all_specs(classes)}
+
+
+def from_args(cls: type[T], args: argparse.Namespace, *, prefix: str = "", **given: Any) -> T:
+    """A config dataclass from the parsed flags whose dest is ``prefix + field name`` (fields without a
+    flag keep their defaults; ``given`` sets the rest): a flag and its config field are one name, not a
+    line copying one into the other per option."""
+    values = {f.name: getattr(args, prefix + f.name) for f in fields(cls) if hasattr(args, prefix + f.name)}  # type: ignore[arg-type]
+    return cls(**{**values, **given})

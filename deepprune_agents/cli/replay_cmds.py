@@ -12,6 +12,7 @@ from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import (
     add_answer_pattern_arg,
     add_knob_flags,
+    from_args,
     get_or_add_eval_parser,
     knob_values,
 )
@@ -128,14 +129,7 @@ def run_replay_server(args: argparse.Namespace) -> int:
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_server import FaultConfig, serve_forever
 
-    faults = FaultConfig(
-        open_status=args.fault_open_status,
-        open_first=args.fault_open_first,
-        open_rate=args.fault_open_rate,
-        stall_after=args.fault_stall_after,
-        malformed_after=args.fault_malformed_after,
-        drop_after=args.fault_drop_after,
-    )
+    faults = from_args(FaultConfig, args, prefix="fault_")
     if args.fault_open_status is None and (args.fault_open_first or args.fault_open_rate):
         raise ConfigError("--fault-open-first/--fault-open-rate need --fault-open-status (e.g. 429).")
     questions = load_replay_questions(args.traces)
@@ -197,17 +191,7 @@ def run_eval_replay(args: argparse.Namespace) -> int:
     from deepprune_agents.pruning import default_knobs
 
     err = Console(stderr=True)
-    cfg = EvalConfig(
-        n=args.n,
-        runs=args.runs,
-        judge=args.judge,
-        policy=args.policy,
-        truncate=args.truncate,
-        knobs=default_knobs(**knob_values(args)),
-        esc_window=args.esc_window,
-        max_tokens=args.max_tokens,
-        answer_pattern=args.answer_pattern,
-    )
+    cfg = from_args(EvalConfig, args, knobs=default_knobs(**knob_values(args)))
     cfg.validate()
     if args.frontier:
         return run_frontier(args, cfg)

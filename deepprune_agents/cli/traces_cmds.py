@@ -76,6 +76,7 @@ def _base_urls(given: list[str]) -> list[str]:
 def run_generate(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from deepprune_agents.cli._eval_parser import from_args
     from deepprune_agents.corpus.generate import GenerateConfig, generate, summary_dict
     from deepprune_agents.corpus.questions import load_questions
 
@@ -85,17 +86,7 @@ def run_generate(args: argparse.Namespace) -> int:
     items = items[args.offset :]
     if args.limit is not None:
         items = items[: args.limit]
-    cfg = GenerateConfig(
-        n=args.n,
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-        top_logprobs=args.top_logprobs,
-        system_prompt=args.system_prompt,
-        endpoint=args.endpoint,
-        concurrency=args.concurrency,
-    )
+    cfg = from_args(GenerateConfig, args)
     cfg.validate()
     urls = _base_urls(args.base_urls)
     command = shlex.join(["deepprune", *sys.argv[1:]])
