@@ -3,7 +3,8 @@
 Branch streams are owned by a run-scoped ``BranchPool`` (see engine.py) because LangGraph cannot cancel
 one running node from another. The ``judge`` node is a real node that runs periodically: it waits until
 the policy says a round is due (streaming branch progress as custom events meanwhile), takes snapshots,
-runs the policy, cancels what it prunes, and writes serializable snapshots into the state. Branches keep
+runs the policy, cancels what it prunes, and writes the branches' records (``BranchRecord`` dumps) into the
+state. Branches keep
 generating while the judge thinks, so no branch ever waits on it, and no token is generated twice.
 
 Custom stream events (``stream_mode="custom"``), all dicts with an ``event`` key:
@@ -38,7 +39,7 @@ from deepprune_agents.prompts import branch_requests
 from deepprune_agents.pruning import make_policy
 from deepprune_agents.pruning.clustering import call_judge
 from deepprune_agents.pruning.types import Decision
-from deepprune_agents.result import BranchResult, DeepPruneResult, cons_estimate
+from deepprune_agents.result import BranchRecordDict, DeepPruneResult, DeepPruneResultDict
 from deepprune_agents.settings import DeepPruneContext
 from deepprune_agents.traces import PartialTrace
 
@@ -59,7 +60,7 @@ class InputState(TypedDict):
 
 class State(InputState, total=False):
     model: str
-    branches: list[dict[str, Any]]
+    branches: list[BranchRecordDict]
     clusters: list[list[int]]
     rounds: int
     judge_calls: int
@@ -68,12 +69,11 @@ class State(InputState, total=False):
     deadline_hit: bool
     started_at: float
     policy_state: dict[str, Any]
-    resumes: int
-    result: dict[str, Any]
+    result: DeepPruneResultDict
 
 
 class OutputState(TypedDict):
-    result: dict[str, Any]
+    result: DeepPruneResultDict
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
 
 
@@ -190,7 +190,7 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any) -> Run:
     return run
 
 
-async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> State:
     """Validate, resolve the model, and start N branch streams."""
     ctx = context_of(runtime)
     question = state.get("question")
@@ -229,7 +229,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str,
         "question": question,
         "run_id": run_id,
         "model": model,
-        "branches": pool.snapshots(),
+        "branches": pool.dumps(),
         "clusters": [],
         "rounds": 0,
         "judge_calls": 0,
@@ -256,7 +256,7 @@ def _progress_events(run: Run) -> dict[str, Any] | None:
     return {"event": "tokens", "branches": moved} if moved else None
 
 
-async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> State:
     """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
     writer = runtime.stream_writer
     run = await _run_of(state, context_of(runtime), writer)
@@ -304,7 +304,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, A
         }
     )
     return {
-        "branches": run.pool.snapshots(),
+        "branches": run.pool.dumps(),
         "clusters": exported.get("clusters", []),
         "rounds": state.get("rounds", 0) + 1,
         "judge_calls": state.get("judge_calls", 0) + decision.judge_calls,
@@ -320,44 +320,38 @@ def after_judge(state: State) -> Literal["judge", "vote"]:
     return "judge" if run is not None and run.pool.alive else "vote"
 
 
-async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> State:
     """Vote over the survivors, close the run, publish the result."""
     run = await _run_of(state, context_of(runtime), runtime.stream_writer)
     try:
         views = run.pool.views()
         outcome = run.policy.vote(views)
-        snaps = run.pool.snapshots()
-        if all(s["status"] == "failed" for s in snaps):
-            errors = sorted({str(s["error"]) for s in snaps})
-            raise AllBranchesFailedError(f"all {len(snaps)} branches failed; first error: {errors[0]}", branches=snaps)
+        records = run.pool.records()
+        if all(r.status == "failed" for r in records):
+            errors = sorted({str(r.error) for r in records})
+            raise AllBranchesFailedError(
+                f"all {len(records)} branches failed; first error: {errors[0]}",
+                branches=[r.model_dump() for r in records],
+            )
         exported = run.policy.export()
         clusters: list[list[int]] = exported.get("clusters", [])
         cluster_of = {b: c for c, members in enumerate(clusters) for b in members}
         voters = set(outcome.voters)
-        tokens = sum(s["tokens"] for s in snaps)
-        estimate = cons_estimate(snaps)
-        result = DeepPruneResult(
+        result = DeepPruneResult.from_branches(
+            [r.model_copy(update={"cluster": cluster_of.get(r.id), "voted": r.id in voters}) for r in records],
             question=state["question"],
             answer=outcome.answer,
             votes=outcome.counts,
             clusters=clusters,
-            branches=[BranchResult(**s, cluster=cluster_of.get(s["id"]), voted=s["id"] in voters) for s in snaps],
-            n=len(snaps),
             policy=run.policy.name,
             judge=run.judge.name,
             model=state.get("model", ""),
-            tokens_generated=tokens,
-            tokens_cons_estimate=estimate,
-            token_saving=1.0 - tokens / estimate if estimate else 0.0,
             wall_time_s=time.perf_counter() - run.started_at,
             judge_rounds=state.get("rounds", 0),
             judge_calls=state.get("judge_calls", 0),
             pairs_scored=state.get("pairs_scored", 0),
             judge_errors=state.get("judge_errors", []),
             fallback=outcome.fallback or exported.get("fallback"),
-            finished=sum(s["status"] == "finished" for s in snaps),
-            cancelled=sum(s["status"] == "cancelled" for s in snaps),
-            failed=sum(s["status"] == "failed" for s in snaps),
             deadline_hit=state.get("deadline_hit", False),
         )
     finally:
@@ -371,7 +365,7 @@ async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, An
             "token_saving": result.token_saving,
         }
     )
-    update: dict[str, Any] = {"result": result.model_dump()}
+    update: State = {"result": result.dump()}
     if state.get("messages"):  # a messages caller (an agent graph) reads the answer as the next AI message
         content = (
             result.answer if result.answer is not None else f"No answer: none of the {result.n} branches stated one."
