@@ -157,6 +157,7 @@ class Branch(BaseBranch):
         self.tokens = self.base_tokens = record.tokens
         self.answer, self.finish_reason, self.error = record.answer, record.finish_reason, record.error
         self.endpoint, self.cancel_reason = record.endpoint, record.cancel_reason
+        self.cancel_decided_at = record.cancel_decided_at  # (its latency was measured on the lost process' clock)
         if record.status in ALIVE:
             self.status = "pending"
             if record.text or record.reasoning:

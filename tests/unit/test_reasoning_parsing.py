@@ -258,7 +258,14 @@ def test_a_checkpointed_branch_resumes_with_its_thinking_sent_back_inline() -> N
     requests = [BranchRequest(model="m", max_tokens=100), BranchRequest(model="m", max_tokens=100)]
     snaps = [
         {"id": 0, "status": "running", "tokens": 30, "reasoning": "3 + 4 = 7, so", "text": ""},
-        {"id": 1, "status": "finished", "tokens": 40, "reasoning": "3 + 4 = 7.", "text": " The answer is 7.", "answer": "7"},
+        {
+            "id": 1,
+            "status": "finished",
+            "tokens": 40,
+            "reasoning": "3 + 4 = 7.",
+            "text": " The answer is 7.",
+            "answer": "7",
+        },
     ]
     pool = BranchPool.restore(None, requests, snaps)  # type: ignore[arg-type]
     mid, done = pool.branches
