@@ -1,9 +1,10 @@
-"""The run-scoped branch pool: starts, snapshots and cancels branch streams.
+"""The run-scoped branch pool: starts, records and cancels branch streams.
 
 LangGraph cannot cancel one running node from another, so branches are not nodes: each branch is an
 asyncio task owned by a ``BranchPool`` that lives for one graph run (registered under the run id), and
-the graph state only ever holds serializable snapshots of it. The judge node reads snapshots, asks the
-policy, and calls ``cancel`` — which closes the branch's HTTP stream so the server aborts the request.
+the graph state only ever holds each branch's record (``Branch.record()``, as JSON). The judge node reads
+the branches' views, asks the policy, and calls ``cancel`` — which closes the branch's HTTP stream so the
+server aborts the request.
 Branches never wait for the judge: they stream on while it thinks.
 
 Nothing is left running: the vote node closes the run, ``DeepPruneReasoner`` closes it in a ``finally``
@@ -19,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 from deepprune_agents.answers import Extractor, extract_answer
 from deepprune_agents.backends.endpoints import EndpointPool
@@ -163,7 +163,7 @@ class Branch(BaseBranch):
             if record.text or record.reasoning:
                 self.request = self.request.resumed(record.text, self.tokens, record.reasoning)
         else:
-            self.status = cast(BranchStatus, record.status)
+            self.status = record.status
 
 
 class BranchPool:

@@ -2,10 +2,10 @@
 
 Branch streams are owned by a run-scoped ``BranchPool`` (see engine.py) because LangGraph cannot cancel
 one running node from another. The ``judge`` node is a real node that runs periodically: it waits until
-the policy says a round is due (streaming branch progress as custom events meanwhile), takes snapshots,
-runs the policy, cancels what it prunes, and writes the branches' records (``BranchRecord`` dumps) into the
-state. Branches keep
-generating while the judge thinks, so no branch ever waits on it, and no token is generated twice.
+the policy says a round is due (streaming branch progress as custom events meanwhile), runs the policy on
+the branches' views, cancels what it prunes, and writes the branches' records (``BranchRecord`` as JSON)
+into the state. Branches keep generating while the judge thinks, so no branch ever waits on it, and no
+token is generated twice.
 
 Custom stream events (``stream_mode="custom"``), all dicts with an ``event`` key:
 ``start``, ``tokens`` (per-branch deltas), ``cluster``/``merge`` (placement), ``judge`` (a round:
@@ -257,7 +257,7 @@ def _progress_events(run: Run) -> dict[str, Any] | None:
 
 
 async def judge(state: State, runtime: Runtime[DeepPruneContext]) -> State:
-    """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
+    """One judge round: wait until due, run the policy, cancel what it prunes, record the branches."""
     writer = runtime.stream_writer
     run = await _run_of(state, context_of(runtime), writer)
     run.touch()

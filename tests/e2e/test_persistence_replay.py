@@ -77,6 +77,7 @@ async def test_checkpoints_hold_json_records_and_a_lost_run_resumes_from_them(se
                 final = chunk["result"]
     assert final is not None
     DeepPruneResult.model_validate(final)
+    assert all(set(b) == set(get_type_hints(BranchRecordDict)) for b in final["branches"])
     was_running = sorted(i for i, b in checkpoint.items() if b["status"] in ("pending", "running"))
     assert [sorted(e["restarted"]) for e in events if e["event"] == "resume"] == [was_running]
     assert len(server.records()) == opened_before + len(was_running)  # finished branches were not requested again
