@@ -331,7 +331,7 @@ async def vote(state: State, runtime: Runtime[DeepPruneContext]) -> State:
             errors = sorted({str(r.error) for r in records})
             raise AllBranchesFailedError(
                 f"all {len(records)} branches failed; first error: {errors[0]}",
-                branches=[r.model_dump() for r in records],
+                branches=[r.dump() for r in records],
             )
         exported = run.policy.export()
         clusters: list[list[int]] = exported.get("clusters", [])
