@@ -1,11 +1,11 @@
-"""The run-scoped branch pool: starts, snapshots and cancels branch streams.
+"""The run-scoped branch pool: starts, records and cancels branch streams.
 
 LangGraph cannot cancel one running node from another, so branches are not nodes: each branch is an
 asyncio task owned by a ``BranchPool`` that lives for one graph run (kept in the graph's ``RunRegistry``
-under the run id), and the graph state only ever holds serializable snapshots of it. The judge node
-reads snapshots, asks the policy, and calls ``cancel`` — which closes the branch's HTTP stream so the
-server aborts the request.
-Branches never wait for the judge: they stream on while it thinks.
+under the run id), and the graph state only ever holds each branch's record (``Branch.record()``, as
+JSON). The judge node reads the branches' views, asks the policy, and calls ``cancel`` — which closes the
+branch's HTTP stream so the server aborts the request. Branches never wait for the judge: they stream on
+while it thinks.
 
 Nothing is left running: the vote node closes the run, ``DeepPruneReasoner`` closes it in a ``finally``
 (caller cancelled, error, KeyboardInterrupt), and a watchdog closes a run whose graph stopped touching it
@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from deepprune_agents.answers import Extractor, extract_answer
 from deepprune_agents.backends.endpoints import EndpointPool
@@ -28,11 +28,14 @@ from deepprune_agents.backends.openai_stream import BranchRequest, BranchStream,
 from deepprune_agents.errors import DeepPruneError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import PruningPolicy
-from deepprune_agents.pruning.types import ALIVE, BranchStatus, BranchView
+from deepprune_agents.pruning.types import ALIVE, BaseBranch, BranchStatus, BranchView
+from deepprune_agents.result import BranchRecord, BranchRecordDict
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CLOSE_TIMEOUT_S = 5.0
+YIELD_EVERY = 256  # branches handled per loop callback when reading all of them (views, records)
 PREDICATE_SHARE = 4.0  # wait_until waits this many times the cost of a predicate check before the next
 
 
@@ -63,24 +66,20 @@ class _Joined:
         return self.text
 
 
-@dataclass
-class Branch:
+@dataclass(kw_only=True)
+class Branch(BaseBranch):
     """One branch's live state. Mutated only by its own task and by ``BranchPool.cancel``."""
 
-    id: int
     request: BranchRequest
-    status: BranchStatus = "pending"
     pieces: list[str] = field(default_factory=list)  # thinking and content, as generated: what the judge reads
     reasoning_pieces: list[str] = field(default_factory=list)
     content_pieces: list[str] = field(default_factory=list)
-    tokens: int = 0
     base_tokens: int = 0  # tokens generated before a resume (the server's usage counts only new ones)
     usage_seen: bool = False
     finish_reason: str | None = None
     error: str | None = None
     endpoint: str | None = None
     answer: str | None = None
-    cancel_reason: str | None = None
     t_start: float | None = None
     t_first_token: float | None = None
     t_end: float | None = None
@@ -94,14 +93,11 @@ class Branch:
     _joined_reasoning: _Joined = field(default_factory=_Joined, repr=False)
     _view: BranchView | None = field(default=None, repr=False)
     _view_key: tuple[Any, ...] = field(default=(), repr=False)
-
-    @property
-    def alive(self) -> bool:
-        return self.status in ALIVE
+    _dump: BranchRecordDict | None = field(default=None, repr=False)
+    _dump_key: tuple[Any, ...] = field(default=(), repr=False)
 
     @property
     def trace_text(self) -> str:
-        """Thinking then content so far, as generated: what judges and truncation read."""
         return self._joined.of(self.pieces)
 
     @property
@@ -113,6 +109,12 @@ class Branch:
     def reasoning(self) -> str:
         """The thinking so far (empty for a non-reasoning model)."""
         return self._joined_reasoning.of(self.reasoning_pieces)
+
+    def pieces_so_far(self) -> list[str]:
+        return self.pieces
+
+    def vote_answer(self) -> str | None:
+        return self.answer
 
     def apply(self, chunk: StreamChunk) -> None:
         """One stream chunk (see ``apply_parts``)."""
@@ -155,14 +157,7 @@ class Branch:
         key = (self.status, len(self.pieces), self.tokens, self.answer)
         if self._view is None or self._view_key != key:
             self._view_key = key
-            self._view = BranchView(
-                id=self.id,
-                text=self.trace_text,
-                tokens=self.tokens,
-                status=self.status,
-                pieces=self.pieces,
-                answer=self.answer,
-            )
+            self._view = super().view()
         return self._view
 
     def cancel_latency_ms(self) -> float | None:
@@ -170,25 +165,64 @@ class Branch:
             return None
         return (self.t_cancel_closed - self.t_cancel_decided) * 1000.0
 
-    def snapshot(self, *, with_text: bool = True) -> dict[str, Any]:
-        """Serializable; what graph state, events and results hold."""
-        snap: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "tokens": self.tokens,
-            "answer": self.answer,
-            "finish_reason": self.finish_reason,
-            "endpoint": self.endpoint,
-            "error": self.error,
-            "cancel_reason": self.cancel_reason,
-            "cancel_latency_ms": self.cancel_latency_ms(),
-            "cancel_decided_at": self.cancel_decided_at,
-            "seed": self.request.seed,
-        }
-        if with_text:
-            snap["text"] = self.text
-            snap["reasoning"] = self.reasoning
-        return snap
+    def record(self) -> BranchRecord:
+        """The branch as graph state, events and the result hold it (its one serialized form)."""
+        return BranchRecord(
+            id=self.id,
+            status=self.status,
+            tokens=self.tokens,
+            answer=self.answer,
+            finish_reason=self.finish_reason,
+            endpoint=self.endpoint,
+            error=self.error,
+            cancel_reason=self.cancel_reason,
+            cancel_latency_ms=self.cancel_latency_ms(),
+            cancel_decided_at=self.cancel_decided_at,
+            seed=self.request.seed,
+            text=self.text,
+            reasoning=self.reasoning,
+        )
+
+    def dump(self) -> BranchRecordDict:
+        """``record()`` as the graph state holds it, rebuilt only when the branch changed: the judge node
+        writes all N into the state every round, and at 2,048 branches building them cost the loop ~15 ms."""
+        key = (
+            self.status,
+            len(self.pieces),
+            len(self.content_pieces),
+            self.tokens,
+            self.answer,
+            self.finish_reason,
+            self.error,
+            self.cancel_reason,
+            self.endpoint,
+            self.cancel_decided_at,
+            self.t_cancel_closed,
+        )
+        if self._dump is None or self._dump_key != key:
+            self._dump_key = key
+            self._dump = self.record().dump()
+        return self._dump
+
+    def restore(self, record: BranchRecord) -> None:
+        """Take back a checkpointed record (``record``'s inverse for what a resumed run needs). A branch that
+        was still generating becomes pending and continues after its text (``BranchRequest.resumed``), so no
+        already generated token is generated twice; the others keep their end as it was."""
+        from deepprune_agents.truncation import simple_tokenize
+
+        self.reasoning_pieces = simple_tokenize(record.reasoning) if record.reasoning else []
+        self.content_pieces = simple_tokenize(record.text) if record.text else []
+        self.pieces = self.reasoning_pieces + self.content_pieces
+        self.tokens = self.base_tokens = record.tokens
+        self.answer, self.finish_reason, self.error = record.answer, record.finish_reason, record.error
+        self.endpoint, self.cancel_reason = record.endpoint, record.cancel_reason
+        self.cancel_decided_at = record.cancel_decided_at  # (its latency was measured on the lost process' clock)
+        if record.status in ALIVE:
+            self.status = "pending"
+            if record.text or record.reasoning:
+                self.request = self.request.resumed(record.text, self.tokens, record.reasoning)
+        else:
+            self.status = record.status
 
 
 class BranchPool:
@@ -208,37 +242,16 @@ class BranchPool:
         cls,
         endpoints: EndpointPool,
         requests: Sequence[BranchRequest],
-        snapshots: Sequence[dict[str, Any]],
+        records: Sequence[BranchRecord | BranchRecordDict],
         *,
         extract: Extractor = extract_answer,
         **pool_kwargs: Any,
     ) -> BranchPool:
-        """Rebuild a pool from checkpointed snapshots (a resumed run in a new process).
-
-        Finished, cancelled and failed branches keep their text and are not started again; a branch
-        that was still generating continues after its text (``BranchRequest.resumed``), so no finished
-        branch and no already generated token is generated twice."""
-        from deepprune_agents.truncation import simple_tokenize
-
+        """Rebuild a pool from checkpointed records (a resumed run in a new process; the graph state holds
+        their dumps): finished, cancelled and failed branches are not started again (``Branch.restore``)."""
         pool = cls(endpoints, requests, extract=extract, **pool_kwargs)
-        for b, snap in zip(pool.branches, snapshots, strict=True):
-            text = snap.get("text") or ""
-            reasoning = snap.get("reasoning") or ""
-            b.reasoning_pieces = simple_tokenize(reasoning) if reasoning else []
-            b.content_pieces = simple_tokenize(text) if text else []
-            b.pieces = b.reasoning_pieces + b.content_pieces
-            b.tokens = b.base_tokens = int(snap.get("tokens", 0))
-            b.answer = snap.get("answer")
-            b.finish_reason = snap.get("finish_reason")
-            b.error = snap.get("error")
-            b.endpoint = snap.get("endpoint")
-            b.cancel_reason = snap.get("cancel_reason")
-            if snap.get("status") in ALIVE:
-                b.status = "pending"
-                if text or reasoning:
-                    b.request = b.request.resumed(text, b.tokens, reasoning)
-            else:
-                b.status = snap.get("status", "failed")
+        for b, record in zip(pool.branches, records, strict=True):
+            b.restore(BranchRecord.model_validate(record))
         return pool
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -320,8 +333,29 @@ class BranchPool:
     def views(self) -> list[BranchView]:
         return [b.view() for b in self.branches]
 
-    def snapshots(self, *, with_text: bool = True) -> list[dict[str, Any]]:
-        return [b.snapshot(with_text=with_text) for b in self.branches]
+    def records(self) -> list[BranchRecord]:
+        return [b.record() for b in self.branches]
+
+    def dumps(self) -> list[BranchRecordDict]:
+        """The records as the graph state holds them (plain JSON, for checkpointers and Studio)."""
+        return [b.dump() for b in self.branches]
+
+    async def dumps_async(self) -> list[BranchRecordDict]:
+        """``dumps()`` yielding to the loop every ``YIELD_EVERY`` branches: at 2,048 streaming branches the
+        records of one judge round cost ~8 ms, held in one piece on the loop every round."""
+        return await self._yielding(Branch.dump)
+
+    async def views_async(self) -> list[BranchView]:
+        """``views()`` yielding to the loop every ``YIELD_EVERY`` branches (see ``dumps_async``)."""
+        return await self._yielding(Branch.view)
+
+    async def _yielding(self, get: Callable[[Branch], T]) -> list[T]:
+        out: list[T] = []
+        for start in range(0, len(self.branches), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            out.extend(get(b) for b in self.branches[start : start + YIELD_EVERY])
+        return out
 
     async def wait_until(
         self,

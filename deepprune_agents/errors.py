@@ -3,6 +3,11 @@ read them are calling us from inside an agent loop and need the fix, not a stack
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - result.py imports the pruning package, which imports this module
+    from deepprune_agents.result import BranchRecordDict
+
 
 class DeepPruneError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -36,7 +41,7 @@ class StreamBrokenError(BackendError):
 class AllBranchesFailedError(BackendError):
     """Every branch failed: there is nothing to vote on. ``branches`` keeps each branch's text so far."""
 
-    def __init__(self, message: str, branches: list[dict[str, object]] | None = None) -> None:
+    def __init__(self, message: str, branches: list[BranchRecordDict] | None = None) -> None:
         super().__init__(message)
         self.branches = branches or []
 

@@ -2,9 +2,10 @@
 
 Branch streams are owned by a run-scoped ``BranchPool`` (see engine.py) because LangGraph cannot cancel
 one running node from another. The ``judge`` node is a real node that runs periodically: it waits until
-the policy says a round is due (streaming branch progress as custom events meanwhile), takes snapshots,
-runs the policy, cancels what it prunes, and writes serializable snapshots into the state. Branches keep
-generating while the judge thinks, so no branch ever waits on it, and no token is generated twice.
+the policy says a round is due (streaming branch progress as custom events meanwhile), runs the policy on
+the branches' views, cancels what it prunes, and writes the branches' records (``BranchRecord`` as JSON)
+into the state. Branches keep generating while the judge thinks, so no branch ever waits on it, and no
+token is generated twice.
 
 Custom stream events (``stream_mode="custom"``), all dicts with an ``event`` key:
 ``start``, ``tokens`` (per-branch deltas), ``cluster``/``merge`` (placement), ``judge`` (a round:
@@ -39,7 +40,7 @@ from deepprune_agents.prompts import branch_requests
 from deepprune_agents.pruning import PruningPolicy, make_policy
 from deepprune_agents.pruning.clustering import call_judge
 from deepprune_agents.pruning.types import BranchView, Decision
-from deepprune_agents.result import BranchResult, DeepPruneResult, cons_estimate
+from deepprune_agents.result import BranchRecordDict, DeepPruneResult, DeepPruneResultDict
 from deepprune_agents.settings import DeepPruneContext
 from deepprune_agents.traces import PartialTrace
 
@@ -61,7 +62,7 @@ class InputState(TypedDict):
 
 class State(InputState, total=False):
     model: str
-    branches: list[dict[str, Any]]
+    branches: list[BranchRecordDict]
     clusters: list[list[int]]
     rounds: int
     judge_calls: int
@@ -70,12 +71,11 @@ class State(InputState, total=False):
     deadline_hit: bool
     started_at: float
     policy_state: dict[str, Any]
-    resumes: int
-    result: dict[str, Any]
+    result: DeepPruneResultDict
 
 
 class OutputState(TypedDict):
-    result: dict[str, Any]
+    result: DeepPruneResultDict
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
 
 
@@ -169,10 +169,10 @@ async def make_pool(
     endpoints: EndpointPool,
     urls: list[str],
     requests: list[BranchRequest],
-    snapshots: list[dict[str, Any]] | None = None,
+    records: list[BranchRecordDict] | None = None,
 ) -> BranchPool:
     """The run's branch pool: in this process, or over ``ctx.stream_workers`` worker processes; rebuilt
-    from checkpointed ``snapshots`` when given (a resumed run)."""
+    from checkpointed ``records`` when given (a resumed run)."""
     extract = make_extractor(ctx.answer_pattern)
     kwargs: dict[str, Any] = {}
     cls: type[BranchPool] = BranchPool
@@ -186,8 +186,8 @@ async def make_pool(
             "workers": await workers_for(workers),
             "endpoints_cfg": (tuple(urls), ctx.request_timeout_s, ctx.open_retries),
         }
-    if snapshots is not None:
-        return cls.restore(endpoints, requests, snapshots, extract=extract, **kwargs)
+    if records is not None:
+        return cls.restore(endpoints, requests, records, extract=extract, **kwargs)
     return cls(endpoints, requests, extract=extract, **kwargs)
 
 
@@ -219,7 +219,7 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: Run
     return run
 
 
-async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
+async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
     """Validate, resolve the model, and start N branch streams."""
     ctx = context_of(runtime)
     question = state.get("question")
@@ -262,7 +262,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
         "question": question,
         "run_id": run_id,
         "model": model,
-        "branches": pool.snapshots(),
+        "branches": pool.dumps(),
         "clusters": [],
         "rounds": 0,
         "judge_calls": 0,
@@ -305,8 +305,8 @@ async def policy_step(policy: PruningPolicy, views: list[BranchView], judge: Jud
     return await asyncio.to_thread(asyncio.run, policy.step(views, judge))
 
 
-async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
-    """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
+async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
+    """One judge round: wait until due, run the policy, cancel what it prunes, record the branches."""
     writer = runtime.stream_writer
     run = await _run_of(state, context_of(runtime), writer, runs)
     run.touch()
@@ -331,7 +331,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
     decision = Decision()
     if judging:
         try:
-            decision = await policy_step(run.policy, run.pool.views(), run.judge)
+            decision = await policy_step(run.policy, await run.pool.views_async(), run.judge)
         except JudgeError as exc:
             judge_errors.append(str(exc))
             run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S
@@ -353,7 +353,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
         }
     )
     return {
-        "branches": run.pool.snapshots(),
+        "branches": await run.pool.dumps_async(),
         "clusters": exported.get("clusters", []),
         "rounds": state.get("rounds", 0) + 1,
         "judge_calls": state.get("judge_calls", 0) + decision.judge_calls,
@@ -369,44 +369,38 @@ def after_judge(state: State, runs: RunRegistry) -> Literal["judge", "vote"]:
     return "judge" if run is not None and run.pool.alive else "vote"
 
 
-async def vote(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> dict[str, Any]:
+async def vote(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
     """Vote over the survivors, close the run, publish the result."""
     run = await _run_of(state, context_of(runtime), runtime.stream_writer, runs)
     try:
         views = run.pool.views()
         outcome = run.policy.vote(views)
-        snaps = run.pool.snapshots()
-        if all(s["status"] == "failed" for s in snaps):
-            errors = sorted({str(s["error"]) for s in snaps})
-            raise AllBranchesFailedError(f"all {len(snaps)} branches failed; first error: {errors[0]}", branches=snaps)
+        records = run.pool.records()
+        if all(r.status == "failed" for r in records):
+            errors = sorted({str(r.error) for r in records})
+            raise AllBranchesFailedError(
+                f"all {len(records)} branches failed; first error: {errors[0]}",
+                branches=[r.dump() for r in records],
+            )
         exported = run.policy.export()
         clusters: list[list[int]] = exported.get("clusters", [])
         cluster_of = {b: c for c, members in enumerate(clusters) for b in members}
         voters = set(outcome.voters)
-        tokens = sum(s["tokens"] for s in snaps)
-        estimate = cons_estimate(snaps)
-        result = DeepPruneResult(
+        result = DeepPruneResult.from_branches(
+            [r.model_copy(update={"cluster": cluster_of.get(r.id), "voted": r.id in voters}) for r in records],
             question=state["question"],
             answer=outcome.answer,
             votes=outcome.counts,
             clusters=clusters,
-            branches=[BranchResult(**s, cluster=cluster_of.get(s["id"]), voted=s["id"] in voters) for s in snaps],
-            n=len(snaps),
             policy=run.policy.name,
             judge=run.judge.name,
             model=state.get("model", ""),
-            tokens_generated=tokens,
-            tokens_cons_estimate=estimate,
-            token_saving=1.0 - tokens / estimate if estimate else 0.0,
             wall_time_s=time.perf_counter() - run.started_at,
             judge_rounds=state.get("rounds", 0),
             judge_calls=state.get("judge_calls", 0),
             pairs_scored=state.get("pairs_scored", 0),
             judge_errors=state.get("judge_errors", []),
             fallback=outcome.fallback or exported.get("fallback"),
-            finished=sum(s["status"] == "finished" for s in snaps),
-            cancelled=sum(s["status"] == "cancelled" for s in snaps),
-            failed=sum(s["status"] == "failed" for s in snaps),
             deadline_hit=state.get("deadline_hit", False),
         )
     finally:
@@ -420,7 +414,7 @@ async def vote(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegist
             "token_saving": result.token_saving,
         }
     )
-    update: dict[str, Any] = {"result": result.model_dump()}
+    update: State = {"result": result.dump()}
     if state.get("messages"):  # a messages caller (an agent graph) reads the answer as the next AI message
         content = (
             result.answer if result.answer is not None else f"No answer: none of the {result.n} branches stated one."
@@ -435,18 +429,18 @@ class _Nodes:
     def __init__(self, runs: RunRegistry) -> None:
         self.runs = runs
 
-    async def fan_out(self, state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+    async def fan_out(self, state: State, runtime: Runtime[DeepPruneContext]) -> State:
         """Validate, resolve the model, and start N branch streams."""
         return await fan_out(state, runtime, self.runs)
 
-    async def judge(self, state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+    async def judge(self, state: State, runtime: Runtime[DeepPruneContext]) -> State:
         """One judge round: wait until due, snapshot, run the policy, cancel what it prunes."""
         return await judge(state, runtime, self.runs)
 
     def after_judge(self, state: State) -> Literal["judge", "vote"]:
         return after_judge(state, self.runs)
 
-    async def vote(self, state: State, runtime: Runtime[DeepPruneContext]) -> dict[str, Any]:
+    async def vote(self, state: State, runtime: Runtime[DeepPruneContext]) -> State:
         """Vote over the survivors, close the run, publish the result."""
         return await vote(state, runtime, self.runs)
 

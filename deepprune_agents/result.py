@@ -1,18 +1,31 @@
-"""The result of one pruned run, as users, tools and benchmarks see it."""
+"""The result of one pruned run, as users, tools and benchmarks see it.
+
+``BranchRecord`` is the one serialized form of a branch: ``engine.Branch.record()`` builds it, the graph
+state holds its JSON dump (checkpointers and Studio need plain JSON), and the result's branches are the
+same records with the vote's ``cluster``/``voted`` filled in. ``BranchRecordDict`` and
+``DeepPruneResultDict`` only type those dumps (the graph state and output); a unit test keeps their keys
+and types equal to the models'.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from pydantic import BaseModel, Field, computed_field
 
+# pydantic reads these TypedDicts for the graph's schemas (Studio), and on Python < 3.12 only this TypedDict.
+from typing_extensions import TypedDict
 
-class BranchResult(BaseModel):
+from deepprune_agents.pruning.types import BranchStatus
+
+
+class BranchRecord(BaseModel):
     """One branch: ``reasoning`` is its thinking (reasoning models; empty otherwise), ``text`` its final
-    content, which the answer is extracted from."""
+    content, which the answer is extracted from. ``cluster`` and ``voted`` are known only after the vote."""
 
     id: int
-    status: str
+    status: BranchStatus
     tokens: int
     answer: str | None = None
     cluster: int | None = None
@@ -33,6 +46,13 @@ class BranchResult(BaseModel):
         """Finished without an extractable answer: it casts no vote (``answer`` is None)."""
         return self.status == "finished" and self.answer is None
 
+    def dump(self) -> BranchRecordDict:
+        """The JSON form the graph state holds."""
+        return cast(BranchRecordDict, self.model_dump())
+
+
+BranchResult = BranchRecord  # the name the README (and callers reading a result's branches) use
+
 
 class DeepPruneResult(BaseModel):
     """Answer, votes, clusters, per-branch status and tokens, and what pruning saved."""
@@ -41,7 +61,7 @@ class DeepPruneResult(BaseModel):
     answer: str | None = Field(description="Voted final answer; None when no branch gave a parsable one.")
     votes: dict[str, float] = Field(default_factory=dict, description="Weight of every answer class.")
     clusters: list[list[int]] = Field(default_factory=list)
-    branches: list[BranchResult] = Field(default_factory=list)
+    branches: list[BranchRecord] = Field(default_factory=list)
     n: int
     policy: str
     judge: str
@@ -66,6 +86,28 @@ class DeepPruneResult(BaseModel):
         """Finished branches without an extractable answer (they cast no vote)."""
         return sum(b.no_answer for b in self.branches)
 
+    @classmethod
+    def from_branches(cls, branches: Sequence[BranchRecord], **fields: Any) -> DeepPruneResult:
+        """The result over ``branches``: n, the token totals, the cons@N estimate and the status counts are
+        derived from the records here, once; ``fields`` are the rest (question, vote, judge statistics)."""
+        tokens = sum(b.tokens for b in branches)
+        estimate = cons_estimate(branches)
+        return cls(
+            branches=list(branches),
+            n=len(branches),
+            tokens_generated=tokens,
+            tokens_cons_estimate=estimate,
+            token_saving=1.0 - tokens / estimate if estimate else 0.0,
+            finished=sum(b.status == "finished" for b in branches),
+            cancelled=sum(b.status == "cancelled" for b in branches),
+            failed=sum(b.status == "failed" for b in branches),
+            **fields,
+        )
+
+    def dump(self) -> DeepPruneResultDict:
+        """The JSON form of the graph's output ``result``."""
+        return cast(DeepPruneResultDict, self.model_dump())
+
     def summary(self) -> str:
         return (
             f"answer={self.answer!r} votes={self.votes} branches: {self.finished} finished "
@@ -75,19 +117,68 @@ class DeepPruneResult(BaseModel):
         )
 
 
-def cons_estimate(branches: list[dict[str, Any]]) -> int:
+def cons_estimate(branches: Sequence[BranchRecord]) -> int:
     """What the same N branches would have cost unpruned (an estimate; benchmarks measure it instead).
 
     Finished and failed branches cost what they cost. A branch cancelled after t tokens would have run
     on to the mean length of the finished branches that are longer than t (E[L | L > t]); when no
     finished branch is longer, t itself, so the estimate errs low rather than flattering pruning."""
-    finished = [b["tokens"] for b in branches if b["status"] == "finished"]
+    finished = [b.tokens for b in branches if b.status == "finished"]
     total = 0.0
     for b in branches:
-        t = b["tokens"]
-        if b["status"] == "cancelled":
+        t = b.tokens
+        if b.status == "cancelled":
             longer = [n for n in finished if n > t]
             total += sum(longer) / len(longer) if longer else t
         else:
             total += t
     return round(total)
+
+
+class BranchRecordDict(TypedDict):
+    """``BranchRecord.model_dump()``: a branch as the graph state and the output hold it."""
+
+    id: int
+    status: BranchStatus
+    tokens: int
+    answer: str | None
+    cluster: int | None
+    voted: bool
+    finish_reason: str | None
+    endpoint: str | None
+    error: str | None
+    cancel_reason: str | None
+    cancel_latency_ms: float | None
+    cancel_decided_at: float | None
+    seed: int | None
+    text: str
+    reasoning: str
+    no_answer: bool
+
+
+class DeepPruneResultDict(TypedDict):
+    """``DeepPruneResult.model_dump()``: the graph's output ``result``."""
+
+    question: str
+    answer: str | None
+    votes: dict[str, float]
+    clusters: list[list[int]]
+    branches: list[BranchRecordDict]
+    n: int
+    policy: str
+    judge: str
+    model: str
+    tokens_generated: int
+    tokens_cons_estimate: int
+    token_saving: float
+    wall_time_s: float
+    judge_rounds: int
+    judge_calls: int
+    pairs_scored: int
+    judge_errors: list[str]
+    fallback: str | None
+    finished: int
+    cancelled: int
+    failed: int
+    deadline_hit: bool
+    no_answer: int

@@ -34,7 +34,7 @@ from deepprune_agents.errors import DeepPruneError
 from deepprune_agents.evaluation.replay_data import ReplayTrace, as_reasoning_trace
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import PruningPolicy
-from deepprune_agents.pruning.types import BranchStatus, BranchView
+from deepprune_agents.pruning.types import BaseBranch, BranchStatus, BranchView
 
 MAX_ROUNDS_IN_A_ROW = 1000  # a policy that stays ready after stepping would spin the engine as well
 
@@ -67,14 +67,13 @@ class PrefixPieces(Sequence[str]):
         return iter(self._pieces[: self._n])
 
 
-@dataclass
-class SimBranch:
-    id: int
+@dataclass(kw_only=True)
+class SimBranch(BaseBranch):
+    """A branch replayed from a recorded trace: it has generated the trace's first ``tokens`` pieces."""
+
     trace: ReplayTrace
     limit: int
-    tokens: int = 0
     status: BranchStatus = "running"
-    cancel_reason: str | None = None
     # The run's extractor; None: the built-in one, whose answer of the full trace ReplayTrace already holds.
     extract: Extractor | None = field(default=None, repr=False)
     thinking: int = 0  # reasoning mode: how many of the trace's pieces are thinking
@@ -82,10 +81,16 @@ class SimBranch:
     _full_answer: list[str | None] = field(default_factory=list, repr=False)
 
     @property
-    def alive(self) -> bool:
-        return self.status in ("pending", "running")
+    def trace_text(self) -> str:
+        return self.trace.prefix(self.tokens)
 
-    def answer(self) -> str | None:
+    def pieces_so_far(self) -> PrefixPieces:
+        return PrefixPieces(self.trace.pieces, self.tokens)
+
+    def recorded_answer(self) -> str | None:
+        return self.trace.recorded_answer
+
+    def vote_answer(self) -> str | None:
         if self.status != "finished":
             return None
         extract = self.extract or extract_answer
@@ -102,24 +107,15 @@ class SimBranch:
         return extract(self.trace.prefix(self.tokens))  # cut by max_tokens
 
     def view(self) -> BranchView:
-        """A snapshot, memoized per (tokens, status): the search for the delivery that made a round due
-        asks for the same states again and again."""
+        """Memoized per (tokens, status): the search for the delivery that made a round due asks for the
+        same states again and again."""
         key = (self.tokens, self.status)
         cached = self._views.get(key)
         if cached is not None:
             return cached
         if len(self._views) > 4:
             self._views.clear()
-        view = BranchView(
-            id=self.id,
-            text=self.trace.prefix(self.tokens),
-            tokens=self.tokens,
-            status=self.status,
-            pieces=PrefixPieces(self.trace.pieces, self.tokens),
-            answer=self.answer(),
-            recorded_answer=self.trace.recorded_answer,
-        )
-        self._views[key] = view
+        view = self._views[key] = super().view()
         return view
 
 
@@ -173,7 +169,11 @@ class _Sim:
         served = [as_reasoning_trace(t) if reasoning else (t, 0) for t in traces]
         self.branches = [
             SimBranch(
-                i, t, t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens), extract=extract, thinking=k
+                id=i,
+                trace=t,
+                limit=t.n_tokens if max_tokens is None else min(t.n_tokens, max_tokens),
+                extract=extract,
+                thinking=k,
             )
             for i, (t, k) in enumerate(served)
         ]

@@ -8,6 +8,7 @@ offline on recorded traces.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +36,49 @@ class BranchView:
     @property
     def finished(self) -> bool:
         return self.status == "finished"
+
+
+@dataclass(kw_only=True)
+class BaseBranch(ABC):
+    """What every branch has, live (``engine.Branch``) or replayed offline (``simulator.SimBranch``), and
+    the one place a ``BranchView`` is built from it, so a policy reads both the same way."""
+
+    id: int
+    tokens: int = 0
+    status: BranchStatus = "pending"
+    cancel_reason: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.status in ALIVE
+
+    @property
+    @abstractmethod
+    def trace_text(self) -> str:
+        """Thinking then content so far, as generated: what judges and truncation read."""
+
+    @abstractmethod
+    def pieces_so_far(self) -> Sequence[str]:
+        """The token pieces of ``trace_text``, in order."""
+
+    @abstractmethod
+    def vote_answer(self) -> str | None:
+        """The answer the branch votes with (None while it runs, or when it stated none)."""
+
+    def recorded_answer(self) -> str | None:
+        """What the full recorded trace ended with: known offline only (the oracle judge reads it)."""
+        return None
+
+    def view(self) -> BranchView:
+        return BranchView(
+            id=self.id,
+            text=self.trace_text,
+            tokens=self.tokens,
+            status=self.status,
+            pieces=self.pieces_so_far(),
+            answer=self.vote_answer(),
+            recorded_answer=self.recorded_answer(),
+        )
 
 
 @dataclass(slots=True)

@@ -127,8 +127,8 @@ def test_branch_keeps_thinking_and_content_apart_and_the_judge_reads_both() -> N
     assert b.reasoning == "Tom has 3 apples more" and b.text == " The answer is 7."
     assert b.trace_text == "Tom has 3 apples more The answer is 7."
     assert b.view().text == b.trace_text and list(b.view().pieces or []) == b.pieces
-    snap = b.snapshot()
-    assert snap["reasoning"] == b.reasoning and snap["text"] == b.text
+    record = b.record()
+    assert record.reasoning == b.reasoning and record.text == b.text
 
 
 # -- the SSE path ---------------------------------------------------------------------------------
@@ -257,8 +257,15 @@ def test_a_checkpointed_branch_resumes_with_its_thinking_sent_back_inline() -> N
 
     requests = [BranchRequest(model="m", max_tokens=100), BranchRequest(model="m", max_tokens=100)]
     snaps = [
-        {"status": "running", "tokens": 30, "reasoning": "3 + 4 = 7, so", "text": ""},
-        {"status": "finished", "tokens": 40, "reasoning": "3 + 4 = 7.", "text": " The answer is 7.", "answer": "7"},
+        {"id": 0, "status": "running", "tokens": 30, "reasoning": "3 + 4 = 7, so", "text": ""},
+        {
+            "id": 1,
+            "status": "finished",
+            "tokens": 40,
+            "reasoning": "3 + 4 = 7.",
+            "text": " The answer is 7.",
+            "answer": "7",
+        },
     ]
     pool = BranchPool.restore(None, requests, snaps)  # type: ignore[arg-type]
     mid, done = pool.branches
