@@ -433,7 +433,7 @@ class BranchPool:
 
 
 @dataclass
-class Run:
+class LiveRun:
     """Everything a graph run needs between node calls that cannot live in (serializable) state."""
 
     run_id: str
@@ -450,7 +450,7 @@ class Run:
     judge_retry_at: float = 0.0
     watchdog: asyncio.Task[None] | None = None
     closed: bool = False
-    on_close: Callable[[Run], None] | None = field(default=None, repr=False)  # the registry forgets it
+    on_close: Callable[[LiveRun], None] | None = field(default=None, repr=False)  # the registry forgets it
 
     def touch(self) -> None:
         self.last_touch = time.monotonic()
@@ -479,9 +479,9 @@ class RunRegistry:
     never see each other's runs, and whoever owns the registry can close what is still open in it."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, Run] = {}
+        self._runs: dict[str, LiveRun] = {}
 
-    def register(self, run: Run, *, lease_s: float) -> None:
+    def register(self, run: LiveRun, *, lease_s: float) -> None:
         """Make the run reachable from later nodes, and start its watchdog."""
         self._runs[run.run_id] = run
         run.on_close = self._forget
@@ -496,11 +496,11 @@ class RunRegistry:
 
         run.watchdog = asyncio.create_task(watchdog(), name=f"deepprune-watchdog-{run.run_id}")
 
-    def _forget(self, run: Run) -> None:
+    def _forget(self, run: LiveRun) -> None:
         if self._runs.get(run.run_id) is run:
             del self._runs[run.run_id]
 
-    def get(self, run_id: str) -> Run | None:
+    def get(self, run_id: str) -> LiveRun | None:
         return self._runs.get(run_id)
 
     async def close(self, run_id: str, reason: str = "closed") -> None:

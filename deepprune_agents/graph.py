@@ -33,7 +33,7 @@ from typing_extensions import TypedDict
 from deepprune_agents.answers import make_extractor
 from deepprune_agents.backends.endpoints import EndpointPool
 from deepprune_agents.backends.openai_stream import BranchRequest
-from deepprune_agents.engine import BranchPool, Run, RunRegistry
+from deepprune_agents.engine import BranchPool, LiveRun, RunRegistry
 from deepprune_agents.errors import AllBranchesFailedError, ConfigError, DeepPruneError, JudgeError
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.prompts import branch_requests
@@ -191,7 +191,7 @@ async def make_pool(
     return cls(endpoints, requests, extract=extract, **kwargs)
 
 
-async def _run_of(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> Run:
+async def _run_of(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> LiveRun:
     """The live run of this graph run, or — after a restart from a checkpoint — a resumed one."""
     run = runs.get(state.get("run_id", ""))
     if run is not None:
@@ -201,7 +201,7 @@ async def _run_of(state: State, ctx: DeepPruneContext, writer: Any, runs: RunReg
     return await resume_run(state, ctx, writer, runs)
 
 
-async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> Run:
+async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> LiveRun:
     """Rebuild the run from checkpointed state: finished branches are kept as they are, branches that were
     still generating continue after their text, and the policy picks up its clusters."""
     judge = await cached_judge(ctx)
@@ -210,7 +210,9 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: Run
     requests = branch_requests(state["question"], state["model"], ctx)
     pool = await make_pool(ctx, endpoints, urls, requests, state["branches"])
     policy.restore(state.get("policy_state") or {}, pool.views())
-    run = Run(run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
+    run = LiveRun(
+        run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True
+    )
     run.deadline = time.monotonic() + ctx.run_timeout_s
     runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
     restarted = [b.id for b in pool.branches if b.alive]
@@ -243,7 +245,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
     except BaseException:
         await endpoints.aclose()
         raise
-    run = Run(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
+    run = LiveRun(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
     runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
     pool.start()
@@ -273,7 +275,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
     }
 
 
-def _progress_events(run: Run) -> dict[str, Any] | None:
+def _progress_events(run: LiveRun) -> dict[str, Any] | None:
     """Text deltas since the last event, per branch that moved (thinking and content as generated)."""
     moved = []
     for b in run.pool.branches:

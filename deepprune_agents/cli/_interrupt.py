@@ -56,7 +56,7 @@ def install() -> None:
         signal.signal(signal.SIGINT, _on_sigint)
 
 
-def run(coro: Coroutine[Any, Any, T], runs: RunRegistry | None = None) -> T:
+def run_command(coro: Coroutine[Any, Any, T], runs: RunRegistry | None = None) -> T:
     """``asyncio.run`` for CLI commands: Ctrl-C cancels ``coro`` (its ``finally`` blocks close what it
     opened), then every branch run still open in ``runs`` (the registry of the reasoner ``coro`` uses) is
     closed, then ``KeyboardInterrupt`` is raised even when ``coro`` swallowed the cancellation and

@@ -217,7 +217,7 @@ def run_ask(args: argparse.Namespace) -> int:
     from deepprune_agents.engine import RunRegistry
 
     runs = RunRegistry()
-    result = _interrupt.run(_ask(args.question, ctx, live_view, runs), runs)
+    result = _interrupt.run_command(_ask(args.question, ctx, live_view, runs), runs)
     if args.json:
         print(result.model_dump_json(indent=2))
     elif not live_view:

@@ -76,7 +76,7 @@ def run_live(args: argparse.Namespace) -> int:
     from deepprune_agents.engine import RunRegistry
 
     runs = RunRegistry()
-    report = _interrupt.run(
+    report = _interrupt.run_command(
         run_live_bench(ctx, root_url=root, questions=LIVE_QUESTIONS[: args.questions], progress=progress, runs=runs),
         runs,
     )

@@ -143,7 +143,7 @@ def _evaluate(
         _warn_overlap(judge.name, overlap)
     questions = [q for qs in by_file.values() for q in qs]
     pairs = build_pairs(questions, truncate, max_traces=max_traces, max_pairs=max_pairs, seed=seed)
-    result = _interrupt.run(evaluate_judge(judge, pairs, batch_size=batch_size, threshold=threshold))
+    result = _interrupt.run_command(evaluate_judge(judge, pairs, batch_size=batch_size, threshold=threshold))
     result["truncation"] = truncate
     result["files"] = [Path(f).name for f in files]
     result["training_overlap"] = overlap

@@ -204,7 +204,7 @@ def run_eval_replay(args: argparse.Namespace) -> int:
     if sweeps:
         report["sweeps"] = {}
         for param, values in sweeps:
-            sweep = _interrupt.run(sweep_async(questions, cfg, param, values, progress=lambda msg: err.print(msg)))
+            sweep = _interrupt.run_command(sweep_async(questions, cfg, param, values, progress=err.print))
             sweep.pop("base", None)
             if out is not None:
                 png = out.with_name(f"{out.stem}.sweep-{param}.png")
@@ -236,7 +236,7 @@ def run_frontier(args: argparse.Namespace, cfg: Any) -> int:
         raise ConfigError(f"--frontier-n takes integers like 8,16,32 (got {args.frontier_n!r}).") from exc
     judges = [j.strip() for j in args.frontier_judges.split(",") if j.strip()]
     questions = load_replay_questions(args.traces)
-    report = _interrupt.run(frontier_async(questions, cfg, ns=ns, judges=judges, progress=lambda m: err.print(m)))
+    report = _interrupt.run_command(frontier_async(questions, cfg, ns=ns, judges=judges, progress=err.print))
     report["trace_files"] = [Path(t).name for t in args.traces]
     out = Path(args.json_out or f"docs/frontier_{Path(args.traces[0]).stem}.json")
     plots = write_frontier(report, out, title=", ".join(report["trace_files"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from deepprune_agents.engine import Run, RunRegistry
+from deepprune_agents.engine import LiveRun, RunRegistry
 from deepprune_agents.graph import build_graph
 
 
@@ -19,9 +19,9 @@ class _Pool:
         self.closed_with = reason
 
 
-def _run(run_id: str) -> tuple[Run, _Pool]:
+def _run(run_id: str) -> tuple[LiveRun, _Pool]:
     pool = _Pool()
-    run = Run(
+    run = LiveRun(
         run_id=run_id,
         pool=cast(Any, pool),
         policy=cast(Any, None),
