@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CLOSE_TIMEOUT_S = 5.0
+CLOSED_EARLY_KEPT = 4096  # ids a RunRegistry remembers as closed before (or after) registration
 YIELD_EVERY = 256  # branches handled per loop callback when reading all of them (views, records)
 PREDICATE_SHARE = 4.0  # wait_until waits this many times the cost of a predicate check before the next
 
@@ -480,11 +482,19 @@ class RunRegistry:
 
     def __init__(self) -> None:
         self._runs: dict[str, LiveRun] = {}
+        # Ids closed before they were registered: a caller that stops while the fan-out node is still
+        # starting (its task may register the run after the caller's ``close``) must not leave it running.
+        # Bounded: a finished run's id also lands here (its vote closed it first), and ids never repeat.
+        self._closed_early: OrderedDict[str, None] = OrderedDict()
 
     def register(self, run: LiveRun, *, lease_s: float) -> None:
-        """Make the run reachable from later nodes, and start its watchdog."""
+        """Make the run reachable from later nodes, and start its watchdog (or close it at once when its
+        owner already closed that id)."""
         self._runs[run.run_id] = run
         run.on_close = self._forget
+        if self._closed_early.pop(run.run_id, False) is None:
+            run.watchdog = asyncio.create_task(run.aclose("caller-stopped"), name=f"deepprune-close-{run.run_id}")
+            return
 
         async def watchdog() -> None:
             while not run.closed:
@@ -508,6 +518,10 @@ class RunRegistry:
         run = self._runs.get(run_id)
         if run is not None:
             await run.aclose(reason)
+        elif run_id:
+            self._closed_early[run_id] = None
+            while len(self._closed_early) > CLOSED_EARLY_KEPT:
+                self._closed_early.popitem(last=False)
 
     async def close_all(self, reason: str = "closed") -> None:
         """Close every run still open (the CLI's Ctrl-C guarantee)."""

@@ -78,3 +78,21 @@ def test_each_compiled_graph_has_its_own_registry() -> None:
     import deepprune_agents.engine as engine
 
     assert not any(isinstance(v, dict) and k.isupper() for k, v in vars(engine).items())  # no global run table
+
+
+async def test_a_run_registered_after_its_owner_closed_it_is_closed_at_once() -> None:
+    # The caller stopped while the fan-out node was still starting: its close came before the register.
+    runs = RunRegistry()
+    await runs.close("late", "caller-stopped")
+    run, pool = _run("late")
+    runs.register(run, lease_s=60)
+    for _ in range(100):
+        if pool.closed_with is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert pool.closed_with == "caller-stopped" and runs.open() == []
+    other, other_pool = _run("other")  # an id nobody closed runs normally
+    runs.register(other, lease_s=60)
+    await asyncio.sleep(0.02)
+    assert other_pool.closed_with is None and runs.open() == ["other"]
+    await runs.close_all()
