@@ -4,17 +4,16 @@ branches. ``test_persistence.py`` checks the same against a real vLLM server (sl
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
-from typing import Any, get_type_hints
+from typing import get_type_hints
 
 import pytest
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from persistence_scenario import assert_resumed_from_the_checkpoint, lose_and_resume
 
-from deepprune_agents.engine import RunRegistry
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, make_trace
 from deepprune_agents.evaluation.replay_server import ReplayServer
-from deepprune_agents.graph import build_graph
 from deepprune_agents.result import BranchRecordDict, DeepPruneResult
 from deepprune_agents.settings import DeepPruneContext
 
@@ -47,50 +46,21 @@ async def test_checkpoints_hold_json_records_and_a_lost_run_resumes_from_them(se
         judge_every=4,
         truncate="tokens:4",
     )
-    config: dict[str, Any] = {"configurable": {"thread_id": "resume-replay"}}
-    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "checkpoints.sqlite")) as saver:
-        runs = RunRegistry()
-        graph = build_graph(checkpointer=saver, runs=runs)
-        await graph.ainvoke({"question": QUESTION.question}, config, context=ctx, interrupt_after=["judge"])
-        for _ in range(200):  # judge rounds until the checkpoint holds finished and still-running branches
-            state = (await graph.aget_state(config)).values
-            statuses = [b["status"] for b in state["branches"]]
-            if "finished" in statuses and "running" in statuses:
-                break
-            assert any(s in ("running", "pending") for s in statuses), "all finished before a mixed checkpoint"
-            await graph.ainvoke(None, config, context=ctx, interrupt_after=["judge"])
-        assert "finished" in statuses and "running" in statuses
-        # What the checkpointer stored is plain JSON, shaped like BranchRecordDict (no pickled objects).
-        assert json.loads(json.dumps(state["branches"])) == state["branches"]
-        assert all(set(b) == set(get_type_hints(BranchRecordDict)) for b in state["branches"])
-        checkpoint = {b["id"]: b for b in state["branches"]}
-        await runs.close(state["run_id"], "process-died")  # the process "dies": only the checkpoint survives
-        assert state["run_id"] not in runs.open()
-        assert server.wait_idle(5.0)
-        opened_before = len(server.records())
-        graph = build_graph(checkpointer=saver, runs=RunRegistry())  # a new process: a registry without the run
+    opened: list[int] = []
 
-        events: list[dict[str, Any]] = []
-        final = None
-        async for mode, chunk in graph.astream(None, config, context=ctx, stream_mode=["custom", "values"]):
-            if mode == "custom":
-                events.append(chunk)
-            elif "result" in chunk:
-                final = chunk["result"]
-    assert final is not None
-    DeepPruneResult.model_validate(final)
-    assert all(set(b) == set(get_type_hints(BranchRecordDict)) for b in final["branches"])
-    was_running = sorted(i for i, b in checkpoint.items() if b["status"] in ("pending", "running"))
-    assert [sorted(e["restarted"]) for e in events if e["event"] == "resume"] == [was_running]
-    assert len(server.records()) == opened_before + len(was_running)  # finished branches were not requested again
-    by_id = {b["id"]: b for b in final["branches"]}
-    for i, before in checkpoint.items():
-        after = by_id[i]
-        if before["status"] == "finished":  # kept as it was: not generated again
-            assert (after["text"], after["tokens"], after["answer"]) == (
-                before["text"],
-                before["tokens"],
-                before["answer"],
-            )
-        else:  # was generating: continued after its checkpointed text
-            assert after["text"].startswith(before["text"]) and after["tokens"] >= before["tokens"]
+    async def idle() -> bool:
+        return await asyncio.to_thread(server.wait_idle, 5.0)
+
+    def after_loss() -> None:
+        opened.append(len(server.records()))
+
+    r = await lose_and_resume(QUESTION.question, ctx, tmp_path / "replay.sqlite", idle=idle, after_loss=after_loss)
+    # What the checkpointer stored is plain JSON, shaped like BranchRecordDict (no pickled objects).
+    branches = r.lost_state["branches"]
+    assert json.loads(json.dumps(branches)) == branches
+    assert all(set(b) == set(get_type_hints(BranchRecordDict)) for b in branches)
+    DeepPruneResult.model_validate(r.final)
+    assert all(set(b) == set(get_type_hints(BranchRecordDict)) for b in r.final["branches"])
+    assert_resumed_from_the_checkpoint(r, same=("text", "tokens", "answer"))
+    # Finished branches were not requested again: only the restarted ones opened a stream.
+    assert len(server.records()) == opened[0] + len(r.restarted[0])
