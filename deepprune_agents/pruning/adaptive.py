@@ -13,8 +13,9 @@ would have won. Two mechanisms, each safe on its own:
 2. **Stopping** (never uses the judge). Only finished branches' extracted answers are votes. With ``a``
    votes for the leading answer and ``b`` for the runner-up, the share ``p`` of the leader among the two
    has the posterior Beta(a + 1, b + 1) (uniform prior), and the run stops once
-   ``P(p > 1/2) >= confidence`` and at least ``min_votes`` votes are in: Adaptive-Consistency's Beta
-   stopping rule (Aggarwal et al., EMNLP 2023), applied to parallel streams as they finish. It also stops
+   ``P(p > 1/2) >= confidence`` and at least ``min_votes`` votes (and ``min_vote_share`` of the N
+   branches) are in: Adaptive-Consistency's Beta stopping rule (Aggarwal et al., EMNLP 2023), applied to
+   parallel streams as they finish (see ``votes_needed`` for why the share). It also stops
    when the vote can no longer change at all. A predicted cluster never decides alone.
 
 High-agreement questions stop after the first few finishers (four equal answers reach 0.97); split
@@ -63,6 +64,13 @@ class AdaptiveKnobs(Knobs):
         high=1.0,
     )
     min_votes: int = knob(3, "Stop only once this many finished branches have an answer.", low=1, high=1 << 20)
+    min_vote_share: float = knob(
+        0.1,
+        "Stop only once this share of the N branches have answered (the first to finish are the shortest "
+        "traces, a biased sample).",
+        low=0.0,
+        high=1.0,
+    )
 
 
 def majority_probability(leader: int, runner_up: int) -> float:
@@ -83,10 +91,23 @@ def answer_counts(ballots: Sequence[tuple[int, str | None, float]]) -> list[int]
     return [int(c) for c in weighted_vote([(b, a, 1.0) for b, a, _ in ballots]).counts.values()]
 
 
-def stop_is_safe(counts: Sequence[float], knobs: AdaptiveKnobs) -> bool:
-    """The Beta stopping rule over the vote counts of the finished branches' answer classes."""
+def votes_needed(knobs: AdaptiveKnobs, n: int) -> int:
+    """Finished answers the stopping rule needs before it may stop a run of ``n`` parallel branches.
+
+    The Beta rule assumes the answers in hand are a fair sample, which holds for Adaptive-Consistency's
+    one-at-a-time traces but not for parallel streams: the first branches to finish are the shortest.
+    Measured on OVM Llama at N = 128 with the oracle judge: in 7 draws of 100, six traces of under 32
+    tokens that all answered 180 stopped the run while 105-115 of the 128 branches said 540 (37 % vs
+    cons 44 %). Waiting for answers from ``min_vote_share`` of the branches (13 of 128) removed all 7
+    (44 %) for 1.6 % more tokens; at N <= 30 the default share asks for no more than ``min_votes``."""
+    return max(knobs.min_votes, math.ceil(knobs.min_vote_share * n - 1e-9))
+
+
+def stop_is_safe(counts: Sequence[float], knobs: AdaptiveKnobs, n: int = 0) -> bool:
+    """The Beta stopping rule over the vote counts of the finished branches' answer classes, for a run of
+    ``n`` parallel branches (0: answers that arrive one at a time, as in Adaptive-Consistency)."""
     ordered = sorted((int(c) for c in counts), reverse=True)
-    if not ordered or sum(ordered) < knobs.min_votes:
+    if not ordered or sum(ordered) < votes_needed(knobs, n):
         return False
     runner_up = ordered[1] if len(ordered) > 1 else 0
     return majority_probability(ordered[0], runner_up) >= knobs.confidence
@@ -144,7 +165,7 @@ class AdaptivePolicy(GreedyClusteringPolicy):
             counts = answer_counts(ballots)
             if running and vote_is_decided(ballots, self.undecided_weight(by_id, cancelling)):
                 self.stopped = "vote-decided"
-            elif running and stop_is_safe(counts, self.knobs):
+            elif running and stop_is_safe(counts, self.knobs, len(views)):
                 self.stopped = "beta-stop"
             if self.stopped is not None and running:
                 decision.decided = running
@@ -191,4 +212,4 @@ class AdaptivePolicy(GreedyClusteringPolicy):
         self.votes_seen = 0  # re-check the stopping rule on the first round after resuming
 
 
-__all__ = ["AdaptiveKnobs", "AdaptivePolicy", "answer_counts", "majority_probability", "stop_is_safe"]
+__all__ = ["AdaptiveKnobs", "AdaptivePolicy", "answer_counts", "majority_probability", "stop_is_safe", "votes_needed"]

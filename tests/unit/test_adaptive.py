@@ -18,7 +18,7 @@ from deepprune_agents.evaluation.replay_eval import EvalConfig
 from deepprune_agents.evaluation.simulator import simulate
 from deepprune_agents.judges.base import TracePair
 from deepprune_agents.pruning import AdaptiveKnobs, AdaptivePolicy, ClusteringKnobs, make_policy
-from deepprune_agents.pruning.adaptive import majority_probability, stop_is_safe
+from deepprune_agents.pruning.adaptive import majority_probability, stop_is_safe, votes_needed
 from deepprune_agents.pruning.types import BranchView
 from deepprune_agents.settings import DeepPruneContext
 from deepprune_agents.truncation import TruncationSpec
@@ -71,6 +71,33 @@ def test_stop_needs_confidence_and_min_votes() -> None:
     assert not stop_is_safe([4, 4], knobs)
     assert not stop_is_safe([4], AdaptiveKnobs(confidence=0.95, min_votes=5))
     assert not stop_is_safe([], knobs)
+
+
+def test_parallel_stop_also_waits_for_a_share_of_the_n_branches() -> None:
+    knobs = AdaptiveKnobs(confidence=0.99, min_votes=3, min_vote_share=0.1)
+    assert [votes_needed(knobs, n) for n in (0, 8, 16, 30, 31, 64, 128)] == [3, 3, 3, 3, 4, 7, 13]
+    assert stop_is_safe([7], knobs, 64) and not stop_is_safe([6], knobs, 64)
+    assert stop_is_safe([6], knobs)  # one answer at a time (Adaptive-Consistency): no length bias to wait out
+    assert stop_is_safe([6], AdaptiveKnobs(confidence=0.99, min_votes=3, min_vote_share=0.0), 128)
+
+
+async def test_a_few_short_agreeing_traces_do_not_stop_a_large_run() -> None:
+    # 120 ordinary traces answer 540; 8 very short ones (the first to finish) answer 180. With no share the
+    # first six of them stop the run on 180 (what OVM Llama N = 128 showed); with the default share of 10%
+    # the rule waits for 13 answers, by which time the 540s are in.
+    traces = [answer_trace("short", "180", 12) for _ in range(8)] + [
+        answer_trace(f"long{i}", "540", 60 + i % 7) for i in range(120)
+    ]
+
+    def policy(share: float) -> AdaptivePolicy:
+        # no thinning: only the stopping rule is under test
+        return AdaptivePolicy(truncation=SPEC, knobs=AdaptiveKnobs(keep_fraction=1.0, min_vote_share=share))
+
+    biased = await simulate(policy(0.0), LabelJudge(), traces)
+    fair = await simulate(policy(0.1), LabelJudge(), traces)
+    assert cons_at_n(traces).answer == "540"
+    assert biased.answer == "180"
+    assert fair.answer == "540" and fair.tokens < cons_at_n(traces).tokens
 
 
 # --- thinning and stopping on scripted branches ----------------------------------------------------------
