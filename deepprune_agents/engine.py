@@ -482,18 +482,20 @@ class RunRegistry:
 
     def __init__(self) -> None:
         self._runs: dict[str, LiveRun] = {}
-        # Ids closed before they were registered: a caller that stops while the fan-out node is still
-        # starting (its task may register the run after the caller's ``close``) must not leave it running.
-        # Bounded: a finished run's id also lands here (its vote closed it first), and ids never repeat.
-        self._closed_early: OrderedDict[str, None] = OrderedDict()
+        # Ids closed before they were registered, with the close's reason: a caller that stops while the
+        # fan-out node is still starting (its task may register the run after the caller's ``close``) must
+        # not leave it running. Bounded: a finished run's id also lands here (its vote closed it first), and
+        # ids never repeat.
+        self._closed_early: OrderedDict[str, str] = OrderedDict()
 
     def register(self, run: LiveRun, *, lease_s: float) -> None:
         """Make the run reachable from later nodes, and start its watchdog (or close it at once when its
         owner already closed that id)."""
         self._runs[run.run_id] = run
         run.on_close = self._forget
-        if self._closed_early.pop(run.run_id, False) is None:
-            run.watchdog = asyncio.create_task(run.aclose("caller-stopped"), name=f"deepprune-close-{run.run_id}")
+        early = self._closed_early.pop(run.run_id, None)
+        if early is not None:
+            run.watchdog = asyncio.create_task(run.aclose(early), name=f"deepprune-close-{run.run_id}")
             return
 
         async def watchdog() -> None:
@@ -519,7 +521,7 @@ class RunRegistry:
         if run is not None:
             await run.aclose(reason)
         elif run_id:
-            self._closed_early[run_id] = None
+            self._closed_early[run_id] = reason
             while len(self._closed_early) > CLOSED_EARLY_KEPT:
                 self._closed_early.popitem(last=False)
 

@@ -25,10 +25,13 @@ class Resumed:
     """What a test checks: the mixed checkpoint before the loss, and what the resumed run produced."""
 
     lost_state: dict[str, Any]  # the graph state at the mixed checkpoint (what the process had saved)
-    checkpoint: dict[int, dict[str, Any]]  # its branch records by id
     final: dict[str, Any]  # the resumed run's result
-    registry: RunRegistry  # the new process's registry
     events: list[dict[str, Any]] = field(default_factory=list)  # the resumed run's custom stream events
+
+    @property
+    def checkpoint(self) -> dict[int, dict[str, Any]]:
+        """The checkpointed branch records by id."""
+        return {b["id"]: b for b in self.lost_state["branches"]}
 
     @property
     def restarted(self) -> list[list[int]]:
@@ -73,8 +76,7 @@ async def lose_and_resume(
                 final = chunk["result"]
     assert final is not None
     assert fresh.open() == []  # the resumed run was closed by its vote
-    checkpoint = {b["id"]: b for b in state["branches"]}
-    return Resumed(state, checkpoint, final, fresh, events)
+    return Resumed(state, final, events)
 
 
 def assert_resumed_from_the_checkpoint(r: Resumed, *, same: tuple[str, ...] = ("text", "tokens")) -> None:
