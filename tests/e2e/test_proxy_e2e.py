@@ -425,8 +425,19 @@ def test_a_silent_stream_sends_keep_alive_comments(
                 comments += line == ": keep-alive"
                 if comments == 3:
                     break
+        left_at = time.time()
         assert comments == 3
-        assert slow.wait_idle(5.0)
+        # On failure, say where the close got stuck: which upstream streams were still open, and when each
+        # sent its last token and saw the disconnect, in seconds after the client left.
+        assert slow.wait_idle(5.0), [
+            (
+                r.seed,
+                r.disconnected,
+                r.tokens_sent,
+                *(None if t is None else round(t - left_at, 3) for t in (r.t_disconnect, r.t_last_token)),
+            )
+            for r in slow.records()
+        ]
 
 
 def test_every_branch_failing_upstream_is_a_502_naming_the_cause(make_proxy: Callable[..., ProxyServer]) -> None:
