@@ -185,8 +185,13 @@ class _RunResponse:
         try:
             while True:
                 try:
-                    item = await (queue.get() if on_idle is None else asyncio.wait_for(queue.get(), KEEPALIVE_S))
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the item instead of raising
+                    # when the client's disconnect cancels us just as an event arrives; the run then went on
+                    # streaming upstream with nobody listening (seen in test_a_silent_stream_sends_keep_alive...).
+                    async with asyncio.timeout(None if on_idle is None else KEEPALIVE_S):
+                        item = await queue.get()
                 except TimeoutError:
+                    assert on_idle is not None
                     await on_idle()
                     continue
                 if isinstance(item, Exception):
