@@ -57,7 +57,12 @@ _MAX_CAPTURE = 300  # an answer after "The answer is" longer than this is prose,
 # ('The answer is N" where N is the total'). A placeholder is no answer: look further back instead.
 _PLACEHOLDER_RE = re.compile(r"^(?:N|<answer>|\[[A-Za-z ]*\]|\.\.\.)(?=$|[\s\"'.,;:)])")
 # Words between "the answer is" and the answer itself ("The answer is simply: 12").
-_FILLER_RE = re.compile(r"^(?:simply|just|therefore|thus|then)\b[ \t]*:?", re.IGNORECASE)
+# Small models hedge there too ("The answer is indeed 10", "approximately 7 days"): the same filler.
+_FILLER_RE = re.compile(
+    r"^(?:simply|just|therefore|thus|then|indeed|clearly|exactly|actually|obviously|certainly|definitely|"
+    r"approximately|about|roughly|around|now|finally|also|still)\b[ \t]*:?",
+    re.IGNORECASE,
+)
 _NO_ANSWER_RE = re.compile(r"^(?:n/?a|none given|not applicable|no answer!?|unknown|\[invalid\])$", re.IGNORECASE)
 # A final sentence that declines to answer ("we cannot determine the date") states no answer, even when
 # it mentions a number or a date (that is context, not a result).
@@ -158,7 +163,44 @@ def _after_phrase(text: str, end: int) -> str | None:
     choice = _CHOICE_HEAD_RE.match(cleaned)
     if choice is not None and (cleaned.startswith("(") or len(cleaned) <= 2):
         return choice.group(1).upper()
+    return _stated_result(cleaned)
+
+
+# "8 + 1, which is 10": an arithmetic expression whose clause states the result.
+_EXPRESSION_RE = re.compile(r"^[\d.\s()]*\d[\d.\s()]*(?:[-+*/×÷x][\d.\s()]+)+$")
+_WHICH_IS_RE = re.compile(r"^(?:,\s*|\s+)which\s+(?:is|equals|gives)\b[ \t]*:?[ \t]*(\S+)", re.IGNORECASE)
+
+
+def _stated_result(cleaned: str) -> str:
+    """The result a number-led answer phrase states: ``"5, which is the result of 9 - 4"`` -> ``5``,
+    ``"8 + 1, which is 10"`` -> ``10``, ``"360 hours in a day"`` -> ``360``. Without that, the same number
+    in two wordings splits the vote ("5" vs "5, which is ..."). Only a clause break followed by words
+    counts, so a list ("1, 2") or a pair stays whole; any other phrase comes back unchanged."""
+    cut = _PHRASE_CUT_RE.search(cleaned)
+    if cut is None:
+        return _number_before_words(cleaned) or cleaned
+    rest = cleaned[cut.start() :]
+    if not rest.lstrip(" ,;(").split(" ", 1)[0].isalpha():
+        return cleaned
+    head = cleaned[: cut.start()].strip()
+    if _NUMBER_TOKEN_RE.match(head):
+        return head
+    which = _WHICH_IS_RE.match(rest)
+    if which is not None and _EXPRESSION_RE.match(head):
+        result = _clean(which.group(1).rstrip(",;:"))
+        if result is not None and _NUMBER_TOKEN_RE.match(result):
+            return result
     return cleaned
+
+
+def _number_before_words(phrase: str) -> str | None:
+    """``"21 students in the class"`` -> ``"21"``: a number followed by words only is that number (two
+    branches saying "21 students" and "21 students in the class" must vote together)."""
+    head, _, tail = phrase.partition(" ")
+    head = head.rstrip(",;:")
+    if tail and _NUMBER_TOKEN_RE.match(head) and all(w.isalpha() for w in tail.split()):
+        return head
+    return None
 
 
 # -- free-form endings ------------------------------------------------------------------------------
@@ -212,12 +254,7 @@ def _short_phrase(raw: str) -> str | None:
         cleaned = _clean(cleaned.rsplit("=", 1)[1]) or ""
     if not cleaned or _NO_ANSWER_RE.match(cleaned) or _PLACEHOLDER_RE.match(cleaned):
         return None
-    # "21 students in the class": a number followed by words only is that number (two branches saying
-    # "21 students" and "21 students in the class" must vote together).
-    head, _, tail = cleaned.partition(" ")
-    if tail and _NUMBER_TOKEN_RE.match(head.rstrip(",;:")) and all(w.isalpha() for w in tail.split()):
-        return head.rstrip(",;:")
-    return cleaned
+    return _number_before_words(cleaned) or cleaned
 
 
 def _number_at_end(sentence: str) -> str | None:

@@ -41,6 +41,21 @@ from deepprune_agents.answers import (
         ("Answer: 3.5", "3.5"),
         ("So the answer is:\n\n  17", "17"),
         ("The answer is 400+60=460", "460"),
+        # hedges and trailing clauses small models write (seen live from SmolLM2-135M): one number each,
+        # so that "10" and "indeed 10" vote together
+        ("The answer is indeed 10.", "10"),
+        ("The answer is approximately 7 days.", "7"),
+        ("The answer is 5, which is the result of 9 - 4 as a 1/10 of 9 (which is 5).", "5"),
+        ("The answer is 8 + 1, which is 10.", "10"),
+        ("The answer is 11 - 1, which equals 9.", "9"),
+        ("The answer is 7, so the answer is N.", "7"),
+        ("The answer is 360 hours in a day.", "360"),
+        ("The answer is 12 (a dozen).", "12"),
+        # a list, a pair, a date with a comma and a two-number phrase stay whole
+        ("The answer is 1, 2.", "1, 2"),
+        ("The answer is (2, 3).", "(2, 3)"),
+        ("The answer is November 22, 2001.", "November 22, 2001"),
+        ("The answer is 10 hours and 3600 minutes.", "10 hours and 3600 minutes"),
         # multiple choice
         ("Therefore the answer is (B).", "B"),
         ("Answer: C", "C"),
