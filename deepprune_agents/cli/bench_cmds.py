@@ -45,6 +45,7 @@ def print_report(report: dict[str, Any]) -> None:
         f">= {targets['token_reduction']:.0%}",
     )
     table.add_row("answer agreement", fmt(report["answer_agreement"], True), "")
+    table.add_row("cons branches on the plurality answer", fmt(report["cons_plurality_share"], True), "")
     table.add_row("accuracy cons / DP", f"{report['accuracy_cons']:.0%} / {report['accuracy_deepprune']:.0%}", "")
     table.add_row(
         "cancel latency p99 (client, ms)",

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from deepprune_agents.answers import group_answers
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw
 from deepprune_agents.evaluation.replay_eval import (
@@ -54,6 +55,17 @@ def frontier_ns(questions: Sequence[ReplayQuestion], ns: Sequence[int] = FRONTIE
     if available < max(ns) and available not in out:
         out.append(available)
     return sorted(out)
+
+
+def plurality_share(questions: Sequence[ReplayQuestion]) -> float:
+    """Mean over questions of the share of their recorded traces on the most frequent answer: the regime a
+    set is in (pruning can stop early where one answer dominates; a split question keeps its branches)."""
+    shares = []
+    for q in questions:
+        answers = [t.answer for t in q.traces if t.answer is not None]
+        top = max((len(g) for g in group_answers(answers)), default=0)
+        shares.append(top / len(q.traces) if q.traces else 0.0)
+    return float(np.mean(shares)) if shares else 0.0
 
 
 def method_stats(rows: MethodRows, cons: MethodRows | None, reps: int) -> dict[str, Any]:
@@ -140,6 +152,7 @@ async def frontier_async(
         )
     return {
         "questions": len(questions),
+        "plurality_share": plurality_share(questions),
         "runs": cfg.runs,
         "ns": [int(n) for n in points],
         "judges": list(judges),

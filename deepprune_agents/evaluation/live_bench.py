@@ -19,6 +19,8 @@ import contextlib
 import math
 import statistics
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +110,20 @@ class RunningSampler:
         return out
 
 
+def answer_histogram(answers: Iterable[str | None]) -> dict[str, int]:
+    """Branches per answer (``"none"``: no answer), most frequent first: the question's regime. Pruning
+    saves most where one answer dominates; on a split question a safe policy keeps branches to the end."""
+    counts = Counter("none" if a is None else a for a in answers)
+    return dict(counts.most_common())
+
+
+def plurality_share(histogram: dict[str, int]) -> float:
+    """Share of the branches on the most frequent answer (no-answer branches count, never as the leader)."""
+    total = sum(histogram.values())
+    answered = [c for a, c in histogram.items() if a != "none"]
+    return max(answered, default=0) / total if total else 0.0
+
+
 async def _server_tokens(root_url: str) -> float:
     return metric(await scrape_samples(root_url), "vllm:generation_tokens_total")
 
@@ -153,6 +169,7 @@ async def run_live_bench(
                 "cancelled": result.cancelled,
                 "failed": result.failed,
                 "correct_branches": sum(answers_equal(b.answer, truth) for b in result.branches),
+                "answers": answer_histogram(b.answer for b in result.branches),
             }
             if method == "deepprune":
                 lat = [b.cancel_latency_ms for b in result.branches if b.cancel_latency_ms is not None]
@@ -180,6 +197,7 @@ async def run_live_bench(
         "speedup": cons_wall / dp_wall if dp_wall else None,
         "token_reduction": 1.0 - dp_tok / cons_tok if cons_tok else None,
         "answer_agreement": sum(r["agree"] for r in rows) / len(rows),
+        "cons_plurality_share": statistics.mean(plurality_share(r["cons"]["answers"]) for r in rows),
         "accuracy_cons": sum(r["cons"]["correct"] for r in rows) / len(rows),
         "accuracy_deepprune": sum(r["deepprune"]["correct"] for r in rows) / len(rows),
         "cancel_latency_p50_ms": statistics.median(client_lat) if client_lat else None,

@@ -37,7 +37,7 @@ from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy
 from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
-from deepprune_agents.pruning.vote import vote_is_decided, weighted_vote
+from deepprune_agents.pruning.vote import cluster_ballots, vote_is_decided, weighted_vote
 from deepprune_agents.truncation import TruncationSpec
 
 
@@ -173,16 +173,14 @@ class AdaptivePolicy(GreedyClusteringPolicy):
         return decision
 
     def ballots(self, by_id: Mapping[int, BranchView]) -> list[tuple[int, str | None, float]]:
-        """One ballot per finished branch with an answer. A thinned cluster's size is shared among its
-        members that answered (its cancelled members were predicted to agree with them), so thinning
-        does not shrink a large cluster's say to that of a small one; a cluster with no answered member
-        weighs nothing, whatever its size."""
+        """One ballot per finished branch with an answer. A thinned cluster's cancelled and running
+        members are shared among its members that answered (they were predicted to agree with them), so
+        thinning does not shrink a large cluster's say to that of a small one; members seen to end with
+        no answer add nothing, and a cluster with no answered member weighs nothing, whatever its size
+        (``vote.cluster_ballots``)."""
         out: list[tuple[int, str | None, float]] = []
         for c in self.clusters.non_empty():
-            members = self.clusters.members[c]
-            answered = [b for b in members if by_id[b].finished and by_id[b].answer is not None]
-            usable = [b for b in members if by_id[b].status != "failed"]
-            out.extend((b, by_id[b].answer, len(usable) / len(answered)) for b in answered)
+            out.extend(cluster_ballots(self.clusters.members[c], by_id))
         out.extend((b, v.answer, 1.0) for b, v in by_id.items() if v.finished and b not in self.clusters.of)
         return sorted(out)
 

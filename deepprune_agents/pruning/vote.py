@@ -7,10 +7,10 @@ so the outcome never depends on dict or set ordering.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from deepprune_agents.answers import group_answers
-from deepprune_agents.pruning.types import VoteResult
+from deepprune_agents.pruning.types import BranchView, VoteResult
 
 
 def weighted_vote(ballots: Sequence[tuple[int, str | None, float]], *, fallback: str | None = None) -> VoteResult:
@@ -32,6 +32,22 @@ def weighted_vote(ballots: Sequence[tuple[int, str | None, float]], *, fallback:
         if best is None or key > best:
             best, winner = key, label
     return VoteResult(answer=winner, counts=counts, voters=sorted(b for b, _, _ in valid), fallback=fallback)
+
+
+def cluster_ballots(members: Sequence[int], by_id: Mapping[int, BranchView]) -> list[tuple[int, str | None, float]]:
+    """A cluster's ballots: one per member that finished with an answer, each carrying an equal share of
+    the members whose answer is only *predicted* (cancelled, or still running): the judge put them with
+    the answered ones, so thinning a cluster does not shrink its say.
+
+    A member that finished *without* an answer, or failed, carries no weight: its outcome was observed and
+    it is not the others' answer. (It used to count, so a cluster holding e.g. four no-answer traces and one
+    answer weighed five against another cluster's three agreeing answers.)"""
+    answered = [b for b in members if by_id[b].finished and by_id[b].answer is not None]
+    if not answered:
+        return []
+    predicted = sum(1 for b in members if by_id[b].status in ("pending", "running", "cancelled"))
+    weight = 1.0 + predicted / len(answered)
+    return [(b, by_id[b].answer, weight) for b in answered]
 
 
 def majority_vote(answers: Sequence[tuple[int, str | None]]) -> VoteResult:

@@ -45,3 +45,15 @@ def test_integer_percentiles_match_ceil_rank(n: int) -> None:
     samples = [float(v) for v in range(1, n + 1)]
     for q in range(1, 101):
         assert percentile(samples, q) == float(math.ceil(q * n / 100))
+
+
+def test_answer_histogram_and_plurality_share() -> None:
+    """The live report's regime figures: branches per answer (most frequent first) and the plurality's share,
+    where branches with no answer count in the total but never lead."""
+    from deepprune_agents.evaluation.live_bench import answer_histogram, plurality_share
+
+    hist = answer_histogram(["7", None, "7", "12", None, None, "7"])
+    assert list(hist.items()) == [("7", 3), ("none", 3), ("12", 1)]
+    assert plurality_share(hist) == pytest.approx(3 / 7)
+    assert plurality_share(answer_histogram([None, None])) == 0.0
+    assert plurality_share({}) == 0.0

@@ -243,3 +243,32 @@ async def test_paper_is_ready_again_when_a_kept_branch_finishes() -> None:
     await policy.step(views, LabelJudge())
     assert not policy.ready(views)
     assert policy.ready([view(0, "a", status="finished", answer="1"), view(1, "a"), view(2, "a")])
+
+
+def test_cluster_ballots_share_only_predicted_members() -> None:
+    """Cancelled and running members lend their weight to the answered ones; a member seen to finish
+    without an answer, or failed, lends nothing: a lone answer beside no-answer members no longer outweighs
+    two agreeing ones."""
+    from deepprune_agents.pruning.types import BranchView
+    from deepprune_agents.pruning.vote import cluster_ballots, weighted_vote
+
+    def view(i: int, status: str, answer: str | None = None) -> BranchView:
+        return BranchView(id=i, text="t", tokens=3, status=status, answer=answer)  # type: ignore[arg-type]
+
+    by_id = {
+        0: view(0, "finished", "A"),
+        1: view(1, "finished"),
+        2: view(2, "finished"),
+        3: view(3, "failed"),
+        4: view(4, "cancelled"),
+        5: view(5, "finished", "B"),
+        6: view(6, "finished", "B"),
+        7: view(7, "running"),
+        8: view(8, "cancelled"),
+    }
+    lonely = cluster_ballots([0, 1, 2, 3, 4], by_id)
+    assert lonely == [(0, "A", 2.0)]  # itself + the cancelled member 4; the no-answer and failed ones add nothing
+    pair = cluster_ballots([5, 6, 7, 8], by_id)
+    assert pair == [(5, "B", 2.0), (6, "B", 2.0)]
+    assert weighted_vote(lonely + pair).answer == "B"
+    assert cluster_ballots([1, 2, 4], by_id) == []  # nobody answered: the cluster weighs nothing
