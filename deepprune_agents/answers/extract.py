@@ -157,6 +157,8 @@ def _after_phrase(text: str, end: int) -> str | None:
             cleaned = rhs
     if _PLACEHOLDER_RE.match(cleaned) or _NO_ANSWER_RE.match(cleaned) or _REFUSAL_RE.search(cleaned):
         return None
+    if cleaned.split(" ", 1)[0].lower() in _CLAUSE_START:  # "the answer is based on ...": no answer here
+        return None
     dates = find_dates(cleaned)
     if dates and (dates[0][0] > 0 or dates[0][1] < len(cleaned)):  # "Today is 03/05/1973": the date
         return cleaned[dates[0][0] : dates[0][1]]
@@ -173,7 +175,8 @@ _WHICH_IS_RE = re.compile(r"^(?:,\s*|\s+)which\s+(?:is|equals|gives)\b[ \t]*:?[ 
 
 def _stated_result(cleaned: str) -> str:
     """The result a number-led answer phrase states: ``"5, which is the result of 9 - 4"`` -> ``5``,
-    ``"8 + 1, which is 10"`` -> ``10``, ``"360 hours in a day"`` -> ``360``. Without that, the same number
+    ``"8 + 1, which is 10"`` -> ``10`` (also ``"the total, which is 12"`` -> ``12``), ``"360 hours in a day"``
+    -> ``360``. Without that, the same number
     in two wordings splits the vote ("5" vs "5, which is ..."). Only a clause break followed by words
     counts, so a list ("1, 2") or a pair stays whole; any other phrase comes back unchanged."""
     cut = _PHRASE_CUT_RE.search(cleaned)
@@ -186,7 +189,7 @@ def _stated_result(cleaned: str) -> str:
     if _NUMBER_TOKEN_RE.match(head):
         return head
     which = _WHICH_IS_RE.match(rest)
-    if which is not None and _EXPRESSION_RE.match(head):
+    if which is not None and (_EXPRESSION_RE.match(head) or not any(ch.isdigit() for ch in head)):
         result = _clean(which.group(1).rstrip(",;:"))
         if result is not None and _NUMBER_TOKEN_RE.match(result):
             return result
@@ -210,13 +213,19 @@ _MAX_SENTENCE = 600  # a "last sentence" longer than this is prose: only its end
 _SENTENCE_BOUNDARY_RE = re.compile(r"[.!?](?=\s)|\n")
 _COPULA_RE = re.compile(r"\b(?:is|are|was|were|as|be|equals|becomes)\b[ \t]*:?", re.IGNORECASE)
 _PHRASE_CUT_RE = re.compile(r",\s|\s\(|;|\s(?:which|because|since|so|and then)\s", re.IGNORECASE)
+# Words that open a clause, not an answer ("... is based on the concept of ...", "... are required to ...").
+_CLAUSE_START = frozenset(
+    {"based", "calculated", "found", "given", "determined", "obtained", "shown", "written", "expressed",
+     "represented", "done", "required", "needed", "used", "in", "on", "at", "of", "for", "to", "by", "from",
+     "with", "into"}
+)  # fmt: skip
 # "... is what she pays", "... is the same", "... can be written as follows": a clause, not an answer.
 _NOT_AN_ANSWER_START = frozenset(
     {"what", "which", "that", "how", "why", "when", "where", "because", "not", "also", "equal", "same",
      "correct", "right", "wrong", "incorrect", "unknown", "unclear", "impossible", "given", "calculated",
      "found", "as", "follows", "shown", "below", "above", "written", "expressed", "represented",
      "determined", "obtained", "done"}
-)  # fmt: skip
+) | _CLAUSE_START  # fmt: skip
 _ARTICLES = frozenset({"the", "a", "an"})
 _MAX_PHRASE_WORDS = 6
 _MAX_PHRASE_CHARS = 80
@@ -257,6 +266,38 @@ def _short_phrase(raw: str) -> str | None:
     return _number_before_words(cleaned) or cleaned
 
 
+_TRAILING_RELATIVE_RE = re.compile(r"(?:,\s*|\s+)(?:which|that)$", re.IGNORECASE)
+# "The answer for 3 people is Paris": a number inside a prepositional phrase is not the subject.
+_PREPOSITIONS = frozenset(
+    {"for", "of", "in", "on", "at", "with", "by", "per", "to", "from", "after", "before", "than", "about", "into",
+     "over", "under", "step", "day", "week", "page", "year", "#"}
+)  # fmt: skip
+
+
+# Only these link a subject to its description ("2 is the answer"); "can be written", "as", "becomes" do not.
+_SUBJECT_COPULA_RE = re.compile(r"(?:is|are|was|were)\b", re.IGNORECASE)
+# Words after a number that are not its unit ("2002, which can be ...": the number is not the subject).
+_NOT_UNITS = frozenset(
+    {"which", "that", "can", "will", "would", "could", "should", "may", "might", "must", "it", "this"}
+)
+
+
+def _subject_number(before: str) -> str | None:
+    """The number a copula's subject ends with ("So, 2" / "Therefore, 10 dollars" / "24, which"), unless it
+    sits in a prepositional phrase or labels a step ("for 3 people", "Step 3")."""
+    s = _TRAILING_RELATIVE_RE.sub("", before.rstrip()).rstrip(" ,")
+    words = s.split()
+    for back in range(1, min(3, len(words)) + 1):
+        token = words[-back].rstrip(",;:").strip("*")
+        if _NUMBER_TOKEN_RE.match(token):
+            units = words[len(words) - back + 1 :]
+            if not all(w.isalpha() and w.lower() not in _NOT_UNITS for w in units):
+                return None
+            previous = words[-back - 1].lower().strip(",;:") if len(words) > back else ""
+            return None if previous in _PREPOSITIONS else token
+    return None
+
+
 def _number_at_end(sentence: str) -> str | None:
     """The number that ends a sentence, optionally followed by up to two unit words ("18 eggs")."""
     words = sentence.split()
@@ -287,6 +328,12 @@ def _free_form(text: str) -> str | None:
         if rest_dates:
             return rest[rest_dates[0][0] : rest_dates[0][1]]
         phrase = _short_phrase(rest)
+        if (phrase is None or not any(ch.isdigit() for ch in phrase)) and _SUBJECT_COPULA_RE.match(m.group(0)):
+            # "So, 2 is the answer." / "108 is the number of students in the class." / "24, which is the
+            # answer.": a predicate without a number describes the subject, which is the answer.
+            subject = _subject_number(sentence[: m.start()])
+            if subject is not None:
+                return subject
         if phrase is not None:
             return phrase
     if dates:

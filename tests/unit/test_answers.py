@@ -51,6 +51,7 @@ from deepprune_agents.answers import (
         ("The answer is 7, so the answer is N.", "7"),
         ("The answer is 360 hours in a day.", "360"),
         ("The answer is 12 (a dozen).", "12"),
+        ("The answer is the bird on the tree, which is 3 birds.", "3"),
         # a list, a pair, a date with a comma and a two-number phrase stay whole
         ("The answer is 1, 2.", "1, 2"),
         ("The answer is (2, 3).", "(2, 3)"),

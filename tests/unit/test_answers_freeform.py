@@ -38,6 +38,17 @@ DATE_TRACE = (
         ("So she has 18 eggs.", "18"),
         ("Thus the total is $1,250.", "1,250"),
         ("The answer is simply:\n\nToday is 03/05/1973.", "03/05/1973"),
+        # a predicate without a number describes its subject, which is the answer (seen live from SmolLM2)
+        ("So, 2 is the answer.", "2"),
+        ("8 * 3 = 24, which is the answer.", "24"),
+        ("In other words, 108 is the number of students in the class.", "108"),
+        ("So, there is only 10 dollars left, which is Mikes final answer.", "10"),
+        ("Therefore, 10 dollars are required to buy 1 pencil.", "10"),
+        ("You can divide the students by the number of girls, which gives you 9.", "9"),
+        # ... but not a number in a prepositional phrase, a step label, or before "which can be"
+        ("The answer for 3 people is Paris.", "Paris"),
+        ("Day 3 is Monday.", "Monday"),
+        ("The date is May 6, 2002, which can be written in the format MM/DD/YYYY.", "May 6, 2002"),
     ],
 )
 def test_free_form_endings(ending: str, expected: str) -> None:
@@ -58,6 +69,8 @@ def test_free_form_endings(ending: str, expected: str) -> None:
         "The date today is 11/22/2001 (which",  # cut off after a date: the date was not the result yet
         "Starting from 11/22/2001 we subtract",
         "The total is what she pays.",
+        "To find out how many students there are in the class, divide them.",  # "in the class" is no answer
+        "Thus the answer is based on the concept of multiplication.",
     ],
 )
 def test_endings_that_state_no_answer(ending: str) -> None:
