@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from deepprune_agents.answers import group_answers
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw
 from deepprune_agents.evaluation.replay_eval import (
@@ -38,6 +37,7 @@ from deepprune_agents.evaluation.replay_eval import (
 )
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import AdaptiveKnobs, ClusteringKnobs, PaperKnobs, PeriodicKnobs
+from deepprune_agents.pruning.vote import answer_histogram, plurality_share
 
 FRONTIER_NS = (8, 16, 32, 64, 128)
 FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained")
@@ -57,14 +57,10 @@ def frontier_ns(questions: Sequence[ReplayQuestion], ns: Sequence[int] = FRONTIE
     return sorted(out)
 
 
-def plurality_share(questions: Sequence[ReplayQuestion]) -> float:
-    """Mean over questions of the share of their recorded traces on the most frequent answer: the regime a
-    set is in (pruning can stop early where one answer dominates; a split question keeps its branches)."""
-    shares = []
-    for q in questions:
-        answers = [t.answer for t in q.traces if t.answer is not None]
-        top = max((len(g) for g in group_answers(answers)), default=0)
-        shares.append(top / len(q.traces) if q.traces else 0.0)
+def set_plurality_share(questions: Sequence[ReplayQuestion]) -> float:
+    """Mean over questions of ``vote.plurality_share`` of their recorded traces: the regime a set is in,
+    measured as ``bench live`` measures a live question."""
+    shares = [plurality_share(answer_histogram(t.answer for t in q.traces)) for q in questions]
     return float(np.mean(shares)) if shares else 0.0
 
 
@@ -152,7 +148,7 @@ async def frontier_async(
         )
     return {
         "questions": len(questions),
-        "plurality_share": plurality_share(questions),
+        "plurality_share": set_plurality_share(questions),
         "runs": cfg.runs,
         "ns": [int(n) for n in points],
         "judges": list(judges),

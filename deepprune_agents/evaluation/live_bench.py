@@ -19,8 +19,6 @@ import contextlib
 import math
 import statistics
 import time
-from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +26,7 @@ import httpx
 
 from deepprune_agents.answers import answers_equal
 from deepprune_agents.backends.metrics import metric, scrape_samples, wait_until_idle
+from deepprune_agents.pruning.vote import answer_histogram, plurality_share
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import DeepPruneContext
 
@@ -108,20 +107,6 @@ class RunningSampler:
             if after:
                 out.append((after[0][0] - t0) * 1000.0)
         return out
-
-
-def answer_histogram(answers: Iterable[str | None]) -> dict[str, int]:
-    """Branches per answer (``"none"``: no answer), most frequent first: the question's regime. Pruning
-    saves most where one answer dominates; on a split question a safe policy keeps branches to the end."""
-    counts = Counter("none" if a is None else a for a in answers)
-    return dict(counts.most_common())
-
-
-def plurality_share(histogram: dict[str, int]) -> float:
-    """Share of the branches on the most frequent answer (no-answer branches count, never as the leader)."""
-    total = sum(histogram.values())
-    answered = [c for a, c in histogram.items() if a != "none"]
-    return max(answered, default=0) / total if total else 0.0
 
 
 async def _server_tokens(root_url: str) -> float:

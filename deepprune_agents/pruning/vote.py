@@ -7,7 +7,7 @@ so the outcome never depends on dict or set ordering.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from deepprune_agents.answers import group_answers
 from deepprune_agents.pruning.types import BranchView, VoteResult
@@ -48,6 +48,30 @@ def cluster_ballots(members: Sequence[int], by_id: Mapping[int, BranchView]) -> 
     predicted = sum(1 for b in members if by_id[b].status in ("pending", "running", "cancelled"))
     weight = 1.0 + predicted / len(answered)
     return [(b, by_id[b].answer, weight) for b in answered]
+
+
+def answer_histogram(answers: Iterable[str | None]) -> dict[str, int]:
+    """Branches per answer class, grouped as the vote groups them ("10" and "10 dollars" are one class,
+    labelled by its first answer; ``"none"``: no answer), most frequent first, ties in order of appearance."""
+    seq = list(answers)
+    given = [i for i, a in enumerate(seq) if a is not None]
+    classes: list[tuple[int, int, str]] = []  # (-size, first index, label)
+    for members in group_answers([seq[i] for i in given]):
+        first = min(given[m] for m in members)
+        classes.append((-len(members), first, str(seq[first])))
+    missing = [i for i, a in enumerate(seq) if a is None]
+    if missing:
+        classes.append((-len(missing), missing[0], "none"))
+    return {label: -neg for neg, _, label in sorted(classes)}
+
+
+def plurality_share(histogram: Mapping[str, int]) -> float:
+    """Share of the branches on the most frequent answer class of an ``answer_histogram`` (branches with no
+    answer count in the total, never as the leader): the regime a question is in. Pruning saves most where
+    one answer dominates; on a split question a safe policy keeps branches to the end."""
+    total = sum(histogram.values())
+    answered = [c for a, c in histogram.items() if a != "none"]
+    return max(answered, default=0) / total if total else 0.0
 
 
 def majority_vote(answers: Sequence[tuple[int, str | None]]) -> VoteResult:

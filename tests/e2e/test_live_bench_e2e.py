@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from deepprune_agents.evaluation.live_bench import LIVE_QUESTIONS, plurality_share, run_live_bench
+from deepprune_agents.evaluation.live_bench import LIVE_QUESTIONS, run_live_bench
+from deepprune_agents.pruning.vote import plurality_share
 from deepprune_agents.settings import DeepPruneContext
 
 N, MAX_TOKENS = 4, 48

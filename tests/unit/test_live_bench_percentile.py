@@ -50,10 +50,12 @@ def test_integer_percentiles_match_ceil_rank(n: int) -> None:
 def test_answer_histogram_and_plurality_share() -> None:
     """The live report's regime figures: branches per answer (most frequent first) and the plurality's share,
     where branches with no answer count in the total but never lead."""
-    from deepprune_agents.evaluation.live_bench import answer_histogram, plurality_share
+    from deepprune_agents.pruning.vote import answer_histogram, plurality_share
 
     hist = answer_histogram(["7", None, "7", "12", None, None, "7"])
     assert list(hist.items()) == [("7", 3), ("none", 3), ("12", 1)]
     assert plurality_share(hist) == pytest.approx(3 / 7)
     assert plurality_share(answer_histogram([None, None])) == 0.0
     assert plurality_share({}) == 0.0
+    # classes as the vote forms them: "10" and "10 dollars" are one answer
+    assert answer_histogram(["10 dollars", None, "10", "7"]) == {"10 dollars": 2, "none": 1, "7": 1}
