@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from deepprune_agents.answers.dates import find_dates
@@ -176,9 +176,9 @@ _WHICH_IS_RE = re.compile(r"^(?:,\s*|\s+)which\s+(?:is|equals|gives)\b[ \t]*:?[ 
 def _stated_result(cleaned: str) -> str:
     """The result a number-led answer phrase states: ``"5, which is the result of 9 - 4"`` -> ``5``,
     ``"8 + 1, which is 10"`` -> ``10`` (also ``"the total, which is 12"`` -> ``12``), ``"360 hours in a day"``
-    -> ``360``. Without that, the same number
-    in two wordings splits the vote ("5" vs "5, which is ..."). Only a clause break followed by words
-    counts, so a list ("1, 2") or a pair stays whole; any other phrase comes back unchanged."""
+    -> ``360``. Without that, the same number in two wordings splits the vote ("5" vs "5, which is ...").
+    Only a clause break followed by words counts, so a list ("1, 2") or a pair stays whole; any other phrase
+    comes back unchanged."""
     cut = _PHRASE_CUT_RE.search(cleaned)
     if cut is None:
         return _number_before_words(cleaned) or cleaned
@@ -222,9 +222,8 @@ _CLAUSE_START = frozenset(
 # "... is what she pays", "... is the same", "... can be written as follows": a clause, not an answer.
 _NOT_AN_ANSWER_START = frozenset(
     {"what", "which", "that", "how", "why", "when", "where", "because", "not", "also", "equal", "same",
-     "correct", "right", "wrong", "incorrect", "unknown", "unclear", "impossible", "given", "calculated",
-     "found", "as", "follows", "shown", "below", "above", "written", "expressed", "represented",
-     "determined", "obtained", "done"}
+     "correct", "right", "wrong", "incorrect", "unknown", "unclear", "impossible", "as", "follows", "below",
+     "above"}
 ) | _CLAUSE_START  # fmt: skip
 _ARTICLES = frozenset({"the", "a", "an"})
 _MAX_PHRASE_WORDS = 6
@@ -267,8 +266,8 @@ def _short_phrase(raw: str) -> str | None:
 
 
 _TRAILING_RELATIVE_RE = re.compile(r"(?:,\s*|\s+)(?:which|that)$", re.IGNORECASE)
-# "The answer for 3 people is Paris": a number inside a prepositional phrase is not the subject.
-_PREPOSITIONS = frozenset(
+# "The answer for 3 people is Paris", "Step 3 is ...": after a preposition or a label a number is not the subject.
+_NOT_BEFORE_SUBJECT = frozenset(
     {"for", "of", "in", "on", "at", "with", "by", "per", "to", "from", "after", "before", "than", "about", "into",
      "over", "under", "step", "day", "week", "page", "year", "#"}
 )  # fmt: skip
@@ -285,30 +284,32 @@ _NOT_UNITS = frozenset(
 def _subject_number(before: str) -> str | None:
     """The number a copula's subject ends with ("So, 2" / "Therefore, 10 dollars" / "24, which"), unless it
     sits in a prepositional phrase or labels a step ("for 3 people", "Step 3")."""
-    s = _TRAILING_RELATIVE_RE.sub("", before.rstrip()).rstrip(" ,")
-    words = s.split()
+    words = _TRAILING_RELATIVE_RE.sub("", before.rstrip()).rstrip(" ,").split()
+    i = _trailing_number(words)
+    if i is None or any(w.lower() in _NOT_UNITS for w in words[i + 1 :]):
+        return None
+    previous = words[i - 1].lower().strip(",;:") if i > 0 else ""
+    return None if previous in _NOT_BEFORE_SUBJECT else _number_token(words[i])
+
+
+def _number_token(word: str) -> str:
+    return word.rstrip(",;:").strip("*")
+
+
+def _trailing_number(words: Sequence[str]) -> int | None:
+    """Index of the number among the last three words when only unit words follow it ("18 eggs"), else None."""
     for back in range(1, min(3, len(words)) + 1):
-        token = words[-back].rstrip(",;:").strip("*")
-        if _NUMBER_TOKEN_RE.match(token):
-            units = words[len(words) - back + 1 :]
-            if not all(w.isalpha() and w.lower() not in _NOT_UNITS for w in units):
-                return None
-            previous = words[-back - 1].lower().strip(",;:") if len(words) > back else ""
-            return None if previous in _PREPOSITIONS else token
+        if _NUMBER_TOKEN_RE.match(_number_token(words[-back])):
+            i = len(words) - back
+            return i if all(w.isalpha() for w in words[i + 1 :]) else None
     return None
 
 
 def _number_at_end(sentence: str) -> str | None:
     """The number that ends a sentence, optionally followed by up to two unit words ("18 eggs")."""
     words = sentence.split()
-    for back in range(1, min(3, len(words)) + 1):
-        token = words[-back].rstrip(",;:").strip("*")
-        if _NUMBER_TOKEN_RE.match(token):
-            units = words[len(words) - back + 1 :]
-            if all(w.isalpha() for w in units):
-                return token
-            return None
-    return None
+    i = _trailing_number(words)
+    return None if i is None else _number_token(words[i])
 
 
 def _free_form(text: str) -> str | None:
