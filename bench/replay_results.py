@@ -373,7 +373,7 @@ def default_verdicts(reports: dict[str, Any], policy: str, judge: str) -> list[t
             out.append((label, n, None, "not measured"))
             continue
         cons, esc_m = methods["cons"], methods["esc"]
-        met = m["accuracy"] >= cons["accuracy"] - 0.01 - 1e-9 and m["tokens"] <= esc_m["tokens"]
+        met = within_a_point(m, cons) and m["tokens"] <= esc_m["tokens"]
         out.append(
             (
                 label,
@@ -418,6 +418,11 @@ def render_degradation(reports: dict[str, Any]) -> list[str]:
 FRONTIER_JUDGE_ORDER = ("oracle", "trained", "embedding", "numbers")
 
 
+def within_a_point(m: dict[str, Any], cons: dict[str, Any]) -> bool:
+    """Issue 10's accuracy bar: at least cons@N's accuracy minus 1 point."""
+    return bool(m["accuracy"] >= cons["accuracy"] - 0.01 - 1e-9)
+
+
 def within_bar(methods: dict[str, Any], *, oracle: bool = False) -> list[tuple[float, float, str]]:
     """(token reduction, wall speedup vs cons, method) of every method of one (set, N) whose accuracy is
     >= cons@N - 1 point; the oracle judge only with ``oracle`` (no real judge is perfect)."""
@@ -426,7 +431,7 @@ def within_bar(methods: dict[str, Any], *, oracle: bool = False) -> list[tuple[f
     for name, m in methods.items():
         if name == "cons" or (name.endswith("/oracle") and not oracle):
             continue
-        if m["accuracy"] >= cons["accuracy"] - 0.01 - 1e-9:
+        if within_a_point(m, cons):
             out.append((m["token_reduction"], cons["wall"] / m["wall"] if m["wall"] else 0.0, name))
     return out
 

@@ -45,7 +45,7 @@ def cluster_ballots(members: Sequence[int], by_id: Mapping[int, BranchView]) -> 
     answered = [b for b in members if by_id[b].finished and by_id[b].answer is not None]
     if not answered:
         return []
-    predicted = sum(1 for b in members if by_id[b].status in ("pending", "running", "cancelled"))
+    predicted = sum(1 for b in members if by_id[b].alive or by_id[b].status == "cancelled")
     weight = 1.0 + predicted / len(answered)
     return [(b, by_id[b].answer, weight) for b in answered]
 
