@@ -265,8 +265,36 @@ FRONTIER_SKIP = [("periodic", "embedding", 32), ("periodic", "trained", 32)]
 TARGETS = [("mistral", 16), ("mistral", 64), ("llama", 16), ("math", 8), ("dates", 10)]
 
 
-def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None, judges: list[str] | None = None) -> None:
-    """Measure the frontier of each set; with ``ns``, only those Ns, merged into the set's existing JSON."""
+def merge_policies(old: dict[str, Any], new: dict[str, Any], policies: list[str]) -> dict[str, Any] | None:
+    """``old`` with every ``policy/judge`` point of ``policies`` taken from ``new`` (same Ns, judges and
+    runs; the config may differ only in those policies' own knobs), or None when they do not fit."""
+    own = {"adaptive": ("adaptive",), "paper": ("k2",), "periodic": ("judge_every",)}
+    changed = {k for p in policies for k in own[p]}
+    same = {k: v for k, v in old["config"].items() if k not in changed}
+    if (
+        old.get("runs") != new["runs"]
+        or same != {k: v for k, v in new["config"].items() if k not in changed}
+        or set(old["points"]) != set(new["points"])
+    ):
+        return None
+    out = {**old, "config": new["config"], "points": {}}
+    for n, methods in old["points"].items():
+        kept = {m: v for m, v in methods.items() if m.split("/")[0] not in policies}
+        out["points"][n] = {**kept, **{m: v for m, v in new["points"][n].items() if m.split("/")[0] in policies}}
+    timings = {k: v for k, v in old.get("seconds_per_method", {}).items() if k.split()[1].split("/")[0] not in policies}
+    out["seconds_per_method"] = dict(sorted({**timings, **new["seconds_per_method"]}.items()))
+    return out
+
+
+def measure_frontier(
+    sets: list[str],
+    runs: int,
+    ns: list[int] | None = None,
+    judges: list[str] | None = None,
+    policies: list[str] | None = None,
+) -> None:
+    """Measure the frontier of each set; with ``ns``, only those Ns, merged into the set's existing JSON;
+    with ``policies``, only those policies' points, replaced in it (e.g. after a change to one policy)."""
     from deepprune_agents.evaluation.frontier import FRONTIER_JUDGES, frontier_async, write_frontier
     from deepprune_agents.evaluation.replay_data import load_replay_questions
     from deepprune_agents.evaluation.replay_eval import EvalConfig
@@ -278,6 +306,8 @@ def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None, ju
         kwargs: dict[str, Any] = {"ns": ns} if ns else {}
         if judges:
             kwargs["judges"] = judges
+        if policies:
+            kwargs["policies"] = policies
         report = asyncio.run(
             frontier_async(
                 questions,
@@ -291,7 +321,12 @@ def measure_frontier(sets: list[str], runs: int, ns: list[int] | None = None, ju
         left_out = [j for j in FRONTIER_JUDGES if j not in report["judges"]]
         report["skipped"] += [f"every policy with {j} at N={n}" for j in left_out for n in report["points"]]
         path = DOCS / f"frontier_{label}.json"
-        if ns and path.exists():
+        if policies:
+            merged = merge_policies(json.loads(path.read_text()), report, policies) if path.exists() else None
+            if merged is None:
+                raise SystemExit(f"{path}: no stored frontier with the same Ns, judges, runs and other knobs.")
+            report = merged
+        elif ns and path.exists():
             old = json.loads(path.read_text())
             if old.get("runs") == runs and old.get("config") == report["config"]:
                 points = {**old["points"], **report["points"]}
@@ -504,13 +539,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="frontier runs per configuration (default 10)")
     parser.add_argument("--judges", default="", help="frontier: only these judges (e.g. oracle,numbers,embedding)")
     parser.add_argument("--ns", default="", help="frontier: only these Ns (e.g. 16,64), merged into existing JSON")
+    parser.add_argument(
+        "--policies", default="", help="frontier: re-measure only these policies (e.g. adaptive), merged into the JSON"
+    )
     args = parser.parse_args()
     if args.frontier or args.render_frontier:
         if args.frontier:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             ns = [int(x) for x in args.ns.split(",") if x.strip()] or None
             judges = [j.strip() for j in args.judges.split(",") if j.strip()] or None
-            measure_frontier([s.strip() for s in args.sets.split(",") if s.strip()], args.runs, ns, judges)
+            policies = [p.strip() for p in args.policies.split(",") if p.strip()] or None
+            sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+            measure_frontier(sets, args.runs, ns, judges, policies)
         (DOCS / "policy_frontier.md").write_text(render_frontier())
         print(f"wrote {DOCS / 'policy_frontier.md'}")
         return 0

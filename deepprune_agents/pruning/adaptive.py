@@ -7,9 +7,12 @@ would have won. Two mechanisms, each safe on its own:
 1. **Thinning** (uses the judge). Each branch is placed once, on its truncated prefix, by the greedy rule
    shared with ``paper``. Every cluster keeps ``max(min_keep, ceil(keep_fraction * size))`` usable
    members (finished with an answer, or running); the surplus running members, latest joined first, are
-   cancelled. A cluster never loses its last running member to thinning, so a wrong merge (two answers
-   in one cluster) still leaves several branches of the cluster to show the difference: thinning removes
-   copies, it never removes the last voice of a cluster.
+   cancelled. A cluster at least half of whose members are *copies* (their judge input repeats another
+   member's word for word, as templated openings do) keeps ``copy_keep_fraction`` instead: the judge had
+   nothing to tell them apart, so thinning them is random subsampling. A cluster never loses its last
+   running member to thinning, so a wrong merge (two answers in one cluster) still leaves several
+   branches of the cluster to show the difference: thinning removes redundancy, it never removes the
+   last voice of a cluster.
 2. **Stopping** (never uses the judge). Only finished branches' extracted answers are votes. With ``a``
    votes for the leading answer and ``b`` for the runner-up, the share ``p`` of the leader among the two
    has the posterior Beta(a + 1, b + 1) (uniform prior), and the run stops once
@@ -57,6 +60,14 @@ class AdaptiveKnobs(Knobs):
         low_open=True,
     )
     min_keep: int = knob(2, "Thinning: fewest branches a cluster keeps, whatever its size.", low=1, high=1 << 20)
+    copy_keep_fraction: float = knob(
+        0.6,
+        "Thinning: share kept of a cluster at least half of whose members are copies (their judge input "
+        "repeats another member's word for word: the judge had nothing to tell them apart).",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+    )
     confidence: float = knob(
         0.99,
         "Stop when P(leading answer is the majority | finished answers) reaches this (Beta rule).",
@@ -121,6 +132,7 @@ class AdaptivePolicy(GreedyClusteringPolicy):
         self.knobs = knobs or AdaptiveKnobs()
         self.thinning = self.knobs.keep_fraction < 1.0
         self.votes_seen = 0
+        self._words: dict[int, str] = {}  # branch -> its judge input, whitespace-normalized (copies)
         self.stopped: str | None = None
 
     def _votes(self, views: Sequence[BranchView]) -> int:
@@ -132,8 +144,28 @@ class AdaptivePolicy(GreedyClusteringPolicy):
             return True
         return self._votes(views) > self.votes_seen
 
-    def keep_target(self, size: int) -> int:
-        return max(self.knobs.min_keep, math.ceil(self.knobs.keep_fraction * size - 1e-9))
+    def keep_target(self, size: int, copies: int = 0) -> int:
+        """Members a cluster of ``size`` keeps usable; ``copies`` of them repeat another member's judge
+        input word for word. A cluster made mostly of copies is kept at ``copy_keep_fraction``: the judge
+        had nothing to tell its members apart (see ``copies``)."""
+        fraction = self.knobs.copy_keep_fraction if 2 * copies >= size else self.knobs.keep_fraction
+        return max(self.knobs.min_keep, math.ceil(fraction * size - 1e-9))
+
+    def copies(self, members: Sequence[int]) -> int:
+        """Members whose judge input repeats, word for word, that of an earlier member of the cluster.
+
+        A judge cannot tell two identical inputs apart, so their merge is a prior, not evidence: on
+        templated openings such pairs agree hardly more often than any two branches. Measured at 32
+        tokens over pairs of traces of one question: dates, 91 % of pairs are copies and 73 % of those
+        agree vs 71 % of all pairs; MATH, 45 %, 95 % vs 92 %; OVM GSM8K, where 32 tokens already
+        compute, 1.5 % / 0.4 %. Thinning a cluster of copies at ``keep_fraction`` is then cons@k for a
+        smaller k, which flips near-ties (dates: -1.0 point vs cons@10 with the embedding judge)."""
+        seen: set[str] = set()
+        for b in members:
+            if b not in self._words:
+                self._words[b] = " ".join(self.clusters.inputs[b].text.split())
+            seen.add(self._words[b])
+        return len(members) - len(seen)
 
     def thin(self, by_id: Mapping[int, BranchView]) -> list[int]:
         """Surplus running members of every cluster (latest joined first), never a cluster's last one."""
@@ -142,7 +174,8 @@ class AdaptivePolicy(GreedyClusteringPolicy):
             members = self.clusters.members[c]
             alive = [b for b in members if by_id[b].alive]
             answered = sum(1 for b in members if by_id[b].finished and by_id[b].answer is not None)
-            keep_alive = max(1 if alive else 0, self.keep_target(len(members)) - answered)
+            target = self.keep_target(len(members), self.copies(members))
+            keep_alive = max(1 if alive else 0, target - answered)
             cancel.extend(alive[keep_alive:])
         return cancel
 
@@ -206,6 +239,7 @@ class AdaptivePolicy(GreedyClusteringPolicy):
     def restore(self, exported: dict[str, Any], views: Sequence[BranchView]) -> None:
         """Continue from ``export()`` output (checkpoint resume); judge inputs are re-derived."""
         self.clusters = Clusters.rebuild(exported.get("clusters", []), views, self.truncation)
+        self._words = {}
         self.stopped = exported.get("stopped")
         self.votes_seen = 0  # re-check the stopping rule on the first round after resuming
 

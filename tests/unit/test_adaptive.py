@@ -35,8 +35,9 @@ class LabelJudge:
         return [1.0 if a.text.split()[:1] == b.text.split()[:1] else 0.0 for a, b in pairs]
 
 
-def view(i: int, label: str, *, status: str = "running", answer: str | None = None) -> BranchView:
-    pieces = [f"{label} ", "x ", "y "]
+def view(i: int, label: str, *, status: str = "running", answer: str | None = None, copy: bool = False) -> BranchView:
+    """A branch whose judge input (2 tokens) is its label and, unless ``copy``, its own id."""
+    pieces = [f"{label} ", "x " if copy else f"x{i} ", "y "]
     return BranchView(id=i, text="".join(pieces), tokens=3, status=status, pieces=pieces, answer=answer)  # type: ignore[arg-type]
 
 
@@ -108,6 +109,21 @@ async def test_thinning_keeps_max_of_min_keep_and_the_fraction_per_cluster() -> 
     # a: 8 members keep 4; b: 3 members keep 2; c: 1 member keeps it. Latest joined are cancelled first.
     assert decision.cancel == [4, 5, 6, 7, 10]
     assert decision.decided == []
+
+
+async def test_a_cluster_of_copies_keeps_the_copy_fraction() -> None:
+    # The judge cannot tell identical inputs apart, so a cluster made mostly of copies is thinned less.
+    knobs = AdaptiveKnobs(keep_fraction=0.5, copy_keep_fraction=0.75, min_keep=2)
+    views = [view(i, "a", copy=True) for i in range(8)] + [view(8 + i, "b", copy=i < 2) for i in range(4)]
+    decision = await AdaptivePolicy(truncation=SPEC, knobs=knobs).step(views, LabelJudge())
+    # a: 8 identical inputs (7 copies) keep 6 of 8; b: 4 members, 1 copy (fewer than half) keep 2 of 4.
+    assert decision.cancel == [6, 7, 10, 11]
+    policy = AdaptivePolicy(truncation=SPEC, knobs=knobs)
+    await policy.step(views, LabelJudge())
+    assert [policy.copies(policy.clusters.members[c]) for c in policy.clusters.non_empty()] == [7, 1]
+    # copy_keep_fraction = keep_fraction: copies are thinned like any member
+    same = AdaptiveKnobs(keep_fraction=0.5, copy_keep_fraction=0.5, min_keep=2)
+    assert (await AdaptivePolicy(truncation=SPEC, knobs=same).step(views, LabelJudge())).cancel == [4, 5, 6, 7, 10, 11]
 
 
 async def test_thinning_never_cancels_the_last_running_member_of_a_cluster() -> None:

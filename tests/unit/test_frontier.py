@@ -65,3 +65,38 @@ def test_cli_frontier_writes_json_and_two_plots(tmp_path: Path) -> None:
     assert set(report["points"]) == {"4", "8"}
     assert (tmp_path / report["plots"]["tokens"]).is_file() and (tmp_path / report["plots"]["wall"]).is_file()
     assert "llm" in report["not_measured"]
+
+
+def _bench_replay_results() -> object:
+    """bench/replay_results.py as a module (bench/ is scripts, not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "replay_results.py"
+    spec = importlib.util.spec_from_file_location("bench_replay_results", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_policy_re_measured_replaces_only_its_points(tmp_path: Path) -> None:
+    # bench/replay_results.py --frontier --policies adaptive: after a change to one policy, only its points
+    # are measured again and merged into the stored frontier; the other policies' points stay as they were.
+    f = tmp_path / "syn.jsonl"
+    write_synthetic_file(f)
+    questions = load_replay_questions([f])
+    cfg = EvalConfig(runs=2, truncate="tokens:4")
+    kw = {"ns": (4,), "judges": ("oracle", "numbers")}
+    old = asyncio.run(frontier_async(questions, cfg, **kw))  # type: ignore[arg-type]
+    changed = cfg.with_setting("adaptive_keep_fraction", 1.0)  # no thinning: different adaptive points
+    new = asyncio.run(frontier_async(questions, changed, policies=("adaptive",), **kw))  # type: ignore[arg-type]
+    merge = _bench_replay_results().merge_policies  # type: ignore[attr-defined]
+    merged = merge(old, new, ["adaptive"])
+    assert merged["config"] == new["config"]
+    for method, point in merged["points"]["4"].items():
+        source = new if method.startswith("adaptive/") else old
+        assert point == source["points"]["4"][method], method
+    assert set(merged["points"]["4"]) == set(old["points"]["4"])
+    # a knob another policy reads (tau: every clustering policy) changed: the old points no longer fit
+    retuned = asyncio.run(frontier_async(questions, changed.with_setting("tau", 0.7), policies=("adaptive",), **kw))  # type: ignore[arg-type]
+    assert merge(old, retuned, ["adaptive"]) is None
