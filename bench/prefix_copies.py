@@ -1,0 +1,92 @@
+"""How often two traces of one question open with word-for-word the same judge input, and whether such
+*copies* agree on the answer more often than any two traces: the measurement behind the adaptive policy's
+``copy_keep_fraction`` (a cluster made mostly of copies is thinned less, see ``pruning/adaptive.py``).
+
+A judge cannot tell identical inputs apart, so when copies agree hardly more often than the base rate, a
+merge of them is a prior, not evidence, and thinning them is random subsampling. Per data set, over every
+pair of a question's traces (the first ``--cap`` traces; OVM files hold hundreds per question):
+
+* ``same``: share of pairs whose extracted answers are equal (``answers_equal``, no answer never equal);
+* ``copies``: share of pairs whose truncated prefixes are equal once whitespace is normalized;
+* ``same_given_copy``: ``same`` among the copies.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/prefix_copies.py [--truncate tokens:32] [--json bench/out/prefix_copies.json]
+
+Skips (exit 0, with a message) when ``../shared/data/traces`` is absent (a fresh clone has no data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deepprune_agents.answers import answers_equal  # noqa: E402
+from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
+from deepprune_agents.truncation import parse_truncation, truncate  # noqa: E402
+
+TRACES = ROOT.parent / "shared" / "data" / "traces"
+SETS = {
+    "OVM Mistral": "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl",
+    "OVM Llama": "ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl",
+    "MATH x8": "qwen25math_math_n8.jsonl",
+    "dates x10": "verifycot_date_chatgpt35_n10.jsonl",
+}
+
+
+def copy_stats(questions: list[ReplayQuestion], spec: str, cap: int) -> dict[str, Any]:
+    """Pair counts over every question's first ``cap`` traces (see the module doc)."""
+    trunc = parse_truncation(spec)
+    pairs = same = copies = same_copies = 0
+    for q in questions:
+        traces = q.traces[:cap]
+        prefixes = [" ".join(truncate(t.text, trunc, t.pieces).split()) for t in traces]
+        for (a, pa), (b, pb) in itertools.combinations(zip(traces, prefixes, strict=True), 2):
+            agree = a.answer is not None and b.answer is not None and answers_equal(a.answer, b.answer)
+            pairs += 1
+            same += agree
+            if pa == pb:
+                copies += 1
+                same_copies += agree
+    return {
+        "questions": len(questions),
+        "pairs": pairs,
+        "same": same / pairs if pairs else None,
+        "copies": copies / pairs if pairs else None,
+        "same_given_copy": same_copies / copies if copies else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--truncate", default="tokens:32", help="judge input (default tokens:32)")
+    parser.add_argument("--cap", type=int, default=40, help="traces per question (default 40)")
+    parser.add_argument("--json", dest="json_out", default=None, metavar="OUT")
+    args = parser.parse_args()
+    if not TRACES.is_dir():
+        print(f"{TRACES} is absent: nothing to measure (see ../shared/data/README.md).")
+        return 0
+    report: dict[str, Any] = {"truncate": args.truncate, "cap": args.cap, "sets": {}}
+    for label, fname in SETS.items():
+        stats = copy_stats(load_replay_questions([TRACES / fname]), args.truncate, args.cap)
+        report["sets"][label] = {"file": fname, **stats}
+        given = stats["same_given_copy"]
+        print(
+            f"{label}: {stats['pairs']} pairs, copies {stats['copies']:.1%}, same answer {stats['same']:.1%}, "
+            f"same answer among copies {'n/a' if given is None else f'{given:.1%}'}"
+        )
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
