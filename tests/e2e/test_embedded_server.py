@@ -34,7 +34,7 @@ MAX_TOKENS = 1500  # far more than the test reads, so a completed request would 
 
 
 def _client(server: Server) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=server.base_url, api_key="EMPTY", timeout=120.0, max_retries=0)
+    return AsyncOpenAI(base_url=server.base_url, api_key="EMPTY", timeout=300.0, max_retries=0)
 
 
 async def test_server_lists_the_model_and_answers_a_chat_completion(vllm_server: Server) -> None:
