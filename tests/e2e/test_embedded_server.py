@@ -16,6 +16,7 @@ import time
 import httpx
 import pytest
 from openai import AsyncOpenAI
+from server_log import log_since, wait_for_log
 
 from deepprune_agents.backends.embedded import EmbeddedServer, ExternalServer
 from deepprune_agents.backends.metrics import (
@@ -56,16 +57,6 @@ async def test_server_lists_the_model_and_answers_a_chat_completion(vllm_server:
     assert text.strip(), "the server returned an empty completion"
     assert resp.usage is not None and 0 < resp.usage.completion_tokens <= 32
     assert resp.choices[0].finish_reason in ("stop", "length")
-
-
-async def _log_contains(server: Server, needle: str, timeout_s: float) -> bool:
-    assert server.log_path is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if needle in server.log_path.read_text(errors="replace"):
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 async def test_closing_a_stream_aborts_the_request_on_the_server(vllm_server: Server) -> None:
@@ -116,8 +107,8 @@ async def test_closing_a_stream_aborts_the_request_on_the_server(vllm_server: Se
         ), f"the request finished normally ({reason}) instead of being aborted"
 
     if vllm_server.log_path is not None:  # our own server: its log names the aborted request
-        assert await _log_contains(vllm_server, "Aborted request", timeout_s=10)
-        text = vllm_server.log_path.read_text(errors="replace")
+        assert await wait_for_log(vllm_server, lambda log: "Aborted request" in log, timeout_s=10)
+        text = log_since(vllm_server)
         aborted = [ln for ln in text.splitlines() if "Aborted request" in ln]
         assert any(request_id in ln for ln in aborted), f"{request_id} not in {aborted[-3:]}"
     print(f"aborted after {read_chunks} chunks; server idle {idle_after_s * 1000:.0f} ms after close")

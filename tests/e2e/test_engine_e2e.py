@@ -8,9 +8,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
+from server_log import ABORT_GRACE_S, every_added_request_aborted, log_since, log_size, wait_for_log
 
 from deepprune_agents.backends.metrics import metric, scrape_samples, wait_until_idle
 from deepprune_agents.errors import ModelNotFoundError
@@ -29,27 +29,6 @@ def settings(server, **kw):  # type: ignore[no-untyped-def]
 
 async def generated(root_url: str) -> float:
     return metric(await scrape_samples(root_url), "vllm:generation_tokens_total")
-
-
-def log_size(server) -> int:  # type: ignore[no-untyped-def]
-    return server.log_path.stat().st_size if server.log_path else 0
-
-
-ABORT_GRACE_S = 60.0  # how long an abort may take to land on a slow machine (see the caller-cancellation test)
-
-
-async def aborted_all(server, offset: int, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    """Whether every request the server added after ``offset`` in its log was aborted (vLLM logs one
-    "Aborted request(s) <id>" line per request), polled until ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        log = server.log_path.read_bytes()[offset:].decode("utf-8", "replace")
-        added, aborted = log.count("Added request"), log.count("Aborted request(s)")
-        if added and aborted >= added:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
 
 
 async def test_pruning_cancels_on_the_server_and_costs_fewer_tokens(vllm_server) -> None:  # type: ignore[no-untyped-def]
@@ -78,8 +57,7 @@ async def test_pruning_cancels_on_the_server_and_costs_fewer_tokens(vllm_server)
     # Every branch's text is kept, cancelled ones included.
     assert all(b.text for b in cancelled)
     if vllm_server.log_path is not None:
-        log = vllm_server.log_path.read_bytes()[offset:].decode("utf-8", "replace")
-        assert "Aborted request" in log
+        assert "Aborted request" in log_since(vllm_server, offset)
 
 
 async def test_graph_streams_progress_events(vllm_server) -> None:  # type: ignore[no-untyped-def]
@@ -124,7 +102,7 @@ async def test_caller_cancellation_aborts_every_branch(vllm_server) -> None:  # 
     # The evidence of the abort is the server's log; the engine drops an aborted request only after the step
     # it is in, which took 8 s on a machine serving SmolLM2 at a quarter of its usual speed (cold engine).
     if vllm_server.log_path is not None:
-        assert await aborted_all(vllm_server, offset, ABORT_GRACE_S)
+        assert await wait_for_log(vllm_server, every_added_request_aborted, ABORT_GRACE_S, offset)
     assert await wait_until_idle(vllm_server.root_url, ABORT_GRACE_S)
 
 
