@@ -7,7 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from test_baselines import write_synthetic_file  # tests/unit is on sys.path (rootdir import mode)
+from bench_scripts import load_bench  # tests/unit is on sys.path (rootdir import mode)
+from test_baselines import write_synthetic_file
 
 from deepprune_agents.cli import main
 from deepprune_agents.evaluation.frontier import frontier_async, frontier_ns
@@ -67,18 +68,6 @@ def test_cli_frontier_writes_json_and_two_plots(tmp_path: Path) -> None:
     assert "llm" in report["not_measured"]
 
 
-def _bench_replay_results() -> object:
-    """bench/replay_results.py as a module (bench/ is scripts, not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "bench" / "replay_results.py"
-    spec = importlib.util.spec_from_file_location("bench_replay_results", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_one_policy_re_measured_replaces_only_its_points(tmp_path: Path) -> None:
     # bench/replay_results.py --frontier --policies adaptive: after a change to one policy, only its points
     # are measured again and merged into the stored frontier; the other policies' points stay as they were.
@@ -90,7 +79,7 @@ def test_one_policy_re_measured_replaces_only_its_points(tmp_path: Path) -> None
     old = asyncio.run(frontier_async(questions, cfg, **kw))  # type: ignore[arg-type]
     changed = cfg.with_setting("adaptive_keep_fraction", 1.0)  # no thinning: different adaptive points
     new = asyncio.run(frontier_async(questions, changed, policies=("adaptive",), **kw))  # type: ignore[arg-type]
-    merge = _bench_replay_results().merge_policies  # type: ignore[attr-defined]
+    merge = load_bench("replay_results").merge_policies
     merged = merge(old, new, ["adaptive"])
     assert merged["config"] == new["config"]
     for method, point in merged["points"]["4"].items():
