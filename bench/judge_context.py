@@ -24,7 +24,6 @@ Skips (exit 0, with a message) when ``../shared/data/traces`` is absent (a fresh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _report import write_report  # noqa: E402
 from judge_eval import TRUNCATION, datasets, shared_data  # noqa: E402
 
 from deepprune_agents.judges.numbers import jaccard, number_set  # noqa: E402
@@ -127,9 +127,7 @@ def main() -> int:
         )
         print(f"{d.name} ({len(questions)} questions, {figures['same_share']:.0%} same-answer pairs): {shown}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json_out}")
+        write_report(report, args.json_out)
     return 0
 
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _report import write_report  # noqa: E402
 
 from deepprune_agents.answers import answers_equal  # noqa: E402
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
@@ -82,9 +84,7 @@ def main() -> int:
             f"same answer among copies {'n/a' if given is None else f'{given:.1%}'}"
         )
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json_out}")
+        write_report(report, args.json_out)
     return 0
 
 
