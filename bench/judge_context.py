@@ -108,6 +108,8 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=5, help="independent draws averaged (default 5)")
     parser.add_argument("--json", dest="json_out", default=None, metavar="OUT")
     args = parser.parse_args()
+    if args.n < 2 or args.draws < 1:
+        parser.error("--n must be >= 2 (a pair needs two traces) and --draws >= 1")
     if not (shared_data() / "traces").is_dir():
         print(f"{shared_data() / 'traces'} is absent: nothing to measure (see ../shared/data/README.md).")
         return 0
