@@ -33,11 +33,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import shared_data  # noqa: E402
+
 from deepprune_agents.answers import answers_equal, extract_answer, is_no_answer  # noqa: E402
 from deepprune_agents.pruning.vote import majority_vote  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
 
-TRACES = ROOT.parent / "shared" / "data" / "traces"
+TRACES = shared_data() / "traces"
 
 
 def _math_verify() -> Any:

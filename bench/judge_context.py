@@ -34,10 +34,9 @@ import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import write_report  # noqa: E402
-from judge_eval import TRUNCATION, datasets, shared_data  # noqa: E402
+from _common import shared_data, write_report  # noqa: E402
+from judge_eval import TRUNCATION, datasets  # noqa: E402
 
 from deepprune_agents.judges.numbers import jaccard, number_set  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402

@@ -48,6 +48,8 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import shared_data  # noqa: E402
+
 from deepprune_agents.judges import get_judge  # noqa: E402
 from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, save_blend  # noqa: E402
 from deepprune_agents.judges.features import features_for  # noqa: E402
@@ -82,10 +84,6 @@ class Dataset:
     max_traces: int | None
     agree: Callable[[str | None, str | None], bool] | None = None
     test: bool = True
-
-
-def shared_data() -> Path:
-    return Path(os.environ.get("DEEPPRUNE_SHARED_DATA", ROOT / ".." / "shared" / "data")).resolve()
 
 
 def datasets(corpus_dir: Path | None) -> list[Dataset]:

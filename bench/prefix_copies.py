@@ -25,15 +25,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import write_report  # noqa: E402
+from _common import shared_data, write_report  # noqa: E402
 
 from deepprune_agents.answers import answers_equal  # noqa: E402
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
 from deepprune_agents.truncation import parse_truncation, truncate  # noqa: E402
 
-TRACES = ROOT.parent / "shared" / "data" / "traces"
+TRACES = shared_data() / "traces"
 SETS = {
     "OVM Mistral": "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl",
     "OVM Llama": "ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl",

@@ -24,8 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import shared_data
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
+SHARED = shared_data()
 OUT = REPO / "bench" / "out" / "replay"
 DOCS = REPO / "docs"
 FILES = {

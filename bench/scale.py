@@ -71,12 +71,13 @@ from typing import Any
 
 import httpx
 import psutil
+from _common import shared_data
 
 from deepprune_agents.evaluation.live_bench import percentile  # nearest rank, as the live benchmark
 from deepprune_agents.settings import KNOWN_POLICIES
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
+SHARED = shared_data()
 FILES = ["ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl", "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl"]
 
 

@@ -1,0 +1,28 @@
+"""What every bench script shares: where the shared trace data lives, and how a JSON report is written.
+
+Bench scripts run as ``python bench/NAME.py`` (bench/ is then on ``sys.path``) or are loaded by the unit
+tests through ``tests/unit/bench_scripts.load_bench``, which puts bench/ on the path the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """The shared data folder: ``$DEEPPRUNE_SHARED_DATA``, else ``../shared/data`` beside the repository
+    (its files are read in place, never copied into the repo)."""
+    return Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
+
+
+def write_report(report: dict[str, Any], out: str | Path) -> None:
+    """Write ``report`` to ``out`` and say where (every bench prints its figures and writes JSON)."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
