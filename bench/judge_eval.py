@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 from _common import shared_data  # noqa: E402
 
 from deepprune_agents.judges import get_judge  # noqa: E402
+from deepprune_agents.judges._encoder import pair_cosines  # noqa: E402
 from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, save_blend  # noqa: E402
 from deepprune_agents.judges.features import features_for  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
@@ -178,7 +179,7 @@ def build_table(
     ia = np.fromiter((index[p.a.text] for p in pairs), dtype=np.int64, count=len(pairs))
     ib = np.fromiter((index[p.b.text] for p in pairs), dtype=np.int64, count=len(pairs))
     text_pairs = [(p.a.text, p.b.text) for p in pairs]
-    cos = np.sum(emb[ia] * emb[ib], axis=1)
+    cos = pair_cosines(text_pairs, emb[ia], emb[ib])
     info: dict[str, Any] = {}
     x = blend_features(text_pairs, cos, info)
     labels = np.fromiter((p.label for p in pairs), dtype=np.int64, count=len(pairs))
@@ -201,7 +202,15 @@ def split_masks(table: PairTable, test: str) -> tuple[npt.NDArray[np.bool_], npt
     return tr, te
 
 
-def headline(table: PairTable, sets: list[Dataset], seed: int) -> dict[str, Any]:
+def heldout_dir(root: Path, test: str) -> Path:
+    """Where the blend fitted without ``test`` is saved: ``root/ovm-mistral`` for "OVM Mistral"."""
+    return root / test.lower().replace(" ", "-")
+
+
+def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Path | None = None) -> dict[str, Any]:
+    """Leave-one-dataset-out scores of every judge. With ``heldout_root``, each split's blend is saved under
+    ``heldout_dir(heldout_root, test)`` with the datasets and question count it saw, so the replay frontier
+    can run the blend on a data set it never trained on (``bench/replay_results.py``: ``blend-heldout``)."""
     from deepprune_agents.judges.trained import SHIPPED_WEIGHTS, load_head
 
     shipped_head, _ = load_head(SHIPPED_WEIGHTS)
@@ -212,6 +221,19 @@ def headline(table: PairTable, sets: list[Dataset], seed: int) -> dict[str, Any]
         y = table.labels[te]
         w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
         blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION)
+        if heldout_root is not None:
+            save_blend(
+                blend,
+                heldout_dir(heldout_root, test),
+                {
+                    "judge": "blend",
+                    "held_out": test,
+                    "train_datasets": sorted(set(table.dataset[tr].tolist())),
+                    "train_questions": int(np.unique(table.group[tr]).size),
+                    "train_pairs": int(tr.sum()),
+                    "truncation": TRUNCATION,
+                },
+            )
         head, _ = fit_head(table.enc.subset(tr), cfg)
         cos = table.x[:, BLEND_FEATURES.index("cosine")]
         scores = {
@@ -445,7 +467,9 @@ def markdown(report: dict[str, Any]) -> str:
         "- blend beats numbers and embedding on every test set: "
         f"**{'yes' if verdict['blend_beats_baselines'] else 'no'}**.",
         f"- shipped as judge `blend`: {verdict['shipped']}.",
-        "- The default judge is not changed here: the lead decides after the policy replay frontier.",
+        "- The default judge is not chosen here but on the policy replay frontier (`docs/policy_frontier.md`; its "
+        "`blend-heldout` is each split's blend below, saved under `bench/out/blend-heldout`, run on the set it never "
+        "saw).",
         "",
         "Notes:",
         "",
@@ -478,8 +502,10 @@ def markdown(report: dict[str, Any]) -> str:
         "measurement of the *design*; the weights of each column never saw that column's data.",
         "- dates at 32 tokens: gpt-3.5's 'natural program' traces open with the same boilerplate, so the 3,690 "
         "traces have only 118 distinct 32-token prefixes (1.4 per question of 10; MATH: 3.3 per question of 8). "
-        "Most date pairs are *identical* inputs with either label: every judge is near chance (0.50-0.59) and the "
-        "blend's lead over numbers there (about 0.01) is tie-breaking noise, not evidence.",
+        "Most date pairs are *identical* inputs with either label: every judge is near chance (0.50-0.59). "
+        "Identical inputs now tie exactly (cosine 1.0, `judges/_encoder.pair_cosines`): before, float32 scored them "
+        "1 +- 1e-7 by the CPU's kernels, and that noise alone gave the blend 0.526 vs embedding 0.508 on one "
+        "machine and 0.480 vs 0.517 on another; with ties kept, blend and embedding are equal here (0.534).",
         "- Our own corpus: `deepprune traces generate` (deepprune_agents/corpus/). The full corpus the issue asks "
         "for is one command — `deepprune traces generate --questions ../shared/data/questions/gsm8k_train.jsonl "
         "--limit 1000 --n 8 --max-tokens 256 --out bench/out/corpus/gsm8k_train_smollm2_n8.jsonl` — resumable, so "
@@ -505,6 +531,11 @@ def main() -> None:
     ap.add_argument("--no-cross-encoder-probe", action="store_true")
     ap.add_argument("--ship", action="store_true", help="write judges/weights/blend when the blend wins everywhere")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--heldout-out",
+        default=str(ROOT / "bench" / "out" / "blend-heldout"),
+        help="save each leave-one-dataset-out blend here (one folder per test set; read by the replay frontier)",
+    )
     ap.add_argument("--from-json", default=None, help="only re-render the markdown from a saved JSON report")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -517,13 +548,18 @@ def main() -> None:
 
     sets = datasets(Path(args.corpus) if args.corpus else None)
     table, questions = build_table(sets, DiskEmbeddings(Path(args.cache)), args.seed)
-    head = headline(table, sets, args.seed)
+    head = headline(table, sets, args.seed, Path(args.heldout_out) if args.heldout_out else None)
     wins = beats_baselines(head)
     command = shlex.join([".venv/bin/python", "bench/judge_eval.py", *sys.argv[1:]])
     shipped_dir = ROOT / "deepprune_agents" / "judges" / "weights" / "blend"
     if args.ship and wins:
         ship(table, sets, questions, shipped_dir, head, command)
         shipped = "yes (deepprune_agents/judges/weights/blend, fitted on every dataset above)"
+    elif (shipped_dir / "provenance.json").is_file():
+        date = json.loads((shipped_dir / "provenance.json").read_text(encoding="utf-8")).get("date", "?")[:10]
+        shipped = f"not refitted by this run (the weights in deepprune_agents/judges/weights/blend date from {date}" + (
+            ")" if wins else "; `--ship` refuses to refit them while the blend does not beat both baselines everywhere)"
+        )
     else:
         shipped = "no (--ship not given)" if wins else "no (it does not beat both baselines everywhere)"
     with tempfile.TemporaryDirectory() as tmp:

@@ -263,13 +263,21 @@ FRONTIER_SETS = {
 # Where the periodic policy's learned judges are too slow for 2 CPU cores (it re-embeds every
 # representative's growing prefix every 32 tokens): (policy, judge, from this N on) left out, and listed.
 FRONTIER_SKIP = [("periodic", "embedding", 32), ("periodic", "trained", 32)]
+# `blend-heldout`: the blend fitted by bench/judge_eval.py without this set's data set (for OVM, without both OVM
+# files: they answer the same questions), so a frontier point with it is on questions and a generator the blend
+# never saw; the shipped `blend` saw all four.
+HELDOUT_BLEND = {"mistral": "ovm-mistral", "llama": "ovm-llama", "math": "math", "dates": "dates"}
+BLEND_HELDOUT_ROOT = REPO / "bench" / "out" / "blend-heldout"
 # The issue's bar for the default: accuracy >= cons@N - 1 point and tokens <= ESC, with the project defaults.
 TARGETS = [("mistral", 16), ("mistral", 64), ("llama", 16), ("math", 8), ("dates", 10)]
 
 
-def merge_policies(old: dict[str, Any], new: dict[str, Any], policies: list[str]) -> dict[str, Any] | None:
-    """``old`` with every ``policy/judge`` point of ``policies`` taken from ``new`` (same Ns, judges and
-    runs; the config may differ only in those policies' own knobs), or None when they do not fit."""
+def merge_policies(
+    old: dict[str, Any], new: dict[str, Any], policies: list[str], judges: list[str] | None = None
+) -> dict[str, Any] | None:
+    """``old`` with every ``policy/judge`` point of ``policies`` (with ``judges``: of those judges only, so a
+    new judge joins the stored ones) taken from ``new`` (same Ns and runs; the config may differ only in
+    those policies' own knobs), or None when they do not fit."""
     own = {"adaptive": ("adaptive",), "paper": ("k2",), "periodic": ("judge_every",)}
     changed = {k for p in policies for k in own[p]}
     same = {k: v for k, v in old["config"].items() if k not in changed}
@@ -279,12 +287,20 @@ def merge_policies(old: dict[str, Any], new: dict[str, Any], policies: list[str]
         or set(old["points"]) != set(new["points"])
     ):
         return None
+
+    def replaced(method: str) -> bool:
+        policy, _, judge = method.partition("/")
+        return policy in policies and (judges is None or judge in judges)
+
     out = {**old, "config": new["config"], "points": {}}
     for n, methods in old["points"].items():
-        kept = {m: v for m, v in methods.items() if m.split("/")[0] not in policies}
-        out["points"][n] = {**kept, **{m: v for m, v in new["points"][n].items() if m.split("/")[0] in policies}}
-    timings = {k: v for k, v in old.get("seconds_per_method", {}).items() if k.split()[1].split("/")[0] not in policies}
+        kept = {m: v for m, v in methods.items() if not replaced(m)}
+        out["points"][n] = {**kept, **{m: v for m, v in new["points"][n].items() if replaced(m)}}
+    timings = {k: v for k, v in old.get("seconds_per_method", {}).items() if not replaced(k.split()[1])}
     out["seconds_per_method"] = dict(sorted({**timings, **new["seconds_per_method"]}.items()))
+    if judges is not None:
+        out["judges"] = [*old["judges"], *(j for j in new["judges"] if j not in old["judges"])]
+        out["judge_specs"] = {**old.get("judge_specs", {}), **new.get("judge_specs", {})}
     return out
 
 
@@ -308,6 +324,11 @@ def measure_frontier(
         kwargs: dict[str, Any] = {"ns": ns} if ns else {}
         if judges:
             kwargs["judges"] = judges
+        if judges and "blend-heldout" in judges:
+            weights = BLEND_HELDOUT_ROOT / HELDOUT_BLEND[label]
+            if not (weights / "blend.json").is_file():
+                raise SystemExit(f"{weights}: no held-out blend; run bench/judge_eval.py first (it saves one per set).")
+            kwargs["judge_specs"] = {"blend-heldout": ("blend", {"weights_dir": str(weights)})}
         if policies:
             kwargs["policies"] = policies
         report = asyncio.run(
@@ -320,11 +341,15 @@ def measure_frontier(
             )
         )
         report["trace_files"] = [fname]
+        for spec in report.get("judge_specs", {}).values():  # a path in the repo, not this machine's
+            if "weights_dir" in spec["options"]:
+                spec["options"]["weights_dir"] = str(Path(spec["options"]["weights_dir"]).relative_to(REPO))
         left_out = [j for j in FRONTIER_JUDGES if j not in report["judges"]]
         report["skipped"] += [f"every policy with {j} at N={n}" for j in left_out for n in report["points"]]
         path = DOCS / f"frontier_{label}.json"
         if policies:
-            merged = merge_policies(json.loads(path.read_text()), report, policies) if path.exists() else None
+            old = json.loads(path.read_text()) if path.exists() else None
+            merged = merge_policies(old, report, policies, judges) if old is not None else None
             if merged is None:
                 raise SystemExit(f"{path}: no stored frontier with the same Ns, judges, runs and other knobs.")
             report = merged
@@ -452,7 +477,7 @@ def render_degradation(reports: dict[str, Any]) -> list[str]:
     return lines
 
 
-FRONTIER_JUDGE_ORDER = ("oracle", "trained", "embedding", "numbers")
+FRONTIER_JUDGE_ORDER = ("oracle", "trained", "blend-heldout", "embedding", "numbers")
 
 
 def within_a_point(m: dict[str, Any], cons: dict[str, Any]) -> bool:
@@ -517,7 +542,7 @@ def render_default_check(reports: dict[str, Any]) -> list[str]:
         "|---|" + "---|" * (len(TARGETS) + 1),
     ]
     for policy in ("adaptive", "paper", "periodic"):
-        for judge in ("oracle", "trained", "embedding", "numbers"):
+        for judge in FRONTIER_JUDGE_ORDER:
             v = default_verdicts(reports, policy, judge)
             if all(x[2] is None for x in v):
                 continue

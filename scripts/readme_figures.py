@@ -108,6 +108,37 @@ def judge_section() -> list[str]:
         "",
         *table,
         "",
+        *judge_context_lines(),
+    ]
+
+
+def judge_context_lines() -> list[str]:
+    """Why no pair judge nears AUROC 0.85 at 32 tokens: ``bench/out/judge_context.json``
+    (``bench/judge_context.py``)."""
+    f = REPO / "bench" / "out" / "judge_context.json"
+    if not f.is_file():
+        cmd = "python bench/judge_context.py --json bench/out/judge_context.json"
+        return [f"_Why no judge nears 0.85: run `{cmd}`._", ""]
+    r = json.loads(f.read_text(encoding="utf-8"))
+    sets = r["sets"]
+
+    def two(key: str) -> str:
+        return f"{sets['OVM Mistral'][key]:.3f} / {sets['OVM Llama'][key]:.3f}"
+
+    return [
+        "Why no judge here comes near AUROC 0.85 at 32 tokens on OVM (`PYTHONPATH=$PWD .venv/bin/python "
+        f"bench/judge_context.py`: {r['n']} traces drawn per question, the pairs among them, {r['draws']} draws): a "
+        "pooled AUROC ranks the pairs of all questions together, and on OVM most of it is knowing *which question* "
+        "is contested. A judge that knew only each question's true agreement rate (a ceiling: it reads the recorded "
+        f"answers) would score {two('oracle_question_rate_auroc')} on OVM Mistral / Llama, while the numbers score "
+        f"tells two branches of one question apart at {two('numbers_within_question_auroc')} (mean AUROC within a "
+        f"question; pooled {two('numbers_auroc')}). The run's other branches carry part of that contest without any "
+        "answer or training: the numbers score plus the run's mean score plus the less typical branch's mean score to "
+        f"the others ranks at {two('numbers_plus_context_auroc')}, but "
+        f"{sets['MATH']['numbers_plus_context_auroc']:.3f} on MATH (numbers {sets['MATH']['numbers_auroc']:.3f}) and "
+        f"{sets['dates']['numbers_plus_context_auroc']:.3f} on dates ({sets['dates']['numbers_auroc']:.3f}). A judge "
+        "that sees the whole run, not one pair, is where this points; it would still miss 0.85 on Mistral.",
+        "",
     ]
 
 
@@ -151,6 +182,8 @@ def load_section() -> list[str]:
     """``bench/scale.py`` figures, rendered by the same function that writes them into docs/replay_results.md."""
     import importlib.util
 
+    if str(REPO / "bench") not in sys.path:  # the bench scripts import their shared bench/_common.py
+        sys.path.insert(0, str(REPO / "bench"))
     spec = importlib.util.spec_from_file_location("replay_results_bench", REPO / "bench" / "replay_results.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -177,22 +210,60 @@ LOAD_TEXT = [
 ]
 
 
-def render() -> str:
+SECTIONS = {  # name: (renderer, the start of its heading, measured or not)
+    "live": (live_section, "### Live:"),
+    "judge": (judge_section, "### Judges"),
+    "replay": (replay_section, "### Token savings"),
+    "load": (load_section, "### Load:"),
+    "soak": (soak_section, "### Soak:"),
+}
+
+
+def split_sections(block: str) -> list[list[str]]:
+    """The figures block (between the markers) cut at its ``### `` headings, in order."""
+    out: list[list[str]] = []
+    for line in block.strip("\n").splitlines():
+        if line.startswith("### ") or not out:
+            out.append([])
+        out[-1].append(line)
+    return out
+
+
+def render(old_block: str = "", only: set[str] | None = None) -> str:
+    """The whole block; with ``only``, the other sections are kept as they stand in ``old_block`` (their inputs,
+    such as the live runs' JSON, need not be on this machine)."""
+    old = split_sections(old_block)
     lines = [BEGIN, ""]
-    for section in (live_section, judge_section, replay_section, load_section, soak_section):
-        lines += section()
+    for name, (section, heading) in SECTIONS.items():
+        kept = next((sec for sec in old if sec[0].startswith(heading)), None)
+        if only is not None and name not in only and kept is not None:
+            lines += kept if kept[-1] == "" else [*kept, ""]
+        else:
+            lines += section()
     lines.append(END)
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Fill the README's figures section from the benchmark outputs.")
+    ap.add_argument(
+        "--sections",
+        default="",
+        help=f"re-render only these ({','.join(SECTIONS)}); the others stay as they are in the README",
+    )
+    args = ap.parse_args(argv)
+    only = {x.strip() for x in args.sections.split(",") if x.strip()} or None
+    if only and not only <= set(SECTIONS):
+        ap.error(f"unknown sections {sorted(only - set(SECTIONS))}: use {', '.join(SECTIONS)}")
     text = README.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
         return 1
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(head + render() + tail, encoding="utf-8")
+    block, tail = rest.split(END, 1)
+    README.write_text(head + render(block, only) + tail, encoding="utf-8")
     print(f"updated {README}")
     return 0
 

@@ -15,7 +15,7 @@ the judges are deterministic.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -102,17 +102,26 @@ async def frontier_async(
     judges: Sequence[str] = FRONTIER_JUDGES,
     policies: Sequence[str] = POLICIES,
     skip: Sequence[tuple[str, str, int]] = (),
+    judge_specs: Mapping[str, tuple[str, dict[str, Any]]] | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """The frontier report: ``points[str(N)][method]`` with method ``cons``, ``esc``, ``ac`` or
-    ``policy/judge``. ``skip`` lists (policy, judge, min N) left out from that N on (cost), reported."""
+    ``policy/judge``. ``skip`` lists (policy, judge, min N) left out from that N on (cost), reported.
+    ``judge_specs`` maps a label in ``judges`` to (judge name, options), e.g. ``"blend-heldout": ("blend",
+    {"weights_dir": ...})`` for weights fitted without this data set; other labels are judge names."""
     if not questions:
         raise ConfigError("no question to evaluate: pass trace files with at least one question.")
     unknown = set(policies) - set(POLICIES)
     if unknown:
         raise ConfigError(f"unknown policies {sorted(unknown)}: use {', '.join(POLICIES)}.")
     cfg.validate()
-    loaded: dict[str, Judge] = {j: load_judge(j, **(cfg.judge_options if j == cfg.judge else {})) for j in judges}
+    specs = dict(judge_specs or {})
+    loaded: dict[str, Judge] = {
+        j: load_judge(specs[j][0], **specs[j][1])
+        if j in specs
+        else load_judge(j, **(cfg.judge_options if j == cfg.judge else {}))
+        for j in judges
+    }
     logprobs = all(q.has_logprobs for q in questions)
     points: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
@@ -126,8 +135,8 @@ async def frontier_async(
         ]
         skipped += [f"{p}/{j} at N={n}" for p in policies for j in judges if (p, j) not in todo]
         for qi, q in enumerate(questions):
-            for j in {"embedding", "trained"} & set(judges):
-                prewarm(loaded[j], q, n, c)
+            for j in judges:
+                prewarm(loaded[j], q, n, c)  # a no-op for judges without the shared encoder
             for r in range(c.runs):
                 traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), n, r)]
                 outcomes = baseline_outcomes(c, traces, logprobs)
@@ -152,6 +161,7 @@ async def frontier_async(
         "runs": cfg.runs,
         "ns": [int(n) for n in points],
         "judges": list(judges),
+        "judge_specs": {label: {"judge": name, "options": opts} for label, (name, opts) in specs.items()},
         "policies": list(policies),
         "config": frontier_config(cfg),
         "points": points,
@@ -163,7 +173,7 @@ async def frontier_async(
 
 
 STYLE = {"paper": "C0", "periodic": "C2", "adaptive": "C3", "cons": "k", "esc": "C1", "ac": "C4"}
-MARKER = {"oracle": "*", "numbers": "s", "embedding": "o", "trained": "D"}
+MARKER = {"oracle": "*", "numbers": "s", "embedding": "o", "trained": "D", "blend": "v", "blend-heldout": "v"}
 
 
 def plot_frontier(report: dict[str, Any], out: str | Path, *, axis: str, title: str = "") -> Path:

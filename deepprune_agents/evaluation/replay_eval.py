@@ -262,7 +262,7 @@ def prewarm(judge: Judge, q: ReplayQuestion, n: int, cfg: EvalConfig) -> None:
     a sentence encoder costs ~150 ms per call however small the batch, and placements come one branch
     at a time. Judges without the shared encoder are left alone."""
     inner = getattr(judge, "inner", judge)
-    if getattr(inner, "name", "") not in ("embedding", "trained"):
+    if getattr(inner, "name", "") not in ("embedding", "trained", "blend"):
         return
     from deepprune_agents.judges._encoder import shared_encoder
     from deepprune_agents.truncation import parse_truncation, truncate

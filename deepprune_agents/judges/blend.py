@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deepprune_agents.errors import ConfigError, JudgeError
-from deepprune_agents.judges._encoder import EncoderPairJudge
+from deepprune_agents.judges._encoder import EncoderPairJudge, pair_cosines
 from deepprune_agents.judges.features import TextInfo
 from deepprune_agents.judges.numbers import jaccard
 
@@ -147,7 +147,7 @@ class BlendJudge(EncoderPairJudge):
         if not pairs:
             return np.zeros(0, dtype=np.float64)
         u, v = self._embed_pairs(pairs)
-        cos = np.sum(u * v, axis=1)
+        cos = pair_cosines(pairs, u, v)
         with self._lock:
             x = blend_features(pairs, cos, self._info_cache())
         probs = self.model.predict(x)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deepprune_agents.judges._encoder import shared_encoder
+from deepprune_agents.judges._encoder import pair_cosines, shared_encoder
 from deepprune_agents.judges._threads import judge_threads
 from deepprune_agents.judges.base import TracePair
 
@@ -37,10 +37,9 @@ class EmbeddingJudge:
         """Blocking scorer (used by ``ascore`` in a worker thread and by offline evaluation)."""
         if not pairs:
             return []
-        texts = [p.text for pair in pairs for p in pair]
-        emb = self._encoder.encode(texts, self.threads)
-        a, b = emb[0::2], emb[1::2]
-        cos = np.sum(a * b, axis=1)
+        texts = [(a.text, b.text) for a, b in pairs]
+        emb = self._encoder.encode([t for pair in texts for t in pair], self.threads)
+        cos = pair_cosines(texts, emb[0::2], emb[1::2])
         return [float(x) for x in np.clip(cos, 0.0, 1.0)]
 
     async def ascore(self, pairs: Sequence[TracePair]) -> list[float]:

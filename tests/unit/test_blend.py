@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.judges._encoder import pair_cosines
 from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, load_blend, save_blend
 from deepprune_agents.traces import QuestionTraces, Trace
 from deepprune_agents.training.blend import balanced_weights, fit_blend
@@ -23,6 +24,16 @@ def test_features_are_symmetric_and_exact() -> None:
     assert np.allclose(x[0], x[1])
     assert x[0, 0] == pytest.approx(2 / 4)  # {48, 2, 24} vs {48, 2, 26}
     assert x[2, 0] == 1.0 and x[2, 1] == 1.0
+
+
+def test_identical_texts_tie_at_cosine_one_whatever_the_float_noise() -> None:
+    # float32 unit vectors dot to 1 +- 1e-7 depending on kernels and thread count; identical inputs must tie,
+    # or that noise orders them (the date traces' boilerplate openings: AUROC 0.526 on one machine, 0.480 on another)
+    u = np.array([[0.6, 0.8], [1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+    v = np.array([[0.6000001, 0.7999999], [0.0, 1.0], [0.8, 0.6]], dtype=np.float32)
+    cos = pair_cosines([("same", "same"), ("a", "b"), ("c", "d")], u, v)
+    assert cos.dtype == np.float64
+    assert cos[0] == 1.0 and cos[1] == 0.0 and cos[2] == pytest.approx(0.96)
 
 
 def test_fit_is_non_negative_and_ranks_by_similarity() -> None:

@@ -89,3 +89,34 @@ def test_one_policy_re_measured_replaces_only_its_points(tmp_path: Path) -> None
     # a knob another policy reads (tau: every clustering policy) changed: the old points no longer fit
     retuned = asyncio.run(frontier_async(questions, changed.with_setting("tau", 0.7), policies=("adaptive",), **kw))  # type: ignore[arg-type]
     assert merge(old, retuned, ["adaptive"]) is None
+
+
+def test_a_labelled_judge_joins_the_stored_frontier_without_replacing_it(tmp_path: Path) -> None:
+    # bench/replay_results.py --frontier --judges blend-heldout --policies adaptive: a judge under its own
+    # label (name + options, e.g. weights fitted without this data set) is measured alone and added to the
+    # stored points of every other policy/judge. Here the label names the numbers judge again, so its points
+    # must equal the stored adaptive/numbers points draw for draw.
+    f = tmp_path / "syn.jsonl"
+    write_synthetic_file(f)
+    questions = load_replay_questions([f])
+    cfg = EvalConfig(runs=2, truncate="tokens:4")
+    old = asyncio.run(frontier_async(questions, cfg, ns=(4,), judges=("oracle", "numbers")))
+    new = asyncio.run(
+        frontier_async(
+            questions,
+            cfg,
+            ns=(4,),
+            judges=("numbers-again",),
+            policies=("adaptive",),
+            judge_specs={"numbers-again": ("numbers", {})},
+        )
+    )
+    assert new["judge_specs"] == {"numbers-again": {"judge": "numbers", "options": {}}}
+    merged = load_bench("replay_results").merge_policies(old, new, ["adaptive"], ["numbers-again"])
+    points = merged["points"]["4"]
+    assert set(points) == set(old["points"]["4"]) | {"adaptive/numbers-again"}
+    assert {m: p for m, p in points.items() if m != "adaptive/numbers-again"} == old["points"]["4"]
+    again, stored = points["adaptive/numbers-again"], old["points"]["4"]["adaptive/numbers"]
+    assert (again["accuracy"], again["tokens"], again["wall"]) == (stored["accuracy"], stored["tokens"], stored["wall"])
+    assert merged["judges"] == ["oracle", "numbers", "numbers-again"]
+    assert merged["judge_specs"] == new["judge_specs"]
