@@ -484,7 +484,10 @@ def markdown(report: dict[str, Any]) -> str:
         "columns are **in-sample** (shown for reference only); MATH and dates are unseen for it.",
         f"- `llm (cited)`: {LLM_CITED['note']}.",
     ]
-    if ce:
+    cross = report.get("cross_encoder")
+    if cross:
+        lines += cross_encoder_lines(cross)
+    elif ce:
         lines.append(
             "- Cross-encoder (MiniLM fine-tuned on the pair): not trained. Measured "
             f"{ce['seconds_per_step']:.2f} s per training step (batch {ce['batch']}, forward + backward, "
@@ -518,6 +521,43 @@ def markdown(report: dict[str, Any]) -> str:
         "is the useful way to use the command.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def cross_encoder_lines(cross: dict[str, Any]) -> list[str]:
+    """The cross-encoder note: ``bench/cross_encoder.py``'s report, every judge on the same test sample."""
+    rows = cross["test_sets"]
+    judges = ("cross-encoder", "blend", "numbers", "embedding")
+    any_row = next(iter(rows.values()))
+    cfg = cross["config"]
+    lines = [
+        f"- Cross-encoder (MiniLM fine-tuned on the pair: focal loss, class-balanced oversampling, top "
+        f"{cfg['trainable_layers']} layer(s) + classifier, {cfg['steps']} steps of {cfg['batch_size']} pairs per "
+        f"split), measured by `{cross['command']}` on the same leave-one-dataset-out splits; every judge below is "
+        f"scored on the same seeded sample of {any_row['test_pairs']} test pairs per set (AUROC / TNR):",
+        "",
+        "  | judge | " + " | ".join(rows) + " |",
+        "  |---|" + "---|" * len(rows),
+    ]
+    for j in judges:
+        cells = [f"{r['judges'][j]['auroc']:.3f} / {r['judges'][j]['tnr']:.3f}" for r in rows.values()]
+        lines.append(f"  | {j} | " + " | ".join(cells) + " |")
+    fit_s = [r["fit"]["seconds_per_step"] for r in rows.values()]
+    ms = [r["ms_per_pair_scoring"] for r in rows.values()]
+    lines += [
+        "",
+        f"  Training {min(fit_s):.2f}-{max(fit_s):.2f} s per step; scoring {min(ms):.0f}-{max(ms):.0f} ms per pair "
+        "(a forward pass per pair and order, nothing cached per text: against the 1 ms bar); "
+        f"{any_row['trainable_bytes'] / 1e6:.1f} MB of trainable weights.",
+    ]
+    below = [t for t, r in rows.items() if r["judges"]["cross-encoder"]["auroc"] < r["judges"]["numbers"]["auroc"]]
+    if below:
+        lines.append(
+            f"  It scores below the numbers heuristic on {len(below)} of {len(rows)} unseen sets ({', '.join(below)}): "
+            "reading the pair lets it learn what tells answers apart *in the tasks it trained on* (an AUROC under "
+            "0.5 is such a cue inverted on a new task), the same failure as the 18-feature blend below. "
+            f"{cfg['steps']} steps is little training; longer runs were not measured on this CPU."
+        )
+    return lines
 
 
 # -------------------------------------------------------------------------------------------- main
@@ -567,7 +607,9 @@ def main() -> None:
         save_blend(fit_all(table), blend_dir)
         lat = asyncio.run(latency(table, blend_dir, args.latency_pairs))
         size = sizes(blend_dir)
-    ce = None if args.no_cross_encoder_probe else cross_encoder_probe(table)
+    cross_json = ROOT / "bench" / "out" / "cross_encoder.json"  # bench/cross_encoder.py, when it was run
+    cross = json.loads(cross_json.read_text(encoding="utf-8")) if cross_json.is_file() else None
+    ce = None if args.no_cross_encoder_probe or cross else cross_encoder_probe(table)
     report = {
         "headline": {
             "truncation": TRUNCATION,
@@ -589,6 +631,7 @@ def main() -> None:
             for d in sets
         ],
         "cross_encoder_probe": ce,
+        "cross_encoder": cross,
         "latency_pairs": args.latency_pairs,
         "cpu_threads": int(torch.get_num_threads()),
         "seed": args.seed,
