@@ -27,8 +27,6 @@ import judge_eval as je
 import numpy as np
 from _common import REPO, write_report
 
-from deepprune_agents.judges.blend import BLEND_FEATURES
-from deepprune_agents.training.blend import balanced_weights, fit_blend
 from deepprune_agents.training.cross_encoder import CrossEncoderConfig, fit_cross_encoder
 
 OUT = REPO / "bench" / "out" / "cross_encoder.json"
@@ -60,15 +58,9 @@ def run_split(table: Any, test: str, cfg: CrossEncoderConfig, test_pairs: int) -
     t0 = time.perf_counter()
     ce_scores = model.predict(test_texts)
     ms_per_pair = 1000 * (time.perf_counter() - t0) / max(len(sel), 1)
-    w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
-    blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=je.TRUNCATION)
+    _, base = je.blend_and_heuristics(table, tr, sel)
     y = table.labels[sel]
-    scores = {
-        "cross-encoder": ce_scores,
-        "blend": blend.predict(table.x[sel]),
-        "numbers": table.x[sel, BLEND_FEATURES.index("num_jaccard")],
-        "embedding": np.clip(table.x[sel, BLEND_FEATURES.index("cosine")], 0.0, 1.0),
-    }
+    scores = {"cross-encoder": ce_scores, **base}
     row = {
         "test_pairs": int(sel.size),
         "test_positives": int(y.sum()),

@@ -202,6 +202,21 @@ def split_masks(table: PairTable, test: str) -> tuple[npt.NDArray[np.bool_], npt
     return tr, te
 
 
+def blend_and_heuristics(
+    table: PairTable, tr: npt.NDArray[np.bool_], rows: npt.NDArray[Any]
+) -> tuple[BlendModel, dict[str, npt.NDArray[Any]]]:
+    """The blend fitted on the training mask ``tr`` (datasets weighted equally) and the ``blend``, ``numbers``
+    and ``embedding`` scores of ``rows`` (a mask or indices): the judges every other judge is compared with,
+    here and in ``bench/cross_encoder.py``."""
+    w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
+    blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION)
+    return blend, {
+        "blend": blend.predict(table.x[rows]),
+        "numbers": table.x[rows, BLEND_FEATURES.index("num_jaccard")],
+        "embedding": np.clip(table.x[rows, BLEND_FEATURES.index("cosine")], 0.0, 1.0),
+    }
+
+
 def heldout_dir(root: Path, test: str) -> Path:
     """Where the blend fitted without ``test`` is saved: ``root/ovm-mistral`` for "OVM Mistral"."""
     return root / test.lower().replace(" ", "-")
@@ -219,8 +234,7 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
     for test in [d.name for d in sets if d.test]:
         tr, te = split_masks(table, test)
         y = table.labels[te]
-        w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
-        blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION)
+        blend, base = blend_and_heuristics(table, tr, te)
         if heldout_root is not None:
             save_blend(
                 blend,
@@ -235,13 +249,12 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
                 },
             )
         head, _ = fit_head(table.enc.subset(tr), cfg)
-        cos = table.x[:, BLEND_FEATURES.index("cosine")]
         scores = {
-            "blend": blend.predict(table.x[te]),
+            "blend": base["blend"],
             "trained": head_scores(head, table.enc.subset(te)),
             "trained (shipped)": head_scores(shipped_head, table.enc.subset(te)),
-            "numbers": table.x[te, BLEND_FEATURES.index("num_jaccard")],
-            "embedding": np.clip(cos[te], 0.0, 1.0),
+            "numbers": base["numbers"],
+            "embedding": base["embedding"],
         }
         row: dict[str, Any] = {
             "test_pairs": int(te.sum()),
@@ -370,8 +383,7 @@ def ship(
 ) -> dict[str, Any]:
     from deepprune_agents.training.train import file_digest
 
-    w = balanced_weights(table.dataset.tolist(), table.labels)
-    model = fit_blend(table.x, table.labels, w, truncation=TRUNCATION)
+    model = fit_all(table)
     prov = {
         "judge": "blend",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
