@@ -52,6 +52,7 @@ from _common import shared_data  # noqa: E402
 
 from deepprune_agents.judges import get_judge  # noqa: E402
 from deepprune_agents.judges._encoder import pair_cosines  # noqa: E402
+from deepprune_agents.judges._threads import judge_threads  # noqa: E402
 from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, save_blend  # noqa: E402
 from deepprune_agents.judges.features import features_for  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
@@ -202,16 +203,24 @@ def split_masks(table: PairTable, test: str) -> tuple[npt.NDArray[np.bool_], npt
     return tr, te
 
 
+#: The blend with the MiniLM cosine left out (weight fixed at 0): number and word overlap only, so the judge
+#: never runs MiniLM. Same fit, same splits as ``blend``.
+LEXICAL = "blend (lexical)"
+LEXICAL_EXCLUDE = ("cosine",)
+
+
 def blend_and_heuristics(
     table: PairTable, tr: npt.NDArray[np.bool_], rows: npt.NDArray[Any]
 ) -> tuple[BlendModel, dict[str, npt.NDArray[Any]]]:
-    """The blend fitted on the training mask ``tr`` (datasets weighted equally) and the ``blend``, ``numbers``
-    and ``embedding`` scores of ``rows`` (a mask or indices): the judges every other judge is compared with,
-    here and in ``bench/cross_encoder.py``."""
+    """The blend fitted on the training mask ``tr`` (datasets weighted equally) and the ``blend``, ``blend
+    (lexical)``, ``numbers`` and ``embedding`` scores of ``rows`` (a mask or indices): the judges every other
+    judge is compared with, here and in ``bench/cross_encoder.py``."""
     w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
     blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION)
+    lexical = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION, exclude=LEXICAL_EXCLUDE)
     return blend, {
         "blend": blend.predict(table.x[rows]),
+        LEXICAL: lexical.predict(table.x[rows]),
         "numbers": table.x[rows, BLEND_FEATURES.index("num_jaccard")],
         "embedding": np.clip(table.x[rows, BLEND_FEATURES.index("cosine")], 0.0, 1.0),
     }
@@ -251,6 +260,7 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
         head, _ = fit_head(table.enc.subset(tr), cfg)
         scores = {
             "blend": base["blend"],
+            LEXICAL: base[LEXICAL],
             "trained": head_scores(head, table.enc.subset(te)),
             "trained (shipped)": head_scores(shipped_head, table.enc.subset(te)),
             "numbers": base["numbers"],
@@ -293,29 +303,30 @@ def beats_baselines(head: dict[str, Any], judge: str = "blend") -> bool:
 
 # ----------------------------------------------------------------------------------------- latency
 async def latency(
-    table: PairTable, blend_dir: Path, n_pairs: int, repeats: int = 2
+    table: PairTable, blend_dir: Path, lexical_dir: Path, n_pairs: int, repeats: int = 2
 ) -> dict[str, dict[str, float | None]]:
     """Best of ``repeats`` runs per judge (the CPU is shared: the minimum is the least disturbed), after
     one warm-up call so that no judge's figure includes loading MiniLM."""
     sel = [p for p, d in zip(table.pairs, table.dataset, strict=True) if d == "OVM Mistral"][:n_pairs]
     out: dict[str, dict[str, float | None]] = {}
-    for name, opts in (
-        ("numbers", {}),
-        ("embedding", {}),
-        ("trained", {}),
-        ("blend", {"weights_dir": str(blend_dir)}),
+    for label, name, opts in (
+        ("numbers", "numbers", {}),
+        ("embedding", "embedding", {}),
+        ("trained", "trained", {}),
+        ("blend", "blend", {"weights_dir": str(blend_dir)}),
+        (LEXICAL, "blend", {"weights_dir": str(lexical_dir)}),
     ):
         judge = get_judge(name, **opts)
         await judge.ascore([sel[0].pair])  # warm-up: model load, thread pools
         runs = [await evaluate_judge(judge, sel, batch_size=64, cold=True) for _ in range(repeats)]
-        out[name] = {
+        out[label] = {
             "ms_per_pair": min(r["ms_per_pair"] for r in runs),
             "ms_per_pair_cold": min(r["ms_per_pair_cold"] for r in runs),
         }
     return out
 
 
-def sizes(blend_dir: Path) -> dict[str, Any]:
+def sizes(blend_dir: Path, lexical_dir: Path) -> dict[str, Any]:
     from deepprune_agents.judges._encoder import default_model_path
     from deepprune_agents.judges.trained import SHIPPED_WEIGHTS
 
@@ -327,6 +338,7 @@ def sizes(blend_dir: Path) -> dict[str, Any]:
     return {
         "minilm_base_bytes": base,
         "blend_bytes": (blend_dir / "blend.json").stat().st_size,
+        "blend_lexical_bytes": (lexical_dir / "blend.json").stat().st_size,
         "trained_head_bytes": (SHIPPED_WEIGHTS / "head.safetensors").stat().st_size,
         "numbers_bytes": 0,
     }
@@ -408,14 +420,18 @@ def ship(
     return prov
 
 
-def fit_all(table: PairTable) -> BlendModel:
+def fit_all(table: PairTable, exclude: tuple[str, ...] = ()) -> BlendModel:
     return fit_blend(
-        table.x, table.labels, balanced_weights(table.dataset.tolist(), table.labels), truncation=TRUNCATION
+        table.x,
+        table.labels,
+        balanced_weights(table.dataset.tolist(), table.labels),
+        truncation=TRUNCATION,
+        exclude=exclude,
     )
 
 
 # ---------------------------------------------------------------------------------------- markdown
-JUDGE_ORDER = ("blend", "trained", "trained (shipped)", "numbers", "embedding", "llm (cited)")
+JUDGE_ORDER = ("blend", LEXICAL, "trained", "trained (shipped)", "numbers", "embedding", "llm (cited)")
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -446,6 +462,7 @@ def markdown(report: dict[str, Any]) -> str:
         la = lat.get(lk, {})
         sz = {
             "blend": f"{size['blend_bytes']} B JSON",
+            LEXICAL: f"{size.get('blend_lexical_bytes', '?')} B JSON",
             "numbers": "0",
             "embedding": "0 (+ MiniLM base)",
             "llm (cited)": "SmolLM2-135M server",
@@ -472,12 +489,19 @@ def markdown(report: dict[str, Any]) -> str:
         )
     ce = report.get("cross_encoder_probe")
     verdict = report["verdict"]
+    threads = (
+        f"{report['judge_threads']} judge thread(s) of {report['cpu_cores']} cores (the judges' default: half the "
+        "cores, see judges/_threads.py)"
+        if "judge_threads" in report
+        else f"{report['cpu_threads']} threads"
+    )
     lines += [
         "",
         "## Verdict",
         "",
         "- blend beats numbers and embedding on every test set: "
-        f"**{'yes' if verdict['blend_beats_baselines'] else 'no'}**.",
+        f"**{'yes' if verdict['blend_beats_baselines'] else 'no'}**; blend (lexical): "
+        f"**{'yes' if verdict.get('lexical_beats_baselines') else 'no'}**.",
         f"- shipped as judge `blend`: {verdict['shipped']}.",
         "- The default judge is not chosen here but on the policy replay frontier (`docs/policy_frontier.md`; its "
         "`blend-heldout` is each split's blend below, saved under `bench/out/blend-heldout`, run on the set it never "
@@ -485,13 +509,17 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Notes:",
         "",
-        f"- Latency (best of 2 runs, after a warm-up call): CPU, {report['cpu_threads']} threads, batches of 64 "
+        f"- Latency (best of 2 runs, after a warm-up call): CPU, {threads}, batches of 64 "
         f"over {report['latency_pairs']} OVM Mistral test pairs from a cleared cache (texts repeat across pairs as "
         "in a real run); *cold* = one batch of 64 pairs with 128 distinct new texts. The CPU was shared with other "
         "jobs (a vLLM server, other benchmarks), "
         "so absolute times are noisy. `blend`, `trained` and `embedding` all pay the MiniLM forward pass "
         f"(base model {size['minilm_base_bytes'] / 1e6:.0f} MB, from the PyPI wheel, not shipped by us); `blend` adds "
         "two set overlaps and a dot product.",
+        f"- `{LEXICAL}` is the blend fitted on the same splits with the cosine's weight fixed at 0 "
+        '(`fit_blend(..., exclude=("cosine",))`): number and word overlap only. A blend whose cosine weight is 0 '
+        "never loads or runs MiniLM (`BlendModel.uses_cosine`), so it costs two set overlaps per pair. "
+        + lexical_note(report),
         "- `trained (shipped)` is the head in judges/weights/trained, trained on all four OVM files: its OVM "
         "columns are **in-sample** (shown for reference only); MATH and dates are unseen for it.",
         f"- `llm (cited)`: {LLM_CITED['note']}.",
@@ -533,6 +561,20 @@ def markdown(report: dict[str, Any]) -> str:
         "is the useful way to use the command.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def lexical_note(report: dict[str, Any]) -> str:
+    """What the MiniLM cosine adds to the blend: the AUROC difference per test set, and the latency ratio."""
+    h = report["headline"]
+    diffs = [
+        f"{t} {r['judges']['blend']['auroc'] - r['judges'][LEXICAL]['auroc']:+.4f}"
+        for t, r in h["test_sets"].items()
+        if LEXICAL in r["judges"]
+    ]
+    lat = h["latency"]
+    full, lex = lat.get("blend", {}).get("ms_per_pair"), lat.get(LEXICAL, {}).get("ms_per_pair")
+    speed = f" at {full / lex:.0f}x the cost per pair" if full and lex else ""
+    return f"The cosine adds (blend minus lexical AUROC): {', '.join(diffs)}{speed}."
 
 
 def cross_encoder_lines(cross: dict[str, Any]) -> list[str]:
@@ -596,8 +638,6 @@ def main() -> None:
         Path(args.markdown).write_text(md, encoding="utf-8")
         print(md)
         return
-    import torch
-
     sets = datasets(Path(args.corpus) if args.corpus else None)
     table, questions = build_table(sets, DiskEmbeddings(Path(args.cache)), args.seed)
     head = headline(table, sets, args.seed, Path(args.heldout_out) if args.heldout_out else None)
@@ -615,10 +655,11 @@ def main() -> None:
     else:
         shipped = "no (--ship not given)" if wins else "no (it does not beat both baselines everywhere)"
     with tempfile.TemporaryDirectory() as tmp:
-        blend_dir = Path(tmp)
+        blend_dir, lexical_dir = Path(tmp) / "blend", Path(tmp) / "lexical"
         save_blend(fit_all(table), blend_dir)
-        lat = asyncio.run(latency(table, blend_dir, args.latency_pairs))
-        size = sizes(blend_dir)
+        save_blend(fit_all(table, LEXICAL_EXCLUDE), lexical_dir)
+        lat = asyncio.run(latency(table, blend_dir, lexical_dir, args.latency_pairs))
+        size = sizes(blend_dir, lexical_dir)
     cross_json = ROOT / "bench" / "out" / "cross_encoder.json"  # bench/cross_encoder.py, when it was run
     cross = json.loads(cross_json.read_text(encoding="utf-8")) if cross_json.is_file() else None
     ce = None if args.no_cross_encoder_probe or cross else cross_encoder_probe(table)
@@ -630,7 +671,11 @@ def main() -> None:
             "latency": lat,
             "sizes": size,
         },
-        "verdict": {"blend_beats_baselines": wins, "shipped": shipped},
+        "verdict": {
+            "blend_beats_baselines": wins,
+            "lexical_beats_baselines": beats_baselines(head, LEXICAL),
+            "shipped": shipped,
+        },
         "datasets": [
             {
                 "name": d.name,
@@ -645,7 +690,8 @@ def main() -> None:
         "cross_encoder_probe": ce,
         "cross_encoder": cross,
         "latency_pairs": args.latency_pairs,
-        "cpu_threads": int(torch.get_num_threads()),
+        "judge_threads": judge_threads(),
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "seed": args.seed,
         "command": command,
     }

@@ -260,9 +260,9 @@ def baseline_outcomes(cfg: EvalConfig, traces: Sequence[ReplayTrace], logprobs: 
 def prewarm(judge: Judge, q: ReplayQuestion, n: int, cfg: EvalConfig) -> None:
     """Embed the judge inputs of every drawn trace (paper: the truncated prefix) in large batches up front:
     a sentence encoder costs ~150 ms per call however small the batch, and placements come one branch
-    at a time. Judges without the shared encoder are left alone."""
+    at a time. Judges that do not run the shared encoder (``needs_encoder`` false or absent) are left alone."""
     inner = getattr(judge, "inner", judge)
-    if getattr(inner, "name", "") not in ("embedding", "trained", "blend"):
+    if not getattr(inner, "needs_encoder", False):
         return
     from deepprune_agents.judges._encoder import shared_encoder
     from deepprune_agents.truncation import parse_truncation, truncate

@@ -175,6 +175,12 @@ class EncoderPairJudge(ABC):
         self._info: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    @property
+    def needs_encoder(self) -> bool:
+        """Whether scoring runs MiniLM (the replay evaluation embeds every drawn prefix up front for such
+        judges); a subclass whose weights ignore the embeddings says False and never loads the model."""
+        return True
+
     def clear_cache(self) -> None:
         """Forget cached embeddings and parses (for cold-latency measurements)."""
         with self._lock:

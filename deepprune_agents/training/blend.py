@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.judges.blend import BlendModel
+from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel
 
 
 def balanced_weights(datasets: Sequence[str], labels: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.float64]:
@@ -38,19 +38,31 @@ def fit_blend(
     *,
     l2: float = 0.1,
     truncation: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> BlendModel:
     """Weighted logistic regression on standardised features with **non-negative** weights and an L2
     penalty ``l2`` (on the mean loss); the intercept is free. Returns the numpy-only BlendModel.
 
     Non-negative because every blend feature is a similarity: a fitted negative weight can only be a
     property of the training tasks (it inverted the blend on an unseen generator), never of "same
-    answer". Deterministic (L-BFGS-B from zeros)."""
+    answer". Deterministic (L-BFGS-B from zeros).
+
+    ``exclude`` names features of ``BLEND_FEATURES`` to leave out: their weight is fixed at 0, so the
+    judge never computes them (``exclude=("cosine",)`` gives a blend that needs no MiniLM forward pass)."""
     from scipy.optimize import minimize
 
-    xs = np.asarray(x, dtype=np.float64)
+    xs = np.array(x, dtype=np.float64)
     ys = np.asarray(y).astype(np.float64)
     if xs.ndim != 2 or xs.shape[0] != ys.shape[0] or xs.shape[0] == 0:
         raise ConfigError(f"fit_blend needs an (n, d) matrix and n labels (got {xs.shape} and {ys.shape}).")
+    unknown = sorted(set(exclude) - set(BLEND_FEATURES))
+    if unknown or (exclude and xs.shape[1] != len(BLEND_FEATURES)):
+        raise ConfigError(
+            f"exclude must name columns of an (n, {len(BLEND_FEATURES)}) matrix of {list(BLEND_FEATURES)} "
+            f"(got {list(exclude)} for {xs.shape[1]} columns)."
+        )
+    dropped = [BLEND_FEATURES.index(f) for f in exclude]
+    xs[:, dropped] = 0.0  # a constant column standardises to 0: the feature's values never reach the fit
     if np.unique(ys).size < 2:
         raise ConfigError("fit_blend needs both same-answer and different-answer pairs.")
     w = np.ones(ys.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -69,7 +81,8 @@ def fit_blend(
         grad = np.concatenate([z.T @ r + l2 * coef, [r.sum()]])
         return float(w @ per + 0.5 * l2 * coef @ coef), grad
 
-    res = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * d + [(None, None)])
+    bounds = [(0.0, 0.0) if i in dropped else (0.0, None) for i in range(d)] + [(None, None)]
+    res = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds)
     if not np.all(np.isfinite(res.x)):
         raise ConfigError("fit_blend did not converge to finite weights.")
     return BlendModel(

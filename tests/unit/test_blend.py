@@ -49,6 +49,46 @@ def test_fit_is_non_negative_and_ranks_by_similarity() -> None:
         fit_blend(x, np.zeros(400, dtype=int))
 
 
+def test_excluded_feature_gets_weight_zero_and_the_rest_fit_as_without_it() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    x = np.column_stack([y + rng.normal(0, 0.5, 400), y + rng.normal(0, 1.0, 400), y + rng.normal(0, 0.3, 400)])
+    full, lexical = fit_blend(x, y), fit_blend(x, y, exclude=("cosine",))
+    assert full.coef[2] > 0 and full.uses_cosine
+    assert lexical.coef[2] == 0.0 and not lexical.uses_cosine
+    junk = x.copy()
+    junk[:, 2] = rng.normal(0, 5, 400)  # whatever the cosine column holds, a lexical blend scores the same
+    assert np.array_equal(lexical.predict(x), lexical.predict(junk))
+    two = fit_blend(x[:, :2], y)  # the same fit as a two-feature blend
+    assert np.allclose(lexical.coef[:2], two.coef, atol=1e-4)
+    assert lexical.intercept == pytest.approx(two.intercept, abs=1e-4)
+    with pytest.raises(ConfigError, match="exclude"):
+        fit_blend(x, y, exclude=("length",))
+    with pytest.raises(ConfigError, match="exclude"):
+        fit_blend(x[:, :2], y, exclude=("cosine",))
+
+
+def test_a_blend_without_cosine_never_runs_the_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepprune_agents.judges.blend import BlendJudge
+    from deepprune_agents.traces import PartialTrace as P
+
+    coef = np.array([1.0, 0.5, 0.0], np.float32)
+    save_blend(BlendModel(np.zeros(3, np.float32), np.ones(3, np.float32), coef, -0.5, "tokens:32"), tmp_path)
+    judge = BlendJudge(weights_dir=str(tmp_path))
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("MiniLM must not run for a blend whose cosine weight is 0")
+
+    monkeypatch.setattr(judge._encoder, "encode", boom)
+    monkeypatch.setattr(judge._encoder, "_get_model", boom)
+    assert judge.needs_encoder is False
+    a, b, c = "48 / 2 = 24 clips so", "48 / 2 = 26 clips so", "She sells 9 eggs"
+    scores = judge.score_sync([(P(a), P(b)), (P(a), P(c)), (P(a), P(a))])
+    x = blend_features([(a, b), (a, c), (a, a)], np.zeros(3))
+    assert scores == pytest.approx(list(judge.model.predict(x)))
+    assert scores[2] > scores[0] > scores[1]
+
+
 def test_balanced_weights_equalise_datasets_and_classes() -> None:
     w = balanced_weights(["a"] * 8 + ["b"] * 2, np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0]))
     ds = np.array(["a"] * 8 + ["b"] * 2)
