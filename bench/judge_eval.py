@@ -306,9 +306,13 @@ async def latency(
     table: PairTable, blend_dir: Path, lexical_dir: Path, n_pairs: int, repeats: int = 2
 ) -> dict[str, dict[str, float | None]]:
     """Best of ``repeats`` runs per judge (the CPU is shared: the minimum is the least disturbed), after
-    one warm-up call so that no judge's figure includes loading MiniLM."""
+    one warm-up call so that no judge's figure includes loading MiniLM. ``ms_per_pair``/``ms_per_pair_cold``
+    are at the judges' default thread count (half the cores: a judge shares the machine with its server);
+    ``by_threads`` adds every core (a judge with the machine to itself), keyed by thread count."""
     sel = [p for p, d in zip(table.pairs, table.dataset, strict=True) if d == "OVM Mistral"][:n_pairs]
-    out: dict[str, dict[str, float | None]] = {}
+    default = judge_threads()
+    counts = sorted({default, _cores()})
+    out: dict[str, dict[str, Any]] = {}
     for label, name, opts in (
         ("numbers", "numbers", {}),
         ("embedding", "embedding", {}),
@@ -316,14 +320,24 @@ async def latency(
         ("blend", "blend", {"weights_dir": str(blend_dir)}),
         (LEXICAL, "blend", {"weights_dir": str(lexical_dir)}),
     ):
-        judge = get_judge(name, **opts)
-        await judge.ascore([sel[0].pair])  # warm-up: model load, thread pools
-        runs = [await evaluate_judge(judge, sel, batch_size=64, cold=True) for _ in range(repeats)]
-        out[label] = {
-            "ms_per_pair": min(r["ms_per_pair"] for r in runs),
-            "ms_per_pair_cold": min(r["ms_per_pair_cold"] for r in runs),
-        }
+        by_threads: dict[str, dict[str, float | None]] = {}
+        for t in counts:
+            if name == "numbers" and by_threads:  # no forward pass: one figure for every thread count
+                by_threads[str(t)] = next(iter(by_threads.values()))
+                continue
+            judge = get_judge(name, **opts) if name == "numbers" else get_judge(name, threads=t, **opts)
+            await judge.ascore([sel[0].pair])  # warm-up: model load, thread pools
+            runs = [await evaluate_judge(judge, sel, batch_size=64, cold=True) for _ in range(repeats)]
+            by_threads[str(t)] = {
+                "ms_per_pair": min(r["ms_per_pair"] for r in runs),
+                "ms_per_pair_cold": min(r["ms_per_pair_cold"] for r in runs),
+            }
+        out[label] = {**by_threads[str(default)], "by_threads": by_threads}
     return out
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def sizes(blend_dir: Path, lexical_dir: Path) -> dict[str, Any]:
@@ -438,6 +452,9 @@ def markdown(report: dict[str, Any]) -> str:
     h = report["headline"]
     tests = list(h["test_sets"])
     lat, size = h["latency"], h["sizes"]
+    by = next((v["by_threads"] for v in lat.values() if v.get("by_threads")), {})
+    thread_keys = sorted(by, key=int)
+    threads_label = " / ".join(f"{k} thread{'s' if k != '1' else ''}" for k in thread_keys) or "see notes"
     lines = [
         "# Judge results: unseen questions of an unseen generator",
         "",
@@ -450,7 +467,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| judge | "
         + " | ".join(f"{t} AUROC | {t} TNR" for t in tests)
-        + " | ms/pair batched | ms/pair cold | own weights |",
+        + f" | ms/pair batched ({threads_label}) | ms/pair cold ({threads_label}) | own weights |",
         "|---|" + "---|---|" * len(tests) + "---|---|---|",
     ]
     for judge in JUDGE_ORDER:
@@ -472,7 +489,7 @@ def markdown(report: dict[str, Any]) -> str:
         if judge == "llm (cited)":
             lat_cells = ["170-450", "—"]
         else:
-            lat_cells = [_fmt(la.get("ms_per_pair"), 2), _fmt(la.get("ms_per_pair_cold"), 2)]
+            lat_cells = [_lat_cell(la, "ms_per_pair", thread_keys), _lat_cell(la, "ms_per_pair_cold", thread_keys)]
         lines.append(f"| {judge} | " + " | ".join(cells) + " | " + " | ".join(lat_cells) + f" | {sz} |")
     lines += ["", "Train / test composition per test set:", ""]
     for t, r in h["test_sets"].items():
@@ -490,8 +507,9 @@ def markdown(report: dict[str, Any]) -> str:
     ce = report.get("cross_encoder_probe")
     verdict = report["verdict"]
     threads = (
-        f"{report['judge_threads']} judge thread(s) of {report['cpu_cores']} cores (the judges' default: half the "
-        "cores, see judges/_threads.py)"
+        f"{report['cpu_cores']} cores; each figure at {report['judge_threads']} judge thread(s) (the judges' default, "
+        "half the cores: a judge shares the machine with its server, see judges/_threads.py) and, where the table "
+        "shows two, at every core (a judge with the machine to itself)"
         if "judge_threads" in report
         else f"{report['cpu_threads']} threads"
     )
@@ -561,6 +579,14 @@ def markdown(report: dict[str, Any]) -> str:
         "is the useful way to use the command.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _lat_cell(la: dict[str, Any], key: str, thread_keys: list[str]) -> str:
+    """``a / b``: the figure at each thread count (older reports without ``by_threads``: the one figure)."""
+    by = la.get("by_threads")
+    if not by:
+        return _fmt(la.get(key), 2)
+    return " / ".join(_fmt(by.get(k, {}).get(key), 2) for k in thread_keys)
 
 
 def lexical_note(report: dict[str, Any]) -> str:
@@ -691,7 +717,7 @@ def main() -> None:
         "cross_encoder": cross,
         "latency_pairs": args.latency_pairs,
         "judge_threads": judge_threads(),
-        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_cores": _cores(),
         "seed": args.seed,
         "command": command,
     }

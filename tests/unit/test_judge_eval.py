@@ -34,3 +34,13 @@ def test_lexical_scores_ignore_the_cosine_and_the_note_reports_what_it_adds() ->
     assert (
         je.lexical_note(report) == "The cosine adds (blend minus lexical AUROC): b +0.0040 at 150x the cost per pair."
     )
+
+
+def test_latency_cells_show_each_thread_count_and_old_reports_still_render() -> None:
+    je = load_bench("judge_eval")
+    la = {
+        "ms_per_pair": 1.5,
+        "by_threads": {"1": {"ms_per_pair": 1.5}, "2": {"ms_per_pair": 0.84}},
+    }
+    assert je._lat_cell(la, "ms_per_pair", ["1", "2"]) == "1.50 / 0.84"
+    assert je._lat_cell({"ms_per_pair": 1.62}, "ms_per_pair", ["1", "2"]) == "1.62"  # a report from before
