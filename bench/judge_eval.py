@@ -304,7 +304,7 @@ def beats_baselines(head: dict[str, Any], judge: str = "blend") -> bool:
 # ----------------------------------------------------------------------------------------- latency
 async def latency(
     table: PairTable, blend_dir: Path, lexical_dir: Path, n_pairs: int, repeats: int = 2
-) -> dict[str, dict[str, float | None]]:
+) -> dict[str, dict[str, Any]]:
     """Best of ``repeats`` runs per judge (the CPU is shared: the minimum is the least disturbed), after
     one warm-up call so that no judge's figure includes loading MiniLM. ``ms_per_pair``/``ms_per_pair_cold``
     are at the judges' default thread count (half the cores: a judge shares the machine with its server);
@@ -452,7 +452,7 @@ def markdown(report: dict[str, Any]) -> str:
     h = report["headline"]
     tests = list(h["test_sets"])
     lat, size = h["latency"], h["sizes"]
-    by = next((v["by_threads"] for v in lat.values() if v.get("by_threads")), {})
+    by: dict[str, Any] = next((v["by_threads"] for v in lat.values() if v.get("by_threads")), {})
     thread_keys = sorted(by, key=int)
     threads_label = " / ".join(f"{k} thread{'s' if k != '1' else ''}" for k in thread_keys) or "see notes"
     lines = [
