@@ -52,7 +52,7 @@ from _common import shared_data  # noqa: E402
 
 from deepprune_agents.judges import get_judge  # noqa: E402
 from deepprune_agents.judges._encoder import pair_cosines  # noqa: E402
-from deepprune_agents.judges._threads import judge_threads  # noqa: E402
+from deepprune_agents.judges._threads import judge_threads, usable_cores  # noqa: E402
 from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, save_blend  # noqa: E402
 from deepprune_agents.judges.features import features_for  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
@@ -311,33 +311,28 @@ async def latency(
     ``by_threads`` adds every core (a judge with the machine to itself), keyed by thread count."""
     sel = [p for p, d in zip(table.pairs, table.dataset, strict=True) if d == "OVM Mistral"][:n_pairs]
     default = judge_threads()
-    counts = sorted({default, _cores()})
+    counts = sorted({default, usable_cores()})
     out: dict[str, dict[str, Any]] = {}
     for label, name, opts in (
-        ("numbers", "numbers", {}),
+        ("numbers", "numbers", None),  # no forward pass, no threads option: one figure for every count
         ("embedding", "embedding", {}),
         ("trained", "trained", {}),
         ("blend", "blend", {"weights_dir": str(blend_dir)}),
         (LEXICAL, "blend", {"weights_dir": str(lexical_dir)}),
     ):
         by_threads: dict[str, dict[str, float | None]] = {}
-        for t in counts:
-            if name == "numbers" and by_threads:  # no forward pass: one figure for every thread count
-                by_threads[str(t)] = next(iter(by_threads.values()))
-                continue
-            judge = get_judge(name, **opts) if name == "numbers" else get_judge(name, threads=t, **opts)
+        for t in counts if opts is not None else [default]:
+            judge = get_judge(name) if opts is None else get_judge(name, threads=t, **opts)
             await judge.ascore([sel[0].pair])  # warm-up: model load, thread pools
             runs = [await evaluate_judge(judge, sel, batch_size=64, cold=True) for _ in range(repeats)]
             by_threads[str(t)] = {
                 "ms_per_pair": min(r["ms_per_pair"] for r in runs),
                 "ms_per_pair_cold": min(r["ms_per_pair_cold"] for r in runs),
             }
+        if opts is None:
+            by_threads = {str(t): by_threads[str(default)] for t in counts}
         out[label] = {**by_threads[str(default)], "by_threads": by_threads}
     return out
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def sizes(blend_dir: Path, lexical_dir: Path) -> dict[str, Any]:
@@ -717,7 +712,7 @@ def main() -> None:
         "cross_encoder": cross,
         "latency_pairs": args.latency_pairs,
         "judge_threads": judge_threads(),
-        "cpu_cores": _cores(),
+        "cpu_cores": usable_cores(),
         "seed": args.seed,
         "command": command,
     }

@@ -210,7 +210,7 @@ LOAD_TEXT = [
 ]
 
 
-SECTIONS = {  # name: (renderer, the start of its heading, the same measured or not)
+SECTIONS = {  # name: (renderer, the start of its heading)
     "live": (live_section, "### Live:"),
     "judge": (judge_section, "### Judges"),
     "replay": (replay_section, "### Token savings"),

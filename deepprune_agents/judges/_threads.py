@@ -28,11 +28,15 @@ def judge_threads(threads: int | None = None) -> int:
             except ValueError as exc:
                 raise ConfigError(f"{ENV_JUDGE_THREADS}={raw!r} is not an integer: set it to e.g. 1 or 4.") from exc
         else:
-            usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-            threads = max(1, usable // 2)
+            threads = max(1, usable_cores() // 2)
     if threads < 1:
         raise ConfigError(f"judge threads must be >= 1 (got {threads}).")
     return threads
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it, else the CPU count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
 
 
 def use_threads(threads: int) -> None:
