@@ -389,6 +389,7 @@ def render_frontier() -> str:
     lines += render_default_check(reports)
     lines += render_within_bar(reports)
     lines += render_degradation(reports)
+    lines += render_judge_value(reports)
     for label, r in reports.items():
         lines += [
             f"## {label}: {', '.join(r.get('trace_files', []))} ({r['questions']} questions, {r['runs']} runs)",
@@ -448,6 +449,39 @@ def default_verdicts(reports: dict[str, Any], policy: str, judge: str) -> list[t
     return out
 
 
+def render_judge_value(reports: dict[str, Any]) -> list[str]:
+    """Each judge against the ``constant`` judge (no information) under the same policy, at the default's
+    targets: what the judging itself adds to a policy's accuracy and savings."""
+    lines = [
+        "## What the judge adds over no information",
+        "",
+        "Cell: `policy/judge` minus `policy/constant` at the same draws: accuracy (points) / tokens per question "
+        "(%). `constant` scores every pair 1.0, so every branch joins one cluster: `adaptive` then keeps the first "
+        "half of the branches to reach the judge input (plain subsampling) and stops on its Beta rule. A cell near "
+        "+0.0 / +0% means the policy's figures with that judge do not come from judging.",
+        "",
+        "| method | " + " | ".join(f"{label} N={n}" for label, n in TARGETS) + " |",
+        "|---|" + "---|" * len(TARGETS),
+    ]
+    for policy in ("adaptive", "paper", "periodic"):
+        for judge in FRONTIER_JUDGE_ORDER:
+            if judge == "constant":
+                continue
+            cells = []
+            for label, n in TARGETS:
+                methods = reports.get(label, {}).get("points", {}).get(str(n), {})
+                m, base = methods.get(f"{policy}/{judge}"), methods.get(f"{policy}/constant")
+                if m is None or base is None or not base["tokens"]:
+                    cells.append("")
+                    continue
+                gain, extra = 100 * (m["accuracy"] - base["accuracy"]), 100 * (m["tokens"] / base["tokens"] - 1)
+                cells.append(f"{gain:+.1f} / {extra:+.0f}%")
+            if any(cells):
+                lines.append(f"| {policy}/{judge} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
 def render_degradation(reports: dict[str, Any]) -> list[str]:
     """Accuracy vs cons@N (points) and token reduction per policy and judge, at every measured (set, N):
     how each policy degrades as the judge gets worse (oracle = perfect)."""
@@ -456,8 +490,8 @@ def render_degradation(reports: dict[str, Any]) -> list[str]:
         "## How accuracy degrades with the judge",
         "",
         "Cell: accuracy minus cons@N's (points) / token reduction vs cons@N. `oracle` is a perfect judge "
-        "(recorded answers); `numbers` compares the numbers written so far. ESC and Adaptive-Consistency "
-        "(`ac`) rows for reference.",
+        "(recorded answers); `numbers` compares the numbers written so far; `constant` gives every pair the same "
+        "score (no information: the floor). ESC and Adaptive-Consistency (`ac`) rows for reference.",
         "",
         "| method | " + " | ".join(f"{label} N={n}" for label, n in cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -477,7 +511,7 @@ def render_degradation(reports: dict[str, Any]) -> list[str]:
     return lines
 
 
-FRONTIER_JUDGE_ORDER = ("oracle", "trained", "blend-heldout", "embedding", "numbers")
+FRONTIER_JUDGE_ORDER = ("oracle", "trained", "blend-heldout", "embedding", "numbers", "constant")
 
 
 def within_a_point(m: dict[str, Any], cons: dict[str, Any]) -> bool:

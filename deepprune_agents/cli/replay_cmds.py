@@ -22,7 +22,7 @@ from deepprune_agents.extras import require_extra
 # The eval's defaults are the settings' (DeepPruneContext), the ones `deepprune ask` and the Runnable use.
 POLICIES = ("paper", "periodic", "adaptive")
 FRONTIER_NS = (8, 16, 32, 64, 128)
-FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained")
+FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained", "constant")  # = evaluation.frontier's
 
 
 def setting_default(name: str) -> Any:

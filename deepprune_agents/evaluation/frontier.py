@@ -40,7 +40,9 @@ from deepprune_agents.pruning import AdaptiveKnobs, ClusteringKnobs, PaperKnobs,
 from deepprune_agents.pruning.vote import answer_histogram, plurality_share
 
 FRONTIER_NS = (8, 16, 32, 64, 128)
-FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained")
+# ``constant`` scores every pair the same (no information): the control a judge's share of the savings is
+# measured against (free: no model).
+FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained", "constant")
 BASELINES = ("cons", "esc", "ac")
 NOT_MEASURED = {
     "llm": "the llm judge asks a chat model per pair (seconds per call on these CPUs); a frontier of "
@@ -173,7 +175,15 @@ async def frontier_async(
 
 
 STYLE = {"paper": "C0", "periodic": "C2", "adaptive": "C3", "cons": "k", "esc": "C1", "ac": "C4"}
-MARKER = {"oracle": "*", "numbers": "s", "embedding": "o", "trained": "D", "blend": "v", "blend-heldout": "v"}
+MARKER = {
+    "oracle": "*",
+    "numbers": "s",
+    "embedding": "o",
+    "trained": "D",
+    "blend": "v",
+    "blend-heldout": "v",
+    "constant": "x",
+}
 
 
 def plot_frontier(report: dict[str, Any], out: str | Path, *, axis: str, title: str = "") -> Path:

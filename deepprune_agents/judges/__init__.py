@@ -27,6 +27,7 @@ _BUILTIN: dict[str, str] = {
     "oracle": "deepprune_agents.judges.oracle:OracleJudge",
     "numbers": "deepprune_agents.judges.numbers:NumberOverlapJudge",
     "blend": "deepprune_agents.judges.blend:BlendJudge",
+    "constant": "deepprune_agents.judges.constant:ConstantJudge",
 }
 
 #: Names of the built-in judges (``known_judges()`` adds the ones registered at run time).

@@ -126,6 +126,22 @@ async def test_a_cluster_of_copies_keeps_the_copy_fraction() -> None:
     assert (await AdaptivePolicy(truncation=SPEC, knobs=same).step(views, LabelJudge())).cancel == [4, 5, 6, 7, 10, 11]
 
 
+async def test_with_the_constant_judge_thinning_is_plain_subsampling() -> None:
+    # No information: every branch joins one cluster, which keeps the first half to be placed, whatever
+    # the texts say (the control the frontier measures each judge's share of the savings against).
+    from deepprune_agents.judges.constant import ConstantJudge
+
+    views = [view(i, label) for i, label in enumerate("aaabbbcccdde")]
+    policy = AdaptivePolicy(truncation=SPEC, knobs=AdaptiveKnobs(keep_fraction=0.5, min_keep=2))
+    decision = await policy.step(views, ConstantJudge())
+    assert len(policy.clusters.non_empty()) == 1
+    assert decision.cancel == list(range(6, 12))
+    # score 0: a cluster per branch, none thinned (min_keep >= 1)
+    never = AdaptivePolicy(truncation=SPEC, knobs=AdaptiveKnobs(keep_fraction=0.5, min_keep=2))
+    assert (await never.step(views, ConstantJudge(score=0.0))).cancel == []
+    assert len(never.clusters.non_empty()) == len(views)
+
+
 async def test_thinning_never_cancels_the_last_running_member_of_a_cluster() -> None:
     policy = AdaptivePolicy(truncation=SPEC, knobs=AdaptiveKnobs(keep_fraction=0.25, min_keep=1))
     views = [view(i, "a", status="finished", answer="7") for i in range(3)] + [view(3, "a"), view(4, "a")]

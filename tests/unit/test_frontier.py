@@ -120,3 +120,20 @@ def test_a_labelled_judge_joins_the_stored_frontier_without_replacing_it(tmp_pat
     assert (again["accuracy"], again["tokens"], again["wall"]) == (stored["accuracy"], stored["tokens"], stored["wall"])
     assert merged["judges"] == ["oracle", "numbers", "numbers-again"]
     assert merged["judge_specs"] == new["judge_specs"]
+
+
+def test_the_judge_value_table_compares_each_judge_with_the_constant_one_under_its_policy() -> None:
+    bench = load_bench("replay_results")
+    label, n = bench.TARGETS[0]
+    points = {
+        "adaptive/embedding": {"accuracy": 0.70, "tokens": 1020.0},
+        "adaptive/constant": {"accuracy": 0.70, "tokens": 1000.0},
+        "paper/oracle": {"accuracy": 0.72, "tokens": 800.0},
+        "paper/constant": {"accuracy": 0.60, "tokens": 1000.0},
+        "periodic/numbers": {"accuracy": 0.7, "tokens": 900.0},  # no constant point: no row
+    }
+    lines = bench.render_judge_value({label: {"points": {str(n): points}}})
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ") and "/" in line}
+    assert set(rows) == {"adaptive/embedding", "paper/oracle"}
+    assert "| +0.0 / +2% |" in rows["adaptive/embedding"]
+    assert "| +12.0 / -20% |" in rows["paper/oracle"]

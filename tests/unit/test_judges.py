@@ -178,3 +178,29 @@ def test_embedding_judge_forward_pass_uses_its_thread_count() -> None:
     judge.score_sync([(PartialTrace(text="3 + 4 = 7"), PartialTrace(text="3 plus 4 is 7"))])
     assert torch.get_num_threads() == 1
     torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- constant (the control)
+
+
+async def test_constant_judge_gives_every_pair_its_score_whatever_the_text() -> None:
+    pairs: list[TracePair] = [(pt("48 / 2 = 24"), pt("48 / 2 = 24")), (pt("48 / 2 = 24"), pt("unrelated text"))]
+    assert await get_judge("constant").ascore(pairs) == [1.0, 1.0]
+    assert await get_judge("constant", score=0.25).ascore(pairs) == [0.25, 0.25]
+    assert await get_judge("constant").ascore([]) == []
+    from deepprune_agents.judges.constant import ConstantJudge
+
+    assert ConstantJudge().needs_encoder is False  # replay prewarm leaves it alone
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), "1", True])
+def test_constant_judge_rejects_a_score_outside_0_1(bad: object) -> None:
+    with pytest.raises(ConfigError, match="constant judge"):
+        get_judge("constant", score=bad)
+
+
+def test_the_cli_lists_the_frontier_judges_of_the_evaluation() -> None:
+    from deepprune_agents.cli.replay_cmds import FRONTIER_JUDGES as CLI_JUDGES
+    from deepprune_agents.evaluation.frontier import FRONTIER_JUDGES
+
+    assert CLI_JUDGES == FRONTIER_JUDGES and "constant" in FRONTIER_JUDGES
