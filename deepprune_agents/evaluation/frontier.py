@@ -182,7 +182,7 @@ MARKER = {
     "trained": "D",
     "blend": "v",
     "blend-heldout": "v",
-    "constant": "x",
+    "constant": "X",
 }
 
 
