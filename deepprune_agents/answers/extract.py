@@ -56,6 +56,9 @@ _MAX_CAPTURE = 300  # an answer after "The answer is" longer than this is prose,
 # The default system prompt asks for "The answer is N."; small models echo the template itself
 # ('The answer is N" where N is the total'). A placeholder is no answer: look further back instead.
 _PLACEHOLDER_RE = re.compile(r"^(?:N|<answer>|\[[A-Za-z ]*\]|\.\.\.)(?=$|[\s\"'.,;:)])")
+# ... or quote it after an answer phrase of their own ('the final answer is the line "The answer is N"'): a
+# capture that quotes the template with its placeholder is the echo, not an answer.
+_TEMPLATE_ECHO_RE = re.compile(r"[\"'\u201c\u2018]\s*the answer is N\b", re.IGNORECASE)
 # Words between "the answer is" and the answer itself ("The answer is simply: 12").
 # Small models hedge there too ("The answer is indeed 10", "approximately 7 days"): the same filler.
 _FILLER_RE = re.compile(
@@ -156,6 +159,8 @@ def _after_phrase(text: str, end: int) -> str | None:
         if rhs is not None:
             cleaned = rhs
     if _PLACEHOLDER_RE.match(cleaned) or _NO_ANSWER_RE.match(cleaned) or _REFUSAL_RE.search(cleaned):
+        return None
+    if _TEMPLATE_ECHO_RE.search(cleaned):
         return None
     if cleaned.split(" ", 1)[0].lower() in _CLAUSE_START:  # "the answer is based on ...": no answer here
         return None

@@ -280,6 +280,9 @@ def test_extractor_agrees_with_ovm_labels_on_real_traces() -> None:
         ("The answer is N = 12.", "12"),
         ("The answer is n", "n"),
         ("The answer is <answer>.", None),
+        # the template quoted after the model's own phrase (seen live from SmolLM2): look further back
+        ('So 10 - 3 = 7 candies.\nThe answer is 7.\nMy final answer is the line "The answer is N".', "7"),
+        ('The final answer is the line "The answer is N"', None),
     ],
 )
 def test_an_echoed_placeholder_is_no_answer(text: str, expected: str | None) -> None:
