@@ -58,10 +58,14 @@ class DeepPruneContext:
 
     n: int = field(default=8, metadata={"description": "Number of parallel branches (cons@N)."})
     # Defaults chosen from the frontier (docs/policy_frontier.md, `bench/replay_results.py --frontier`): at agent-scale
-    # N (8-64) `adaptive` with the embedding judge is the one policy/judge pair (oracle aside) that keeps cons@N's
-    # accuracy within 1 point with fewer tokens than ESC on OVM Mistral N=16 and 64, OVM Llama N=16 and MATH x8;
-    # `paper` and `periodic` lose 2-20 points there with the learned judges, and the trained judge merges too
-    # little at tau 0.5 for adaptive's thinning to beat ESC's tokens.
+    # N (8-64) `adaptive` keeps cons@N's accuracy within 1 point with fewer tokens than ESC on OVM Mistral N=16 and
+    # 64, OVM Llama N=16, MATH x8 and dates x10; `paper` and `periodic` lose 2-20 points there with the learned
+    # judges. Its savings come from thinning and the Beta stop, not from judging: with the `constant` judge (no
+    # information, every branch in one cluster) it gets the embedding judge's figures on all five targets, the
+    # embedding judge merging 98.6-100% of even the different-answer pairs at tau 0.5 (bench/judge_eval.py's online
+    # TNR), and where the two differ (low-agreement OVM Llama) its rare splits cost points (N=64: 39% vs 43%).
+    # Better judges make adaptive keep more (the oracle: +21-40% tokens on OVM for +0-1 point). So the default
+    # judge is the one that costs nothing (no MiniLM to load or run beside the server).
     policy: PolicyName = field(
         default="adaptive",
         metadata={
@@ -70,7 +74,7 @@ class DeepPruneContext:
         },
     )
     judge: JudgeName = field(
-        default="embedding",
+        default="constant",
         metadata={
             "description": "Judge: trained, blend, numbers, embedding, oracle (recorded traces), llm, transformers, "
             "constant (no information: the control); "

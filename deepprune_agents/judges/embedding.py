@@ -1,4 +1,4 @@
-"""The embedding-similarity judge: the paper's SentenceBERT baseline and the zero-setup default.
+"""The embedding-similarity judge: the paper's SentenceBERT baseline.
 
 It answers "are these two prefixes *about the same thing*", which is not the question DeepPrune asks
 ("will they reach the same answer"): two branches that set up the problem identically and then
