@@ -449,20 +449,22 @@ def default_verdicts(reports: dict[str, Any], policy: str, judge: str) -> list[t
     return out
 
 
+def method_table_head(title: str, caption: str, columns: list[str]) -> list[str]:
+    """A section's heading, caption and the head of its table of methods (one row per method)."""
+    return [f"## {title}", "", caption, "", "| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+
+
 def render_judge_value(reports: dict[str, Any]) -> list[str]:
     """Each judge against the ``constant`` judge (no information) under the same policy, at the default's
     targets: what the judging itself adds to a policy's accuracy and savings."""
-    lines = [
-        "## What the judge adds over no information",
-        "",
+    lines = method_table_head(
+        "What the judge adds over no information",
         "Cell: `policy/judge` minus `policy/constant` at the same draws: accuracy (points) / tokens per question "
         "(%). `constant` scores every pair 1.0, so every branch joins one cluster: `adaptive` then keeps the first "
         "half of the branches to reach the judge input (plain subsampling) and stops on its Beta rule. A cell near "
         "+0.0 / +0% means the policy's figures with that judge do not come from judging.",
-        "",
-        "| method | " + " | ".join(f"{label} N={n}" for label, n in TARGETS) + " |",
-        "|---|" + "---|" * len(TARGETS),
-    ]
+        [f"{label} N={n}" for label, n in TARGETS],
+    )
     for policy in ("adaptive", "paper", "periodic"):
         for judge in FRONTIER_JUDGE_ORDER:
             if judge == "constant":
@@ -486,16 +488,13 @@ def render_degradation(reports: dict[str, Any]) -> list[str]:
     """Accuracy vs cons@N (points) and token reduction per policy and judge, at every measured (set, N):
     how each policy degrades as the judge gets worse (oracle = perfect)."""
     cols = [(label, n) for label, r in reports.items() for n in r["points"]]
-    lines = [
-        "## How accuracy degrades with the judge",
-        "",
+    lines = method_table_head(
+        "How accuracy degrades with the judge",
         "Cell: accuracy minus cons@N's (points) / token reduction vs cons@N. `oracle` is a perfect judge "
         "(recorded answers); `numbers` compares the numbers written so far; `constant` gives every pair the same "
         "score (no information: the floor). ESC and Adaptive-Consistency (`ac`) rows for reference.",
-        "",
-        "| method | " + " | ".join(f"{label} N={n}" for label, n in cols) + " |",
-        "|---|" + "---|" * len(cols),
-    ]
+        [f"{label} N={n}" for label, n in cols],
+    )
     names = ["esc", "ac"] + [f"{p}/{j}" for p in ("adaptive", "paper", "periodic") for j in FRONTIER_JUDGE_ORDER]
     for name in names:
         cells = []
