@@ -426,11 +426,17 @@ def render_frontier() -> str:
     return "\n".join(lines) + "\n"
 
 
+def target_methods(reports: dict[str, Any], label: str, n: int) -> dict[str, Any]:
+    """The measured methods of one (set, N) target; empty when that set or N was not measured."""
+    points: dict[str, Any] = reports.get(label, {}).get("points", {}).get(str(n), {})
+    return points
+
+
 def default_verdicts(reports: dict[str, Any], policy: str, judge: str) -> list[tuple[str, int, bool | None, str]]:
     """For each target (set, N): met?, and the figures; None when not measured."""
     out: list[tuple[str, int, bool | None, str]] = []
     for label, n in TARGETS:
-        methods = reports.get(label, {}).get("points", {}).get(str(n))
+        methods = target_methods(reports, label, n)
         m = methods.get(f"{policy}/{judge}") if methods else None
         if not methods or m is None:
             out.append((label, n, None, "not measured"))
@@ -471,7 +477,7 @@ def render_judge_value(reports: dict[str, Any]) -> list[str]:
                 continue
             cells = []
             for label, n in TARGETS:
-                methods = reports.get(label, {}).get("points", {}).get(str(n), {})
+                methods = target_methods(reports, label, n)
                 m, base = methods.get(f"{policy}/{judge}"), methods.get(f"{policy}/constant")
                 if m is None or base is None or not base["tokens"]:
                     cells.append("")

@@ -158,9 +158,12 @@ def _after_phrase(text: str, end: int) -> str | None:
         rhs = _clean(cleaned.rsplit("=", 1)[1])
         if rhs is not None:
             cleaned = rhs
-    if _PLACEHOLDER_RE.match(cleaned) or _NO_ANSWER_RE.match(cleaned) or _REFUSAL_RE.search(cleaned):
-        return None
-    if _TEMPLATE_ECHO_RE.search(cleaned):
+    if (
+        _PLACEHOLDER_RE.match(cleaned)
+        or _TEMPLATE_ECHO_RE.search(cleaned)
+        or _NO_ANSWER_RE.match(cleaned)
+        or _REFUSAL_RE.search(cleaned)
+    ):
         return None
     if cleaned.split(" ", 1)[0].lower() in _CLAUSE_START:  # "the answer is based on ...": no answer here
         return None
