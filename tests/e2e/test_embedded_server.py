@@ -57,6 +57,9 @@ async def test_server_lists_the_model_and_answers_a_chat_completion(vllm_server:
     assert text.strip(), "the server returned an empty completion"
     assert resp.usage is not None and 0 < resp.usage.completion_tokens <= 32
     assert resp.choices[0].finish_reason in ("stop", "length")
+    if isinstance(vllm_server, EmbeddedServer) and vllm_server.log_path is not None:
+        # The engine computes in the dtype we chose for this CPU (embedded.serving_dtype), not the checkpoint's.
+        assert f"dtype=torch.{vllm_server.dtype}" in vllm_server.log_path.read_text(errors="replace")
 
 
 async def test_closing_a_stream_aborts_the_request_on_the_server(vllm_server: Server) -> None:
