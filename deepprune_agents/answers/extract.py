@@ -51,7 +51,7 @@ _CHOICE_FALLBACK_RES = (
     # "(B) is correct", "(C) is the right answer"
     re.compile(r"\(([A-E])\)[ \t]+is\b[ \t]+(?:the\b[ \t]+)?(?:correct|right)\b", re.IGNORECASE),
 )
-_SENTENCE_END_RE = re.compile(r"\.(?=\s)")
+_SENTENCE_END_RE = re.compile(r"\.[\"\u201d]?(?=\s)")  # a period, maybe closing a quote, then space
 _MAX_CAPTURE = 300  # an answer after "The answer is" longer than this is prose, not an answer
 # The default system prompt asks for "The answer is N."; small models echo the template itself
 # ('The answer is N" where N is the total'). A placeholder is no answer: look further back instead.
@@ -66,7 +66,11 @@ _FILLER_RE = re.compile(
     r"approximately|about|roughly|around|now|finally|also|still)\b[ \t]*:?",
     re.IGNORECASE,
 )
-_NO_ANSWER_RE = re.compile(r"^(?:n/?a|none given|not applicable|no answer!?|unknown|\[invalid\])$", re.IGNORECASE)
+_QUOTES = '"`\u201c\u201d'
+# ... and "the final answer is the answer" (seen live from SmolLM2) names no answer either.
+_NO_ANSWER_RE = re.compile(
+    r"^(?:n/?a|none given|not applicable|no answer!?|unknown|\[invalid\]|(?:the )?(?:final )?answer)$", re.IGNORECASE
+)
 # A final sentence that declines to answer ("we cannot determine the date") states no answer, even when
 # it mentions a number or a date (that is context, not a result).
 _REFUSAL_RE = re.compile(
@@ -120,11 +124,13 @@ def _boxed(text: str) -> str | None:
 
 
 def _clean(raw: str) -> str | None:
-    """Strip the decoration models put around an answer: markdown bold, ``$``, a final period."""
+    """Strip the decoration models put around an answer: markdown bold, ``$``, double quotes or backticks
+    (``The answer is 10."`` closes a quoted line: without this "10." and "10" split the vote), a final
+    period."""
     s = raw.strip()
     for _ in range(3):
         before = s
-        s = s.strip().strip("*").strip()
+        s = s.strip().strip("*").strip().strip(_QUOTES).strip()
         if s.startswith("\\(") and s.endswith("\\)"):
             s = s[2:-2]
         if s.startswith("\\[") and s.endswith("\\]"):
@@ -236,6 +242,7 @@ _NOT_AN_ANSWER_START = frozenset(
 _ARTICLES = frozenset({"the", "a", "an"})
 _MAX_PHRASE_WORDS = 6
 _MAX_PHRASE_CHARS = 80
+_NUMBER_START_RE = re.compile(r"[-+$]?\d")
 _NUMBER_TOKEN_RE = re.compile(r"^[-+]?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?$")
 
 
@@ -256,6 +263,9 @@ def _last_sentence(text: str) -> tuple[str, bool]:
 
 def _short_phrase(raw: str) -> str | None:
     """``raw`` cut at its first clause break, cleaned, when it is short enough to be an answer."""
+    filler = _FILLER_RE.match(raw.lstrip())
+    if filler is not None and _NUMBER_START_RE.match(raw.lstrip()[filler.end() :].lstrip()):
+        raw = raw.lstrip()[filler.end() :]  # "The total is simply 12." -> 12 (a hedge before a number only)
     m = _PHRASE_CUT_RE.search(raw)
     phrase = raw[: m.start()] if m is not None else raw
     cleaned = _clean(phrase.strip().strip("\"'`\u201c\u201d"))

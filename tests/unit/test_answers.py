@@ -287,3 +287,22 @@ def test_extractor_agrees_with_ovm_labels_on_real_traces() -> None:
 )
 def test_an_echoed_placeholder_is_no_answer(text: str, expected: str | None) -> None:
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # seen live from SmolLM2 (bench/out/live_vllm_*.json): each split a vote or voted for a non-answer
+        ('Mike has 20 - 5 = 15 dollars.\nThe answer is 15."', "15"),  # a closing quote after the period
+        ('The answer is 7." Then I checked it.', "7"),
+        ('So the answer is "Paris".', "Paris"),
+        ("4 legs each, so the total is simply 12.", "12"),  # a hedge before the number
+        ("The total is simply wrong.", "simply wrong"),  # ... but only before a number
+        ("The cost is also important.", None),
+        ("The answer is 4.\nMy final answer is the answer.", "4"),  # "the answer" names none: look further back
+        ("2 + 2 = 4. My final answer is the answer.", None),  # no earlier phrase: no vote rather than "the answer"
+        ("The answer is the final answer.", None),
+    ],
+)
+def test_decoration_and_hedges_seen_live(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected
