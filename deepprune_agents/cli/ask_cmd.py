@@ -51,7 +51,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--judge",
         default=DeepPruneContext.judge,
-        help=f"judge: embedding, trained, numbers, llm, ... (default {DeepPruneContext.judge})",
+        help=f"judge: constant, embedding, numbers, blend, trained, llm, ... (default {DeepPruneContext.judge})",
     )
     p.add_argument("--policy", default=DeepPruneContext.policy, choices=KNOWN_POLICIES)
     p.add_argument("--truncate", default="tokens:32", help="judge input: tokens:K or words:K")

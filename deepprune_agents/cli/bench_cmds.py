@@ -57,13 +57,16 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from deepprune_agents.backends.embedded import get_default_server, root_url_of
+    from deepprune_agents.backends.embedded import EmbeddedServer, get_default_server, root_url_of
     from deepprune_agents.evaluation.live_bench import LIVE_QUESTIONS, run_live_bench
 
     ctx = context_from_args(args)
+    server_info: dict[str, Any] = {"embedded": False}
     if not ctx.base_urls:
         server = get_default_server()
         ctx = ctx.replace(base_urls=[server.base_url])
+        if isinstance(server, EmbeddedServer):  # the figures depend on it (see embedded.serving_dtype)
+            server_info = {"embedded": True, "dtype": server.dtype}
     root = root_url_of(ctx.base_urls[0])
     console = Console(stderr=True)
 
@@ -81,6 +84,7 @@ def run_live(args: argparse.Namespace) -> int:
         run_live_bench(ctx, root_url=root, questions=LIVE_QUESTIONS[: args.questions], progress=progress, runs=runs),
         runs,
     )
+    report["server"] = server_info
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -20,7 +20,7 @@ from rich.console import Console
 from deepprune_agents.backends.embedded import EmbeddedServer, log_tail
 from deepprune_agents.cli._eval_parser import add_knob_flags, knob_values
 from deepprune_agents.errors import ConfigError, EmbeddedServerError
-from deepprune_agents.settings import KNOWN_POLICIES
+from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
 
 def register(subparsers: Any) -> None:
@@ -44,9 +44,13 @@ def register(subparsers: Any) -> None:
     )
     proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     proxy.add_argument("--max-concurrent", type=int, default=4, help="runs at once; more get 429 (default 4)")
-    proxy.add_argument("--n", type=int, default=None, help="default branches per request (default 8)")
-    proxy.add_argument("--judge", default=None, help="default judge (default trained)")
-    proxy.add_argument("--policy", default=None, choices=KNOWN_POLICIES, help="default policy")
+    proxy.add_argument(
+        "--n", type=int, default=None, help=f"default branches per request (default {DeepPruneContext.n})"
+    )
+    proxy.add_argument("--judge", default=None, help=f"default judge (default {DeepPruneContext.judge})")
+    proxy.add_argument(
+        "--policy", default=None, choices=KNOWN_POLICIES, help=f"default policy (default {DeepPruneContext.policy})"
+    )
     proxy.add_argument("--model", default=None, help="default upstream model (default: the first one it lists)")
     add_knob_flags(p, title="policy knobs (proxy defaults; a request may override them)")
     p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
@@ -61,7 +65,6 @@ def _run_from_args(args: argparse.Namespace) -> int:
 def run_proxy(args: argparse.Namespace) -> int:
     """``deepprune serve --upstream URL``: the proxy in the foreground until Ctrl-C."""
     from deepprune_agents.server import require_server_deps
-    from deepprune_agents.settings import DeepPruneContext
 
     require_server_deps()
     from deepprune_agents.server.app import ProxyConfig, serve_forever
