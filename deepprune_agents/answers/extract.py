@@ -190,18 +190,23 @@ _WHICH_IS_RE = re.compile(r"^(?:,\s*|\s+)which\s+(?:is|equals|gives)\b[ \t]*:?[ 
 def _stated_result(cleaned: str) -> str:
     """The result a number-led answer phrase states: ``"5, which is the result of 9 - 4"`` -> ``5``,
     ``"8 + 1, which is 10"`` -> ``10`` (also ``"the total, which is 12"`` -> ``12``), ``"360 hours in a day"``
-    -> ``360``. Without that, the same number in two wordings splits the vote ("5" vs "5, which is ...").
+    -> ``360``, ``"10 dollars, which is 5 pencils"`` -> ``10``, ``"12 legs (3 cows x 4 legs)"`` -> ``12``.
+    Without that, the same number in two wordings splits the vote ("5" vs "5, which is ...").
     Only a clause break followed by words counts, so a list ("1, 2") or a pair stays whole; any other phrase
     comes back unchanged."""
     cut = _PHRASE_CUT_RE.search(cleaned)
     if cut is None:
         return _number_before_words(cleaned) or cleaned
     rest = cleaned[cut.start() :]
+    head = cleaned[: cut.start()].strip()
+    # "12 legs (3 cows x 4 legs)": a parenthesis after a number (with its unit) explains it
+    number = head if _NUMBER_TOKEN_RE.match(head) else _number_before_words(head)
+    if number is not None and cut.group(0).strip() == "(":
+        return number
     if not rest.lstrip(" ,;(").split(" ", 1)[0].isalpha():
         return cleaned
-    head = cleaned[: cut.start()].strip()
-    if _NUMBER_TOKEN_RE.match(head):
-        return head
+    if number is not None:  # "10 dollars, which is 5 pencils of that material" -> 10
+        return number
     which = _WHICH_IS_RE.match(rest)
     if which is not None and (_EXPRESSION_RE.match(head) or not any(ch.isdigit() for ch in head)):
         result = _clean(which.group(1).rstrip(",;:"))

@@ -302,6 +302,12 @@ def test_an_echoed_placeholder_is_no_answer(text: str, expected: str | None) -> 
         ("The answer is 4.\nMy final answer is the answer.", "4"),  # "the answer" names none: look further back
         ("2 + 2 = 4. My final answer is the answer.", None),  # no earlier phrase: no vote rather than "the answer"
         ("The answer is the final answer.", None),
+        (
+            "The answer is 10 dollars, which is 5 pencils of that material.",
+            "10",
+        ),  # a number with its unit, then a clause
+        ("The answer is 12 legs (3 cows x 4 legs).", "12"),  # ... or a parenthesis explaining it
+        ("The answer is 7 apples and 2 pears.", "7 apples and 2 pears"),  # no clause break: kept whole
     ],
 )
 def test_decoration_and_hedges_seen_live(text: str, expected: str | None) -> None:
