@@ -32,7 +32,7 @@ from _common import write_report  # noqa: E402
 from deepprune_agents.backends.embedded import (  # noqa: E402
     NATIVE_BF16_FLAGS,
     EmbeddedServer,
-    cpu_flags,
+    local_cpu_flags,
     serving_dtype,
 )
 
@@ -83,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokens", type=int, default=100, help="tokens per completion")
     ap.add_argument("--json", dest="json_out", default="bench/out/server_dtype.json")
     args = ap.parse_args(argv)
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        cpuinfo = ""
-    flags = cpu_flags(cpuinfo)
+    flags = local_cpu_flags()
     native = sorted(flags & NATIVE_BF16_FLAGS)
     print(f"CPU native bfloat16 flags: {native or 'none'}; serving_dtype picks {serving_dtype(flags)}")
     streams = [int(s) for s in args.streams.split(",")]

@@ -268,12 +268,13 @@ def _last_sentence(text: str) -> tuple[str, bool]:
 
 def _short_phrase(raw: str) -> str | None:
     """``raw`` cut at its first clause break, cleaned, when it is short enough to be an answer."""
-    filler = _FILLER_RE.match(raw.lstrip())
-    if filler is not None and _NUMBER_START_RE.match(raw.lstrip()[filler.end() :].lstrip()):
-        raw = raw.lstrip()[filler.end() :]  # "The total is simply 12." -> 12 (a hedge before a number only)
+    stripped = raw.lstrip()
+    filler = _FILLER_RE.match(stripped)
+    if filler is not None and _NUMBER_START_RE.match(stripped[filler.end() :].lstrip()):
+        raw = stripped[filler.end() :]  # "The total is simply 12." -> 12 (a hedge before a number only)
     m = _PHRASE_CUT_RE.search(raw)
     phrase = raw[: m.start()] if m is not None else raw
-    cleaned = _clean(phrase.strip().strip("\"'`\u201c\u201d"))
+    cleaned = _clean(phrase.strip().strip("'" + _QUOTES))
     if cleaned is None or len(cleaned) > _MAX_PHRASE_CHARS:
         return None
     words = [w.lower().strip("*") for w in cleaned.split()]

@@ -336,16 +336,17 @@ def serving_dtype(flags: frozenset[str]) -> str:
     return "bfloat16" if flags & NATIVE_BF16_FLAGS else "float32"
 
 
+def local_cpu_flags() -> frozenset[str]:
+    """This machine's CPU flags (``cpu_flags`` of /proc/cpuinfo; empty where there is none)."""
+    try:
+        return cpu_flags(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return frozenset()
+
+
 def _local_dtype() -> str:
     """``$DEEPPRUNE_EMBEDDED_DTYPE`` if set, else ``serving_dtype`` of this machine's CPU."""
-    override = os.environ.get(ENV_DTYPE, "").strip()
-    if override:
-        return override
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        cpuinfo = ""
-    return serving_dtype(cpu_flags(cpuinfo))
+    return os.environ.get(ENV_DTYPE, "").strip() or serving_dtype(local_cpu_flags())
 
 
 def kv_cache_gb(dtype: str) -> str:
