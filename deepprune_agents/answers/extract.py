@@ -12,7 +12,8 @@ The chain, most specific first (the first that finds something wins):
 4. a multiple-choice phrase ("option (B)", "(C) is correct");
 5. free-form endings, only in the last sentence: "... is X." / "... as X." / "... was X." (the first
    date in X when X holds one; else X when it is short), a date, a number at the very end
-   ("So she has 18 eggs."), or a short final line ("Paris."). 5 needs a finished sentence (a final
+   ("So she has 18 eggs."), the one number of a concluding sentence ("Therefore, Julie needs 48 pages to
+   finish."), or a short final line ("Paris."). 5 needs a finished sentence (a final
    ``.`` or ``!``), or a date that ends the text, so a trace cut off mid-sentence by max_tokens gives no
    vote instead of a half-computed one.
 
@@ -336,6 +337,27 @@ def _number_at_end(sentence: str) -> str | None:
     return None if i is None else _number_token(words[i])
 
 
+# "So, Julie needs 48 pages to finish." / "Therefore, he has 9.23 * 12.33 = 12.42 dollars in change.": a final
+# sentence that opens with a conclusion marker states the result even without a copula, when it names one number
+# (after its last "=", the right-hand side of a computation).
+_CONCLUSION_RE = re.compile(
+    r"^(?:so|therefore|thus|hence|in total|in conclusion|in the end|overall|altogether|all in all)\b[ \t]*,?[ \t]*",
+    re.IGNORECASE,
+)
+_RESULT_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?(?![\w/])")
+
+
+def _concluded_number(sentence: str) -> str | None:
+    """The one number of a concluding sentence ("So, James writes 18 pages over a year." -> 18), or None when
+    the sentence is not a conclusion or names several numbers (which one is the result is then a guess)."""
+    marker = _CONCLUSION_RE.match(sentence)
+    if marker is None:
+        return None
+    claim = sentence[marker.end() :].rsplit("=", 1)[-1]
+    numbers = {m.group(0).rstrip(",") for m in _RESULT_NUMBER_RE.finditer(claim)}
+    return numbers.pop() if len(numbers) == 1 else None
+
+
 def _free_form(text: str) -> str | None:
     """Step 5 of the chain: the answer a final sentence states without any marker."""
     sentence, finished = _last_sentence(text)
@@ -363,7 +385,7 @@ def _free_form(text: str) -> str | None:
             return phrase
     if dates:
         return sentence[dates[-1][0] : dates[-1][1]]
-    number = _number_at_end(sentence)
+    number = _number_at_end(sentence) or _concluded_number(sentence)
     if number is not None:
         return number
     last_line = text.strip().rsplit("\n", 1)[-1].strip().rstrip(".!").strip()

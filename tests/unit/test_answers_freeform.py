@@ -49,6 +49,14 @@ DATE_TRACE = (
         ("The answer for 3 people is Paris.", "Paris"),
         ("Day 3 is Monday.", "Monday"),
         ("The date is May 6, 2002, which can be written in the format MM/DD/YYYY.", "May 6, 2002"),
+        # a concluding sentence with one number states it, wherever it stands (seen in SmolLM2 traces)
+        ("Therefore, Julie needs 48 pages to finish tomorrow's reading.", "48"),
+        ("So, James writes a 18 pages over a year.", "18"),
+        ("So, there are 1 + 1 = 2 flowers that Mark has in his garden.", "2"),  # the right-hand side
+        ("Therefore, he has 9.23 * 12.33 = 12.42 dollars in change.", "12.42"),
+        ("Therefore, Albert eats 1/4 of the pizza.", "1/4"),
+        ("So, Jasper spends $8.00 on the ingredients.", "$8.00"),
+        ("In total, she read 5 books in the 3rd week.", "5"),  # an ordinal is not a number
     ],
 )
 def test_free_form_endings(ending: str, expected: str) -> None:
@@ -71,6 +79,9 @@ def test_free_form_endings(ending: str, expected: str) -> None:
         "The total is what she pays.",
         "To find out how many students there are in the class, divide them.",  # "in the class" is no answer
         "Thus the answer is based on the concept of multiplication.",
+        "So, after 3 days she had 15 apples in her basket.",  # two numbers: which is the result is a guess
+        "Julie needs 48 pages to finish tomorrow's reading.",  # no conclusion marker: a step, not the result
+        "So, Julie needs 48 pages to finish",  # cut off by max_tokens
     ],
 )
 def test_endings_that_state_no_answer(ending: str) -> None:
