@@ -9,6 +9,8 @@ on its own (``tests/unit/test_answers_normalize.py``) and reused by a task-speci
   a number ("18 dollars"), currency signs, a percent sign (see ``deepprune_agents.answers`` on why);
 * dates: every form ``dates.parse_date`` reads becomes ISO ``YYYY-MM-DD`` ("11/22/2001",
   "November 22, 2001" and "22 Nov 2001" all give ``2001-11-22``);
+* numbers in words: "two", "twenty-five apples", "one hundred and five" become numerals (a spoken
+  fraction or decimal, "two thirds", stays words);
 * free text (letters, spaces, ``' . , ! ? ; :`` only): lower-cased, punctuation dropped, a leading
   article ("the", "a", "an") dropped, so "The Eiffel Tower." == "eiffel tower". Single letters keep
   their case: they are choices or variables;
@@ -92,6 +94,68 @@ def _free_text(s: str) -> str | None:
     return "".join(words)
 
 
+_SMALL_NUMBERS = {
+    w: i
+    for i, w in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+    )
+}  # fmt: skip
+_TENS = {
+    w: 10 * i
+    for i, w in enumerate(("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"), start=2)
+}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_MAX_UNIT_WORDS = 2
+_SPOKEN_RE = re.compile(r"[A-Za-z][A-Za-z \-.,!]{0,120}")
+# "two thirds", "three point five", "one half": fractions and decimals spoken, not a count with its unit.
+_NOT_NUMBER_UNITS = frozenset(
+    {"half", "halves", "third", "thirds", "quarter", "quarters", "fourth", "fourths", "fifth", "fifths", "sixth",
+     "sixths", "seventh", "sevenths", "eighth", "eighths", "ninth", "ninths", "tenth", "tenths", "point",
+     "percent", "hundredth", "hundredths", "thousandth", "thousandths"}
+)  # fmt: skip
+_NOT_A_COUNT_UNIT = _NOT_UNITS | _NOT_NUMBER_UNITS | frozenset(_SCALES)
+
+
+def _number_words(s: str) -> str | None:
+    """``"twenty-five"`` -> ``"25"``, ``"three apples"`` -> ``"3"``, ``"one hundred and five"`` -> ``"105"``: a
+    number written in words, optionally followed by up to two unit words (as "18 dollars" is 18), or None.
+
+    Branches write the same count both ways ("The answer is two." / "The answer is 2."); without this the
+    vote splits. Only a phrase that *starts* with a number word counts, and "a"/"an" never stands for one
+    ("a dozen" stays words)."""
+    words = _TEXT_PUNCT_RE.sub(" ", s.lower().replace("-", " ")).split()
+    total = current = 0
+    last = ""  # the kind of the previous word: "small", "tens", "scale" or "and"
+    used = 0
+    for i, w in enumerate(words):
+        if w in _SMALL_NUMBERS:
+            value = _SMALL_NUMBERS[w]
+            if last == "small" or (last == "tens" and value >= 10):
+                return None  # "two twenty", "twenty twelve": not one number
+            current, last = current + value, "small"
+        elif w in _TENS:
+            if last in ("small", "tens"):
+                return None
+            current, last = current + _TENS[w], "tens"
+        elif w in _SCALES and (last in ("small", "tens") or (last == "scale" and current and _SCALES[w] > 100)):
+            if _SCALES[w] == 100:
+                current = current * 100
+            else:
+                total, current = total + current * _SCALES[w], 0
+            last = "scale"
+        elif w == "and" and last == "scale":  # "one hundred and five" (not "seven and eight")
+            last = "and"
+            continue
+        else:
+            break
+        used = i + 1
+    rest = words[used:]
+    if not used or len(rest) > _MAX_UNIT_WORDS or any(w in _NOT_A_COUNT_UNIT for w in rest):
+        return None
+    return str(total + current)
+
+
 def normalize_answer(ans: str) -> str:
     """A canonical string for an answer: what two answers must share to be *trivially* equal.
 
@@ -140,6 +204,9 @@ def normalize_answer(ans: str) -> str:
     s = s.rstrip("%").strip()
     s = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", s)
     s = _SQRT_SHORT_RE.sub(r"\\sqrt{\1}", s)
+    spoken = _number_words(s) if _SPOKEN_RE.fullmatch(s) else None
+    if spoken is not None:
+        return spoken
     text = _free_text(s)
     if text is not None:
         return text

@@ -108,3 +108,49 @@ def test_normalizer_is_idempotent_on_examples() -> None:
     for raw in ["The Eiffel Tower.", "November 22, 2001", "18 dollars", "\\dfrac{3}{4}", "(b)", "x+1"]:
         once = normalize_answer(raw)
         assert normalize_answer(once) == once
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("two", "2"),
+        ("Two.", "2"),
+        ("zero", "0"),
+        ("twenty-five", "25"),
+        ("Forty two", "42"),
+        ("three apples", "3"),  # a unit after the number, as "18 dollars" is 18
+        ("one hundred and five", "105"),
+        ("two hundred fifty thousand", "250000"),
+        ("one thousand two hundred", "1200"),
+    ],
+)
+def test_numbers_written_in_words_are_numerals(raw: str, expected: str) -> None:
+    assert normalize_answer(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "two thirds",  # a spoken fraction, not a count of "thirds"
+        "two-thirds",
+        "three point five",
+        "one half",
+        "two twenty",  # not one number
+        "seven and eight",  # "and" only joins after a scale word
+        "a dozen",  # "a" never stands for one
+        "one of them",
+        "hundred",
+        "ten dollars and five cents",
+    ],
+)
+def test_word_phrases_that_are_not_one_number_stay_words(raw: str) -> None:
+    assert not normalize_answer(raw).isdigit()
+
+
+def test_a_count_in_words_votes_with_its_numeral() -> None:
+    from deepprune_agents.answers import answers_equal, group_answers
+
+    assert answers_equal("two", "2")
+    assert answers_equal("Twenty-five apples", "25")
+    assert not answers_equal("two thirds", "2")
+    assert group_answers(["2", "two", "Two.", "3"]) == [[0, 1, 2], [3]]
