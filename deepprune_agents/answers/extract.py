@@ -188,10 +188,22 @@ _EXPRESSION_RE = re.compile(r"^[\d.\s()]*\d[\d.\s()]*(?:[-+*/×÷x][\d.\s()]+)+$
 _WHICH_IS_RE = re.compile(r"^(?:,\s*|\s+)which\s+(?:is|equals|gives)\b[ \t]*:?[ \t]*(\S+)", re.IGNORECASE)
 
 
+# A head that describes the result rather than naming it ("the total, which is 12"): the clause holds the answer.
+_DESCRIPTION_START = frozenset({"the", "this", "that", "our", "my", "its", "their", "his", "her"})
+# Words that open a reason or a description of the answer just given ("yes, because ...", "Lisbon, which is ...").
+_REASON_START = frozenset(
+    {"because", "since", "as", "which", "who", "whose", "whom", "where", "when", "while", "given", "due", "meaning",
+     "i.e.", "e.g.", "for"}
+)  # fmt: skip
+
+
 def _stated_result(cleaned: str) -> str:
     """The result a number-led answer phrase states: ``"5, which is the result of 9 - 4"`` -> ``5``,
     ``"8 + 1, which is 10"`` -> ``10`` (also ``"the total, which is 12"`` -> ``12``), ``"360 hours in a day"``
     -> ``360``, ``"10 dollars, which is 5 pencils"`` -> ``10``, ``"12 legs (3 cows x 4 legs)"`` -> ``12``.
+    A short answer before its reason is the answer: ``"yes, because ..."`` -> ``yes``, ``"Mount Everest", which
+    is 8,848 m high`` -> ``Mount Everest`` (only a head that *describes* the result, "the total, which is 12",
+    takes the clause's number).
     Without that, the same number in two wordings splits the vote ("5" vs "5, which is ...").
     Only a clause break followed by words counts, so a list ("1, 2") or a pair stays whole; any other phrase
     comes back unchanged."""
@@ -209,10 +221,16 @@ def _stated_result(cleaned: str) -> str:
     if number is not None:  # "10 dollars, which is 5 pencils of that material" -> 10
         return number
     which = _WHICH_IS_RE.match(rest)
-    if which is not None and (_EXPRESSION_RE.match(head) or not any(ch.isdigit() for ch in head)):
+    head_words = head.lower().split()
+    describes = not any(ch.isdigit() for ch in head) and bool(head_words) and head_words[0] in _DESCRIPTION_START
+    if which is not None and (_EXPRESSION_RE.match(head) or describes):
         result = _clean(which.group(1).rstrip(",;:"))
         if result is not None and _NUMBER_TOKEN_RE.match(result):
             return result
+    reason = rest.lstrip(" ,;").split(" ", 1)[0].lower()
+    if reason in _REASON_START and not describes and 0 < len(head_words) <= _MAX_PHRASE_WORDS:
+        # "yes, because the sun is a star" -> yes; "George Washington, who was ..." -> George Washington
+        return _clean(head) or cleaned
     return cleaned
 
 

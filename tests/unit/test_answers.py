@@ -312,3 +312,25 @@ def test_an_echoed_placeholder_is_no_answer(text: str, expected: str | None) -> 
 )
 def test_decoration_and_hedges_seen_live(text: str, expected: str | None) -> None:
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a short answer, then the reason for it: the answer is the head (held-out sets have such answers)
+        ("The answer is yes, because the sun is a star.", "yes"),
+        ("The answer is no, since 5 is odd.", "no"),
+        ("The answer is George Washington, who was the first president.", "George Washington"),
+        ("The answer is Lisbon, as it is the capital.", "Lisbon"),
+        # a named answer described by a clause with a number: the name, not the clause's number
+        ('The answer is "Mount Everest", which is 8,848 m high.', "Mount Everest"),
+        # ... while a head that describes the result still takes the clause's number
+        ("The answer is the total, which is 12.", "12"),
+        ("The answer is 8 + 1, which is 10.", "10"),
+        # an appositive or a list is not a reason: kept whole
+        ("So the answer is: Paris, France.", "Paris, France"),
+        ("The answer is 1, 2", "1, 2"),
+    ],
+)
+def test_a_short_answer_before_its_reason(text: str, expected: str) -> None:
+    assert extract_answer(text) == expected
