@@ -47,8 +47,8 @@ _ANSWER_PHRASE_RE = re.compile(r"\banswer\b[ \t]*(?:is\b[ \t]*:?|:)", re.IGNOREC
 _CHOICE_HEAD_RE = re.compile(r"\(?([A-Ea-e])\)?(?=$|[\s.,:;)])")
 _CHOICE_FALLBACK_RES = (
     # "the correct option is (B)", "choice: C", "option B"
-    re.compile(r"\b(?:option|choice)\b[ \t]*(?:is\b[ \t]*)?:?[ \t]*\(([A-E])\)", re.IGNORECASE),
-    re.compile(r"\b(?:option|choice)\b[ \t]*(?:is\b[ \t]*)?:?[ \t]*([A-E])\b"),
+    re.compile(r"\b(?:option|choice)\b[ \t]*(?:is\b[ \t]*)?:?[ \t]*\**\(([A-E])\)", re.IGNORECASE),
+    re.compile(r"\b(?:option|choice)\b[ \t]*(?:is\b[ \t]*)?:?[ \t]*\**([A-E])\b"),
     # "(B) is correct", "(C) is the right answer"
     re.compile(r"\(([A-E])\)[ \t]+is\b[ \t]+(?:the\b[ \t]+)?(?:correct|right)\b", re.IGNORECASE),
 )
@@ -161,6 +161,9 @@ def _after_phrase(text: str, end: int) -> str | None:
     inner = _boxed(cleaned)
     if inner is not None:
         return inner
+    reason = _REASON_CUT_RE.search(cleaned)
+    if reason is not None and reason.start() > 0:  # "B, because 2+2=4" -> B: the reason is not the answer
+        cleaned = _clean(cleaned[: reason.start()]) or cleaned
     if "=" in cleaned:  # "The answer is 400+60=460": the result is the last right-hand side
         rhs = _clean(cleaned.rsplit("=", 1)[1])
         if rhs is not None:
@@ -180,7 +183,20 @@ def _after_phrase(text: str, end: int) -> str | None:
     choice = _CHOICE_HEAD_RE.match(cleaned)
     if choice is not None and (cleaned.startswith("(") or len(cleaned) <= 2):
         return choice.group(1).upper()
+    labelled = _CHOICE_LABEL_RE.match(cleaned)  # "A: 12", "D) 42", "option D"
+    if labelled is not None:
+        return (labelled.group(1) or labelled.group(2)).upper()
     return _stated_result(cleaned)
+
+
+# "A: 12", "D) 42" (a capital letter and its label mark), "option D", "choice (b)": the letter is the answer.
+_CHOICE_LABEL_RE = re.compile(r"^(?:([A-E])(?:\)|:)\s|(?:option|choice)\s+\(?([A-Ea-e])\)?$)", re.IGNORECASE)
+# "yes, because ...", "12, since 3 x 4 = 12", "George Washington, who was ...": what follows is the reason
+# or a description, not the answer ("which" is left to _stated_result: "8 + 1, which is 10" states the result).
+_REASON_CUT_RE = re.compile(
+    r"(?:,\s*|\s+)(?:because|since)\b|,\s*(?:as|given|due to|meaning|for|when|while|where|who|whose|whom)\b",
+    re.IGNORECASE,
+)
 
 
 # "8 + 1, which is 10": an arithmetic expression whose clause states the result.
@@ -190,11 +206,6 @@ _WHICH_IS_RE = re.compile(r"^(?:,\s*|\s+)which\s+(?:is|equals|gives)\b[ \t]*:?[ 
 
 # A head that describes the result rather than naming it ("the total, which is 12"): the clause holds the answer.
 _DESCRIPTION_START = frozenset({"the", "this", "that", "our", "my", "its", "their", "his", "her"})
-# Words that open a reason or a description of the answer just given ("yes, because ...", "Lisbon, which is ...").
-_REASON_START = frozenset(
-    {"because", "since", "as", "which", "who", "whose", "whom", "where", "when", "while", "given", "due", "meaning",
-     "i.e.", "e.g.", "for"}
-)  # fmt: skip
 
 
 def _stated_result(cleaned: str) -> str:
@@ -227,9 +238,8 @@ def _stated_result(cleaned: str) -> str:
         result = _clean(which.group(1).rstrip(",;:"))
         if result is not None and _NUMBER_TOKEN_RE.match(result):
             return result
-    reason = rest.lstrip(" ,;").split(" ", 1)[0].lower()
-    if reason in _REASON_START and not describes and 0 < len(head_words) <= _MAX_PHRASE_WORDS:
-        # "yes, because the sun is a star" -> yes; "George Washington, who was ..." -> George Washington
+    if which is not None and not describes and 0 < len(head_words) <= _MAX_PHRASE_WORDS:
+        # "Mount Everest", which is 8,848 m high -> Mount Everest: the clause describes a named answer
         return _clean(head) or cleaned
     return cleaned
 
@@ -362,6 +372,7 @@ _CONCLUSION_RE = re.compile(
     r"^(?:so|therefore|thus|hence|in total|in conclusion|in the end|overall|altogether|all in all)\b[ \t]*,?[ \t]*",
     re.IGNORECASE,
 )
+_LONE_CHOICE_RE = re.compile(r"\(?([A-E])\)?")
 _RESULT_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?(?![\w/])")
 
 
@@ -406,6 +417,11 @@ def _free_form(text: str) -> str | None:
     number = _number_at_end(sentence) or _concluded_number(sentence)
     if number is not None:
         return number
+    concluded = _CONCLUSION_RE.match(sentence)
+    if concluded is not None:  # "Thus, (C)." / "So, B!"
+        letter = _LONE_CHOICE_RE.fullmatch(sentence[concluded.end() :].strip("* "))
+        if letter is not None:
+            return letter.group(1)
     last_line = text.strip().rsplit("\n", 1)[-1].strip().rstrip(".!").strip()
     if (
         "\n" in text.strip()

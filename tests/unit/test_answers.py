@@ -327,10 +327,32 @@ def test_decoration_and_hedges_seen_live(text: str, expected: str | None) -> Non
         # ... while a head that describes the result still takes the clause's number
         ("The answer is the total, which is 12.", "12"),
         ("The answer is 8 + 1, which is 10.", "10"),
+        ("The answer is B, because 2+2=4.", "B"),  # the reason's "=" is not the result
+        ("The answer is 12, since 3 x 4 = 12.", "12"),
+        ("The answer is Lisbon, which is the capital.", "Lisbon"),
         # an appositive or a list is not a reason: kept whole
         ("So the answer is: Paris, France.", "Paris, France"),
         ("The answer is 1, 2", "1, 2"),
     ],
 )
 def test_a_short_answer_before_its_reason(text: str, expected: str) -> None:
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # letter answers written with their label or option text (held-out letter-answer sets)
+        ("The answer is A: 12", "A"),
+        ("So the answer is D) 42.", "D"),
+        ("The answer is option D.", "D"),
+        ("The correct choice is **(B) 24**", "B"),  # markdown around the choice
+        ("Thus, (C).", "C"),  # a concluding sentence that is only a choice
+        ("Thus, A.", "A"),
+        # ... but a capital letter that starts a word or a name is no choice
+        ("The answer is A cat.", "A cat"),
+        ("So, I.", None),
+    ],
+)
+def test_letter_answers_with_labels(text: str, expected: str | None) -> None:
     assert extract_answer(text) == expected
