@@ -304,6 +304,9 @@ def _short_phrase(raw: str) -> str | None:
     m = _PHRASE_CUT_RE.search(raw)
     phrase = raw[: m.start()] if m is not None else raw
     cleaned = _clean(phrase.strip().strip("'" + _QUOTES))
+    if cleaned is not None and "=" in cleaned and _NUMBER_START_RE.match(cleaned):
+        # "240 beetles - 18 beetles eaten daily = 128 beetles eaten daily": a computation, judged by its result
+        cleaned = _clean(cleaned.rsplit("=", 1)[1])
     if cleaned is None or len(cleaned) > _MAX_PHRASE_CHARS:
         return None
     words = [w.lower().strip("*") for w in cleaned.split()]

@@ -57,6 +57,8 @@ DATE_TRACE = (
         ("Therefore, Albert eats 1/4 of the pizza.", "1/4"),
         ("So, Jasper spends $8.00 on the ingredients.", "$8.00"),
         ("In total, she read 5 books in the 3rd week.", "5"),  # an ordinal is not a number
+        # a long computation after the copula is judged by its result
+        ("The total number of beetles eaten is 240 beetles - 18 beetles eaten daily = 128 beetles eaten daily.", "128"),
     ],
 )
 def test_free_form_endings(ending: str, expected: str) -> None:
