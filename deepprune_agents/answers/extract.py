@@ -232,13 +232,15 @@ def _stated_result(cleaned: str) -> str:
     if number is not None:  # "10 dollars, which is 5 pencils of that material" -> 10
         return number
     which = _WHICH_IS_RE.match(rest)
+    if which is None:
+        return cleaned
     head_words = head.lower().split()
     describes = not any(ch.isdigit() for ch in head) and bool(head_words) and head_words[0] in _DESCRIPTION_START
-    if which is not None and (_EXPRESSION_RE.match(head) or describes):
+    if _EXPRESSION_RE.match(head) or describes:
         result = _clean(which.group(1).rstrip(",;:"))
         if result is not None and _NUMBER_TOKEN_RE.match(result):
             return result
-    if which is not None and not describes and 0 < len(head_words) <= _MAX_PHRASE_WORDS:
+    if not describes and 0 < len(head_words) <= _MAX_PHRASE_WORDS:
         # "Mount Everest", which is 8,848 m high -> Mount Everest: the clause describes a named answer
         return _clean(head) or cleaned
     return cleaned
@@ -379,15 +381,19 @@ _LONE_CHOICE_RE = re.compile(r"\(?([A-E])\)?")
 _RESULT_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?(?![\w/])")
 
 
-def _concluded_number(sentence: str) -> str | None:
-    """The one number of a concluding sentence ("So, James writes 18 pages over a year." -> 18), or None when
-    the sentence is not a conclusion or names several numbers (which one is the result is then a guess)."""
+def _concluded_answer(sentence: str) -> str | None:
+    """What a concluding sentence states: its one number ("So, James writes 18 pages over a year." -> 18), or
+    the choice it consists of ("Thus, (C)." -> C); None when the sentence is not a conclusion, names several
+    numbers (which one is the result is then a guess) or neither."""
     marker = _CONCLUSION_RE.match(sentence)
     if marker is None:
         return None
-    claim = sentence[marker.end() :].rsplit("=", 1)[-1]
-    numbers = {m.group(0).rstrip(",") for m in _RESULT_NUMBER_RE.finditer(claim)}
-    return numbers.pop() if len(numbers) == 1 else None
+    claim = sentence[marker.end() :]
+    numbers = {m.group(0).rstrip(",") for m in _RESULT_NUMBER_RE.finditer(claim.rsplit("=", 1)[-1])}
+    if numbers:
+        return numbers.pop() if len(numbers) == 1 else None
+    letter = _LONE_CHOICE_RE.fullmatch(claim.strip("* "))
+    return letter.group(1) if letter is not None else None
 
 
 def _free_form(text: str) -> str | None:
@@ -417,14 +423,9 @@ def _free_form(text: str) -> str | None:
             return phrase
     if dates:
         return sentence[dates[-1][0] : dates[-1][1]]
-    number = _number_at_end(sentence) or _concluded_number(sentence)
-    if number is not None:
-        return number
-    concluded = _CONCLUSION_RE.match(sentence)
-    if concluded is not None:  # "Thus, (C)." / "So, B!"
-        letter = _LONE_CHOICE_RE.fullmatch(sentence[concluded.end() :].strip("* "))
-        if letter is not None:
-            return letter.group(1)
+    concluded = _number_at_end(sentence) or _concluded_answer(sentence)
+    if concluded is not None:
+        return concluded
     last_line = text.strip().rsplit("\n", 1)[-1].strip().rstrip(".!").strip()
     if (
         "\n" in text.strip()
