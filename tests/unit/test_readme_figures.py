@@ -1,6 +1,6 @@
 """scripts/readme_figures.py: every section renders from a clean checkout (the load section imports a bench
-script), and ``--sections`` re-renders some sections while keeping the others as the README has them (the
-live runs' JSON is not on every machine, and a full render would replace their figures with a placeholder)."""
+script), ``--sections`` re-renders some sections while keeping the others as the README has them, and a full
+render keeps the sections whose inputs are not on this machine (the live and load runs' JSON is git-ignored)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def load_script() -> ModuleType:
 def test_every_section_renders_under_its_own_heading() -> None:
     rf = load_script()
     for name, (section, heading) in rf.SECTIONS.items():
-        lines = section()
+        rendered = section()
+        lines = rendered.lines if isinstance(rendered, rf.Placeholder) else rendered
         assert lines[0].startswith(heading), (name, lines[0])
 
 
@@ -60,3 +61,66 @@ def test_an_unknown_section_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SystemExit) as exc:
         rf.main(["--sections", "judges"])
     assert exc.value.code == 2
+
+
+def test_a_full_render_keeps_a_section_whose_inputs_are_not_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live and load runs write to the git-ignored bench/out: a render on a machine without them must not
+    replace their measured figures with a placeholder."""
+    rf = load_script()
+    missing = rf.Placeholder(["### Soak: sequential", "", "_Not measured yet: run `python bench/soak.py`._", ""])
+    monkeypatch.setattr(rf, "SECTIONS", {"soak": (lambda: missing, "### Soak:")})
+    kept = rf.render("\n### Soak: sequential\n\nCommand: 200 runs, RSS +1.6 MB.\n")
+    assert "Command: 200 runs, RSS +1.6 MB." in kept and "Not measured yet" not in kept
+    assert "Not measured yet" in rf.render("")  # nothing to keep: the placeholder says which command to run
+
+
+def _live_report(policy: str, cancelled: list[int], dtype: str | None) -> dict[str, object]:
+    rows = []
+    for i, c in enumerate(cancelled):
+        answers = {"7": 4, "12": 2, "none": 10} if i == 0 else {str(k): 1 for k in range(16)}
+        rows.append(
+            {
+                "cons": {"wall_s": 10.0, "correct_branches": 4 if i == 0 else 1, "answers": answers},
+                "deepprune": {"wall_s": 12.0 if i == 1 else 5.0, "cancelled": c},
+            }
+        )
+    return {
+        "n": 16,
+        "policy": policy,
+        "judge": "constant",
+        "speedup": 1.5,
+        "token_reduction": 0.42,
+        "answer_agreement": 0.5,
+        "cons_plurality_share": 0.25,
+        "accuracy_cons": 0.4,
+        "accuracy_deepprune": 0.3,
+        "cancel_latency_p50_ms": 2.4,
+        "cancel_latency_p99_ms": 7.1,
+        "server_abort_latency_p50_ms": 388.0,
+        "server_abort_latency_p99_ms": 481.0,
+        "cons_wall_s": 794.0,
+        "deepprune_wall_s": 546.0,
+        "cons_server_tokens": 22924.0,
+        "deepprune_server_tokens": 13199.0,
+        "server": {"embedded": True, "dtype": dtype} if dtype else {"embedded": False},
+        "measured_at": "2026-12-02T06:00:00+00:00",
+        "rows": rows,
+    }
+
+
+def test_the_live_section_is_read_from_the_reports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every figure of the live section, its explanation included, comes from the reports: nothing kept by hand."""
+    import json
+
+    rf = load_script()
+    out = tmp_path / "bench" / "out"
+    out.mkdir(parents=True)
+    (out / "live_vllm_a.json").write_text(json.dumps(_live_report("adaptive", [8, 8, 7], "float32")))
+    monkeypatch.setattr(rf, "REPO", tmp_path)
+    text = "\n".join(rf.live_section())
+    assert "| 2026-12-02 (live_vllm_a.json) | float32 | adaptive | constant | 1.50x | 42.0% |" in text
+    assert "right in 1 to 4 of 16 branches" in text
+    assert "gives 3 to 16 different answers" in text  # no answer counts as one answer
+    assert "cancelled exactly 8 of the 16 branches on 2 of the 3 question runs" in text
+    assert "slower than cons@16 on 1" in text
+    assert "run `python bench/server_dtype.py`" in text  # its report is absent here: the command, not a number
