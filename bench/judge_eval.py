@@ -191,10 +191,13 @@ def build_table(
 
 
 # ---------------------------------------------------------------------------------------- protocol
-def split_masks(table: PairTable, test: str) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+def split_masks(
+    table: PairTable, test: str, exclude: tuple[str, ...] = ()
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Train / test masks of one leave-one-dataset-out split; ``exclude``: datasets left out of training too."""
     te = table.dataset == test
     test_groups = np.unique(table.group[te])
-    tr = (table.dataset != test) & ~np.isin(table.group, test_groups)
+    tr = (table.dataset != test) & ~np.isin(table.group, test_groups) & ~np.isin(table.dataset, list(exclude))
     check_no_leakage(
         [p for p, m in zip(table.pairs, tr, strict=True) if m],
         [p for p, m in zip(table.pairs, te, strict=True) if m],
@@ -231,17 +234,23 @@ def heldout_dir(root: Path, test: str) -> Path:
     return root / test.lower().replace(" ", "-")
 
 
+def train_only(sets: list[Dataset]) -> tuple[str, ...]:
+    """The train-only datasets (our corpus): left out of the headline, measured apart by ``corpus_effect``."""
+    return tuple(d.name for d in sets if not d.test)
+
+
 def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Path | None = None) -> dict[str, Any]:
-    """Leave-one-dataset-out scores of every judge. With ``heldout_root``, each split's blend is saved under
-    ``heldout_dir(heldout_root, test)`` with the datasets and question count it saw, so the replay frontier
-    can run the blend on a data set it never trained on (``bench/replay_results.py``: ``blend-heldout``)."""
+    """Leave-one-dataset-out scores of every judge, trained on the shared data sets only (so the tables are
+    the same on every machine, with or without a corpus in bench/out/corpus). With ``heldout_root``, each
+    split's blend is saved under ``heldout_dir(heldout_root, test)`` with the datasets and question count it
+    saw, so the replay frontier can run the blend on a data set it never trained on (``blend-heldout``)."""
     from deepprune_agents.judges.trained import SHIPPED_WEIGHTS, load_head
 
     shipped_head, _ = load_head(SHIPPED_WEIGHTS)
     cfg = TrainConfig(truncation=TRUNCATION, seed=seed)
     out: dict[str, Any] = {}
     for test in [d.name for d in sets if d.test]:
-        tr, te = split_masks(table, test)
+        tr, te = split_masks(table, test, exclude=train_only(sets))
         y = table.labels[te]
         blend, base = blend_and_heuristics(table, tr, te)
         if heldout_root is not None:
@@ -281,6 +290,64 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
         out[test] = row
         j = row["judges"]
         print(f"[{test}] " + ", ".join(f"{k} {j[k]['auroc']:.3f}" for k in j), flush=True)
+    return out
+
+
+def corpus_effect(table: PairTable, sets: list[Dataset], seed: int, head: dict[str, Any]) -> dict[str, Any]:
+    """What our corpus does to the judges that learn: each split's blend and bi-encoder head refitted with the
+    train-only datasets added to training, against the headline's (same splits, same test pairs)."""
+    extra = train_only(sets)
+    cfg = TrainConfig(truncation=TRUNCATION, seed=seed)
+    out: dict[str, Any] = {}
+    for test in [d.name for d in sets if d.test]:
+        tr, te = split_masks(table, test)
+        y = table.labels[te]
+        w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
+        blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION)
+        fitted, _ = fit_head(table.enc.subset(tr), cfg)
+        with_corpus = {
+            "blend": _m(y, blend.predict(table.x[te])),
+            "trained": _m(y, head_scores(fitted, table.enc.subset(te))),
+        }
+        out[test] = {
+            "train_pairs_added": int((tr & np.isin(table.dataset, list(extra))).sum()),
+            "with": with_corpus,
+            "without": {j: head[test]["judges"][j] for j in with_corpus},
+        }
+        print(f"[{test}] with the corpus: " + ", ".join(f"{j} {m['auroc']:.3f}" for j, m in with_corpus.items()))
+    return out
+
+
+def corpus_report(table: PairTable, sets: list[Dataset], seed: int, head: dict[str, Any]) -> dict[str, Any] | None:
+    """The corpus block of the report: per file its stats (``deepprune traces stats``) and provenance (model,
+    sampling, what each run made and how fast), then ``corpus_effect``. None when there is no corpus."""
+    from deepprune_agents.cli.traces_cmds import trace_stats
+
+    files = [f for d in sets if not d.test for f in d.files]
+    if not files:
+        return None
+    out: dict[str, Any] = {"files": {}}
+    for f in files:
+        side = Path(str(f) + ".provenance.json")
+        prov = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
+        timed = [r for r in prov.get("runs", []) if r.get("wall_s")]
+        tokens, wall = sum(r["sampled_tokens"] for r in timed), sum(r["wall_s"] for r in timed)
+        out["files"][f.name] = {
+            "stats": trace_stats([str(f)])[f.name],
+            "model": prov.get("model"),
+            "sampling": prov.get("sampling"),
+            "command": prov.get("command"),
+            "runs": len(prov.get("runs", [])),
+            "timed_runs": {
+                "runs": len(timed),
+                "questions": sum(r["written"] for r in timed),
+                "sampled_tokens": tokens,
+                "wall_s": wall,
+                "tokens_per_s": tokens / wall if wall else None,
+                "concurrency": sorted({r["concurrency"] for r in timed}),
+            },
+        }
+    out["effect"] = corpus_effect(table, sets, seed, head)
     return out
 
 
@@ -404,15 +471,16 @@ def ship(
 ) -> dict[str, Any]:
     from deepprune_agents.training.train import file_digest
 
-    model = fit_all(table)
+    model = fit_all(table, datasets=train_only(sets))
+    sets = [d for d in sets if d.test]
     prov = {
         "judge": "blend",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "truncation": TRUNCATION,
         "label": "same final answer (answers_equal; exact string equality for dates)",
-        "pairs": int(table.labels.size),
-        "positives": int(table.labels.sum()),
+        "pairs": int(np.isin(table.dataset, [d.name for d in sets]).sum()),
+        "positives": int(table.labels[np.isin(table.dataset, [d.name for d in sets])].sum()),
         "data": [
             {
                 "dataset": d.name,
@@ -429,11 +497,14 @@ def ship(
     return prov
 
 
-def fit_all(table: PairTable, exclude: tuple[str, ...] = ()) -> BlendModel:
+def fit_all(table: PairTable, exclude: tuple[str, ...] = (), datasets: tuple[str, ...] = ()) -> BlendModel:
+    """The blend fitted on every pair of the shared data sets (``datasets`` left out: the train-only corpus,
+    which the headline does not train on either); ``exclude``: features whose weight stays 0."""
+    m = ~np.isin(table.dataset, list(datasets))
     return fit_blend(
-        table.x,
-        table.labels,
-        balanced_weights(table.dataset.tolist(), table.labels),
+        table.x[m],
+        table.labels[m],
+        balanced_weights(table.dataset[m].tolist(), table.labels[m]),
         truncation=TRUNCATION,
         exclude=exclude,
     )
@@ -562,27 +633,79 @@ def markdown(report: dict[str, Any]) -> str:
         "Identical inputs now tie exactly (cosine 1.0, `judges/_encoder.pair_cosines`): before, float32 scored them "
         "1 +- 1e-7 by the CPU's kernels, and that noise alone gave the blend 0.526 vs embedding 0.508 on one "
         "machine and 0.480 vs 0.517 on another; with ties kept, blend and embedding are equal here (0.534).",
-        "- Our own corpus: `deepprune traces generate` (deepprune_agents/corpus/). The corpus the issue asks for "
-        "is one command — `deepprune traces generate --questions ../shared/data/questions/gsm8k_train.jsonl "
-        "--limit 1000 --n 8 --max-tokens 256 --concurrency 128 --seed 0 --out "
-        "bench/out/corpus/gsm8k_train_smollm2_n8.jsonl` — resumable, so it runs in pieces (Ctrl-C keeps every "
-        "finished question). On this 2-core machine the embedded SmolLM2-135M (float32) makes 96 tok/s over 128 "
-        "streams for these samples (about 108 prompt and 225 sampled tokens each; 85 tok/s over 64 streams; "
-        "`bench/server_dtype.py`'s 153 tok/s is for 100-token completions of short prompts; a 32-token KV block, "
-        "so that a question's 8 samples share its prompt, was slower still: 60 tok/s), about 1,800 tokens per "
-        "question: 1,000 questions take about 5 hours of both cores. Made so far (2026-12-02): 242 questions x "
-        "8, `deepprune traces stats bench/out/corpus/gsm8k_train_smollm2_n8.jsonl`: 23/1,936 correct (1.2%), "
-        "689 without an answer (35.6%, mostly cut at 256 tokens), **87 same-answer pairs of 6,776 (1.3%)**. "
-        "bench/judge_eval.py adds every non-empty `*.jsonl` under bench/out/corpus to every split as train-only "
-        "data (the tables above were run without it, as a fresh clone has none). With those 242 questions in "
-        "training (`.venv/bin/python bench/judge_eval.py --json /tmp/je.json --markdown /tmp/je.md`): the blend "
-        "moves by at most 0.002 AUROC on any set; the bi-encoder head gets worse on OVM (0.591 / 0.622 against "
-        "0.664 / 0.741 without it) and better on MATH (0.540 vs 0.408) and dates (0.605 vs 0.556), none of "
-        "which beats the blend on OVM. A corpus from this model is almost all different-answer pairs, from a "
-        "generator that is wrong 99% of the time: it teaches the head SmolLM2's habits, not agreement. A stronger "
-        "model on any OpenAI-compatible server (`--base-url`) is the useful way to use the command.",
     ]
+    lines += corpus_lines(report.get("corpus"))
     return "\n".join(lines) + "\n"
+
+
+CORPUS_COMMAND = (
+    "deepprune traces generate --questions ../shared/data/questions/gsm8k_train.jsonl --limit 1000 --n 8 "
+    "--max-tokens 256 --concurrency 128 --seed 0 --out bench/out/corpus/gsm8k_train_smollm2_n8.jsonl"
+)
+
+
+def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
+    """The note on our own corpus, every figure from the report's ``corpus`` block."""
+    head = (
+        "- Our own corpus: `deepprune traces generate` (deepprune_agents/corpus/). The corpus the issue asks for is "
+        f"one command — `{CORPUS_COMMAND}` — resumable, so it runs in pieces (Ctrl-C keeps every finished question "
+        "and records the piece's figures in the provenance file). bench/judge_eval.py reads every non-empty "
+        "`*.jsonl` under bench/out/corpus as train-only data: the tables above never train on it (they are the "
+        "same on a fresh clone), and the comparison below refits the learning judges with it added."
+    )
+    if not corpus:
+        return [head + " No corpus was there when this report was made.", ""]
+    lines = [head]
+    for name, f in corpus["files"].items():
+        st, run = f["stats"], f["timed_runs"]
+        pairs = st["same_answer_pairs"] + st["different_answer_pairs"]
+        acc = "n/a" if st["accuracy"] is None else f"{st['accuracy']:.1%}"
+        samp = f.get("sampling") or {}
+        lines.append(
+            f"  - `{name}` ({f['model']}, T {samp.get('temperature')}, max {samp.get('max_tokens')} tokens, "
+            f"seed {samp.get('seed')}; made in {f['runs']} runs): {st['questions']:,} questions x "
+            f"{st['traces'] // max(st['questions'], 1)} = {st['traces']:,} traces, {acc} correct, "
+            f"{st['no_answer']:,} without an answer ({st['no_answer'] / max(st['traces'], 1):.1%}), "
+            f"**{st['same_answer_pairs']:,} same-answer pairs of {pairs:,} ({st['same_answer_fraction']:.1%})** "
+            f"(`deepprune traces stats {name}`)."
+        )
+        if run["runs"]:
+            lines.append(
+                f"    Throughput on record ({run['runs']} timed run(s), {run['questions']:,} questions, concurrency "
+                f"{', '.join(map(str, run['concurrency']))}): {run['sampled_tokens']:,} sampled tokens in "
+                f"{run['wall_s'] / 3600:.2f} h, {run['tokens_per_s']:.0f} tok/s "
+                f"({run['sampled_tokens'] / max(run['questions'], 1):,.0f} tokens per question)."
+            )
+    effect = corpus["effect"]
+    cells = []
+    for test, e in effect.items():
+        cells.append(
+            f"{test} "
+            + ", ".join(f"{j} {e['without'][j]['auroc']:.3f} -> {e['with'][j]['auroc']:.3f}" for j in e["with"])
+        )
+    better = [
+        f"{j} on {t}"
+        for t, e in effect.items()
+        for j in e["with"]
+        if e["with"][j]["auroc"] > e["without"][j]["auroc"] + 0.005
+    ]
+    worse = [
+        f"{j} on {t}"
+        for t, e in effect.items()
+        for j in e["with"]
+        if e["with"][j]["auroc"] < e["without"][j]["auroc"] - 0.005
+    ]
+    added = max(e["train_pairs_added"] for e in effect.values())
+    lines += [
+        f"  - With the corpus added to every split's training ({added:,} pairs; AUROC without -> with): "
+        + "; ".join(cells)
+        + f". Better by more than 0.005: {', '.join(better) or 'none'}; worse: {', '.join(worse) or 'none'}.",
+        "  - A corpus from a model that is wrong almost every time is almost all different-answer pairs: it "
+        "teaches a learning judge that model's habits, not agreement. A stronger model on any OpenAI-compatible "
+        "server (`--base-url`) is the useful way to use the command.",
+        "",
+    ]
+    return lines
 
 
 def _lat_cell(la: dict[str, Any], key: str, thread_keys: list[str]) -> str:
@@ -671,6 +794,7 @@ def main() -> None:
     sets = datasets(Path(args.corpus) if args.corpus else None)
     table, questions = build_table(sets, DiskEmbeddings(Path(args.cache)), args.seed)
     head = headline(table, sets, args.seed, Path(args.heldout_out) if args.heldout_out else None)
+    corpus = corpus_report(table, sets, args.seed, head)
     wins = beats_baselines(head)
     command = shlex.join([".venv/bin/python", "bench/judge_eval.py", *sys.argv[1:]])
     shipped_dir = ROOT / "deepprune_agents" / "judges" / "weights" / "blend"
@@ -686,8 +810,8 @@ def main() -> None:
         shipped = "no (--ship not given)" if wins else "no (it does not beat both baselines everywhere)"
     with tempfile.TemporaryDirectory() as tmp:
         blend_dir, lexical_dir = Path(tmp) / "blend", Path(tmp) / "lexical"
-        save_blend(fit_all(table), blend_dir)
-        save_blend(fit_all(table, LEXICAL_EXCLUDE), lexical_dir)
+        save_blend(fit_all(table, datasets=train_only(sets)), blend_dir)
+        save_blend(fit_all(table, LEXICAL_EXCLUDE, train_only(sets)), lexical_dir)
         lat = asyncio.run(latency(table, blend_dir, lexical_dir, args.latency_pairs))
         size = sizes(blend_dir, lexical_dir)
     cross_json = ROOT / "bench" / "out" / "cross_encoder.json"  # bench/cross_encoder.py, when it was run
@@ -717,6 +841,7 @@ def main() -> None:
             }
             for d in sets
         ],
+        "corpus": corpus,
         "cross_encoder_probe": ce,
         "cross_encoder": cross,
         "latency_pairs": args.latency_pairs,

@@ -242,6 +242,31 @@ def write_provenance(
     return prov
 
 
+def record_run_end(out_path: Path, summary: GenerateSummary, *, concurrency: int, interrupted: bool) -> None:
+    """Complete this run's provenance entry (the last one) with what it did: the corpus's cost is then on
+    record per run (its tokens per second on this machine), not quoted from memory. Called on every exit,
+    Ctrl-C included, so a corpus made in pieces keeps every piece's figures."""
+    side = Path(str(out_path) + PROVENANCE_SUFFIX)
+    if not side.is_file():
+        return
+    prov = json.loads(side.read_text(encoding="utf-8"))
+    if not prov.get("runs"):
+        return
+    prov["runs"][-1].update(
+        {
+            "ended": datetime.now(UTC).isoformat(timespec="seconds"),
+            "interrupted": interrupted,
+            "written": summary.written,
+            "failed": summary.failed,
+            "sampled_tokens": summary.tokens,
+            "wall_s": round(summary.seconds, 1),
+            "tokens_per_s": round(summary.tokens_per_s, 1),
+            "concurrency": concurrency,
+        }
+    )
+    side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+
+
 ProgressFn = Callable[[int], None]
 
 
@@ -281,6 +306,8 @@ async def generate(
     todo = [it for it in items if it.question_id not in done]
     summary = GenerateSummary(skipped=len(items) - len(todo))
     pool = EndpointPool(base_urls, read_timeout_s=cfg.read_timeout_s, open_retries=cfg.open_retries)
+    t0 = time.perf_counter()
+    recorded, interrupted = False, True
     try:
         served = await pool.resolve_model(model)
         write_provenance(
@@ -292,12 +319,12 @@ async def generate(
             command=command,
             limit=limit,
         )
+        recorded = True
         label = source or served
         capture = bool(cfg.top_logprobs) or cfg.endpoint == "chat"
         streams = asyncio.Semaphore(cfg.concurrency)
         # Enough questions in flight to keep every stream slot busy, not the whole file at once.
         in_flight = asyncio.Semaphore(max(2, math.ceil(cfg.concurrency / cfg.n) + 1))
-        t0 = time.perf_counter()
 
         async def one_sample(item: QuestionItem, j: int) -> Sample:
             async with streams:
@@ -334,9 +361,12 @@ async def generate(
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-        summary.seconds = time.perf_counter() - t0
+        interrupted = False
         return summary
     finally:
+        summary.seconds = time.perf_counter() - t0
+        if recorded:
+            record_run_end(out, summary, concurrency=cfg.concurrency, interrupted=interrupted)
         await pool.aclose()
 
 

@@ -61,6 +61,10 @@ def test_generate_writes_graded_records_and_resumes(server: ReplayServer, tmp_pa
             assert t.tokens is not None and t.tokens > 0
     prov = json.loads(Path(str(out) + ".provenance.json").read_text(encoding="utf-8"))
     assert prov["model"] == server.model and prov["sampling"]["n"] == 3
+    (run,) = prov["runs"]  # the run's own figures, so the corpus's cost is on record
+    assert run["written"] == 2 and run["interrupted"] is False and run["concurrency"] == 4
+    assert run["sampled_tokens"] == sum(t.tokens or 0 for q in recs for t in q.traces) > 0
+    assert run["wall_s"] >= 0 and run["ended"] >= run["date"]
     requests_before = len(server.records())
     again = asyncio.run(generate(ITEMS, out, base_urls=[server.base_url], cfg=cfg))
     assert (again.written, again.skipped) == (2, 2)
@@ -101,6 +105,8 @@ def test_cancel_keeps_written_questions_and_a_rerun_completes(tmp_path: Path) ->
 
         asyncio.run(run_then_cancel())
         assert slow.wait_idle(5.0), "cancelling left a stream open"
+        (cut,) = json.loads(Path(str(out) + ".provenance.json").read_text(encoding="utf-8"))["runs"]
+        assert cut["interrupted"] is True and cut["written"] == len(_lines(out))  # the piece's figures are kept
         text = out.read_text(encoding="utf-8")
         kept = _lines(out)
         assert text.endswith("\n") and kept and all(len(r["traces"]) == 2 for r in kept)  # type: ignore[arg-type]

@@ -44,3 +44,58 @@ def test_latency_cells_show_each_thread_count_and_old_reports_still_render() -> 
     }
     assert je._lat_cell(la, "ms_per_pair", ["1", "2"]) == "1.50 / 0.84"
     assert je._lat_cell({"ms_per_pair": 1.62}, "ms_per_pair", ["1", "2"]) == "1.62"  # a report from before
+
+
+def test_the_corpus_is_train_only_and_left_out_of_the_headline_split() -> None:
+    """The tables must not depend on whether this machine has a corpus: the headline's training mask leaves the
+    train-only data sets out, and the corpus comparison puts them back."""
+    je = load_bench("judge_eval")
+    ds = np.array(["a"] * 3 + ["b"] * 3 + ["corpus"] * 3)
+    groups = np.array(["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2", "b1"])  # a corpus pair on a test question
+    table = je.PairTable(pairs=[], dataset=ds, group=groups, labels=np.zeros(9, dtype=np.int64), enc=None, x=None)
+    table.pairs = [type("P", (), {"group": g, "a": None, "b": None})() for g in groups]
+    sets = [je.Dataset("a", [], None), je.Dataset("b", [], None), je.Dataset("corpus", [], None, test=False)]
+    assert je.train_only(sets) == ("corpus",)
+    tr, te = je.split_masks(table, "b", exclude=je.train_only(sets))
+    assert tr.tolist() == [True] * 3 + [False] * 6 and te.tolist() == [False] * 3 + [True] * 3 + [False] * 3
+    tr_all, _ = je.split_masks(table, "b")
+    assert tr_all.tolist() == [True] * 3 + [False] * 3 + [True, True, False]  # never a test question
+
+
+def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
+    je = load_bench("judge_eval")
+    assert "No corpus was there" in "\n".join(je.corpus_lines(None))
+    stats = {
+        "questions": 10,
+        "traces": 80,
+        "accuracy": 0.0125,
+        "no_answer": 20,
+        "same_answer_pairs": 7,
+        "different_answer_pairs": 273,
+        "same_answer_fraction": 0.025,
+    }
+    run = {"runs": 2, "questions": 10, "sampled_tokens": 18000, "wall_s": 180.0, "tokens_per_s": 100.0}
+    corpus = {
+        "files": {
+            "c.jsonl": {
+                "stats": stats,
+                "model": "smollm2",
+                "sampling": {"temperature": 0.8, "max_tokens": 256, "seed": 0},
+                "runs": 3,
+                "timed_runs": {**run, "concurrency": [128]},
+            }
+        },
+        "effect": {
+            "OVM Mistral": {
+                "train_pairs_added": 280,
+                "without": {"blend": {"auroc": 0.710}, "trained": {"auroc": 0.664}},
+                "with": {"blend": {"auroc": 0.711}, "trained": {"auroc": 0.591}},
+            }
+        },
+    }
+    text = "\n".join(je.corpus_lines(corpus))
+    assert "10 questions x 8 = 80 traces, 1.2% correct, 20 without an answer (25.0%)" in text
+    assert "**7 same-answer pairs of 280 (2.5%)**" in text
+    assert "18,000 sampled tokens in 0.05 h, 100 tok/s (1,800 tokens per question)" in text
+    assert "OVM Mistral blend 0.710 -> 0.711, trained 0.664 -> 0.591" in text
+    assert "Better by more than 0.005: none; worse: trained on OVM Mistral." in text
