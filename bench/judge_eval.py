@@ -672,9 +672,10 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
         if run["runs"]:
             lines.append(
                 f"    Throughput on record ({run['runs']} timed run(s), {run['questions']:,} questions, concurrency "
-                f"{', '.join(map(str, run['concurrency']))}): {run['sampled_tokens']:,} sampled tokens in "
+                f"{', '.join(map(str, run['concurrency']))}): {run['sampled_tokens']:,} sampled tokens kept in "
                 f"{run['wall_s'] / 3600:.2f} h, {run['tokens_per_s']:.0f} tok/s "
-                f"({run['sampled_tokens'] / max(run['questions'], 1):,.0f} tokens per question)."
+                f"({run['sampled_tokens'] / max(run['questions'], 1):,.0f} tokens per question; a piece cut by Ctrl-C "
+                "loses its unfinished questions' tokens, which this rate counts as cost)."
             )
     effect = corpus["effect"]
     cells = []
