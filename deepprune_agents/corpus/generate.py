@@ -245,7 +245,8 @@ def write_provenance(
 def record_run_end(out_path: Path, summary: GenerateSummary, *, concurrency: int, interrupted: bool) -> None:
     """Complete this run's provenance entry (the last one) with what it did: the corpus's cost is then on
     record per run (its tokens per second on this machine), not quoted from memory. Called on every exit,
-    Ctrl-C included, so a corpus made in pieces keeps every piece's figures."""
+    Ctrl-C included, so a corpus made in pieces keeps every piece's figures; ``interrupted``: the run ended
+    before every question was tried (Ctrl-C or an error)."""
     side = Path(str(out_path) + PROVENANCE_SUFFIX)
     if not side.is_file():
         return
