@@ -302,11 +302,10 @@ def corpus_effect(table: PairTable, sets: list[Dataset], seed: int, head: dict[s
     for test in [d.name for d in sets if d.test]:
         tr, te = split_masks(table, test)
         y = table.labels[te]
-        w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
-        blend = fit_blend(table.x[tr], table.labels[tr], w, truncation=TRUNCATION)
+        _, base = blend_and_heuristics(table, tr, te)
         fitted, _ = fit_head(table.enc.subset(tr), cfg)
         with_corpus = {
-            "blend": _m(y, blend.predict(table.x[te])),
+            "blend": _m(y, base["blend"]),
             "trained": _m(y, head_scores(fitted, table.enc.subset(te))),
         }
         out[test] = {
@@ -473,14 +472,15 @@ def ship(
 
     model = fit_all(table, datasets=train_only(sets))
     sets = [d for d in sets if d.test]
+    shared = np.isin(table.dataset, [d.name for d in sets])
     prov = {
         "judge": "blend",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "truncation": TRUNCATION,
         "label": "same final answer (answers_equal; exact string equality for dates)",
-        "pairs": int(np.isin(table.dataset, [d.name for d in sets]).sum()),
-        "positives": int(table.labels[np.isin(table.dataset, [d.name for d in sets])].sum()),
+        "pairs": int(shared.sum()),
+        "positives": int(table.labels[shared].sum()),
         "data": [
             {
                 "dataset": d.name,
@@ -684,18 +684,13 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
             f"{test} "
             + ", ".join(f"{j} {e['without'][j]['auroc']:.3f} -> {e['with'][j]['auroc']:.3f}" for j in e["with"])
         )
-    better = [
-        f"{j} on {t}"
-        for t, e in effect.items()
-        for j in e["with"]
-        if e["with"][j]["auroc"] > e["without"][j]["auroc"] + 0.005
-    ]
-    worse = [
-        f"{j} on {t}"
-        for t, e in effect.items()
-        for j in e["with"]
-        if e["with"][j]["auroc"] < e["without"][j]["auroc"] - 0.005
-    ]
+    better: list[str] = []
+    worse: list[str] = []
+    for t, e in effect.items():
+        for j in e["with"]:
+            delta = e["with"][j]["auroc"] - e["without"][j]["auroc"]
+            if abs(delta) > 0.005:
+                (better if delta > 0 else worse).append(f"{j} on {t}")
     added = max(e["train_pairs_added"] for e in effect.values())
     lines += [
         f"  - With the corpus added to every split's training ({added:,} pairs; AUROC without -> with): "
