@@ -1,12 +1,13 @@
 """Judge comparison on unseen questions of an unseen generator (issue 11's headline).
 
-Datasets (from ``../shared/data/traces`` and our own corpus under ``bench/out/corpus`` when present):
+Datasets (from ``../shared/data/traces`` and our own committed corpus under ``data/corpus``):
 
 * ``OVM Mistral`` / ``OVM Llama``: 20 GSM8K questions each, the *same* 20 questions (OVM files);
 * ``MATH``: 100 MATH questions x 8, Qwen2.5-Math (``qwen25math_math_n8.jsonl``);
 * ``dates``: 369 date questions x 10, gpt-3.5 (``verifycot_date_chatgpt35_n10.jsonl``; labels from the
   recorded answers by string equality: a numeric equality would read 'MM/DD/YYYY' as a fraction);
-* ``SmolLM2 corpus`` (train only): ``deepprune traces generate`` output, any ``*.jsonl`` in ``--corpus``.
+* ``SmolLM2 corpus`` (train only): ``deepprune traces generate`` output, any ``*.jsonl`` or packed
+  ``*.jsonl.gz`` (``deepprune traces pack``) in ``--corpus``.
 
 Protocol (leave one dataset out): for each test set, train on every *other* dataset minus every
 question that occurs in the test set (by question text, so testing on OVM Mistral also removes OVM
@@ -100,11 +101,19 @@ def datasets(corpus_dir: Path | None) -> list[Dataset]:
         missing = [f for f in d.files if not f.is_file()] or ([] if d.files else [tr])
         if missing:
             raise SystemExit(f"missing {missing[0]}: set DEEPPRUNE_SHARED_DATA to the shared data folder.")
-    if corpus_dir is not None and corpus_dir.is_dir():
-        files = sorted(f for f in corpus_dir.glob("*.jsonl") if f.stat().st_size > 0)
-        if files:
-            out.append(Dataset("SmolLM2 corpus", files, None, test=False))
+    files = corpus_files(corpus_dir)
+    if files:
+        out.append(Dataset("SmolLM2 corpus", files, None, test=False))
     return out
+
+
+def corpus_files(corpus_dir: Path | None) -> list[Path]:
+    """Our trace files in ``corpus_dir``: plain ``*.jsonl`` (a corpus being made) and packed ``*.jsonl.gz`` (the
+    committed one, ``deepprune traces pack``); empty files (a run that wrote nothing yet) are skipped."""
+    if corpus_dir is None or not corpus_dir.is_dir():
+        return []
+    found = [*corpus_dir.glob("*.jsonl"), *corpus_dir.glob("*.jsonl.gz")]
+    return sorted(f for f in found if f.stat().st_size > 0)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -241,7 +250,7 @@ def train_only(sets: list[Dataset]) -> tuple[str, ...]:
 
 def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Path | None = None) -> dict[str, Any]:
     """Leave-one-dataset-out scores of every judge, trained on the shared data sets only (so the tables are
-    the same on every machine, with or without a corpus in bench/out/corpus). With ``heldout_root``, each
+    the same on every machine, with or without a corpus in data/corpus). With ``heldout_root``, each
     split's blend is saved under ``heldout_dir(heldout_root, test)`` with the datasets and question count it
     saw, so the replay frontier can run the blend on a data set it never trained on (``blend-heldout``)."""
     from deepprune_agents.judges.trained import SHIPPED_WEIGHTS, load_head
@@ -642,6 +651,10 @@ CORPUS_COMMAND = (
     "deepprune traces generate --questions ../shared/data/questions/gsm8k_train.jsonl --limit 1000 --n 8 "
     "--max-tokens 256 --concurrency 128 --seed 0 --out bench/out/corpus/gsm8k_train_smollm2_n8.jsonl"
 )
+PACK_COMMAND = (
+    "deepprune traces pack bench/out/corpus/gsm8k_train_smollm2_n8.jsonl "
+    "--out data/corpus/gsm8k_train_smollm2_n8.jsonl.gz"
+)
 
 
 def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
@@ -649,9 +662,10 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
     head = (
         "- Our own corpus: `deepprune traces generate` (deepprune_agents/corpus/). The corpus the issue asks for is "
         f"one command — `{CORPUS_COMMAND}` — resumable, so it runs in pieces (Ctrl-C keeps every finished question "
-        "and records the piece's figures in the provenance file). bench/judge_eval.py reads every non-empty "
-        "`*.jsonl` under bench/out/corpus as train-only data: the tables above never train on it (they are the "
-        "same on a fresh clone), and the comparison below refits the learning judges with it added."
+        f"and records the piece's figures in the provenance file); `{PACK_COMMAND}` writes the committed form "
+        "(gzip, question text and ground truth left out: they belong to the question file). bench/judge_eval.py "
+        "reads every `*.jsonl` / `*.jsonl.gz` under data/corpus as train-only data: the tables above never train "
+        "on it, and the comparison below refits the learning judges with it added."
     )
     if not corpus:
         return [head + " No corpus was there when this report was made.", ""]
@@ -667,7 +681,7 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
             f"{st['traces'] // max(st['questions'], 1)} = {st['traces']:,} traces, {acc} correct, "
             f"{st['no_answer']:,} without an answer ({st['no_answer'] / max(st['traces'], 1):.1%}), "
             f"**{st['same_answer_pairs']:,} same-answer pairs of {pairs:,} ({st['same_answer_fraction']:.1%})** "
-            f"(`deepprune traces stats {name}`)."
+            f"(`deepprune traces stats data/corpus/{name}`)."
         )
         if run["runs"]:
             lines.append(
@@ -768,7 +782,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "judge_eval.json"))
     ap.add_argument("--markdown", default=str(ROOT / "docs" / "judge_results.md"))
-    ap.add_argument("--corpus", default=str(ROOT / "bench" / "out" / "corpus"), help="folder of our own trace files")
+    ap.add_argument("--corpus", default=str(ROOT / "data" / "corpus"), help="folder of our own trace files")
     ap.add_argument("--cache", default=str(ROOT / "bench" / "out" / "emb_cache" / "minilm_tokens32.npz"))
     ap.add_argument("--latency-pairs", type=int, default=2048)
     ap.add_argument("--no-cross-encoder-probe", action="store_true")

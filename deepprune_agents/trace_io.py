@@ -12,12 +12,16 @@ Our format (JSONL, one question per line)::
   response_answer, label}]}``; ``label == "[invalid]"`` means no answer could be parsed: treated as wrong);
 * the generic ``{question, ground_truth, traces: ["text", ...]}``: answers are extracted with our extractor.
 
+A ``.gz`` file is read decompressed (the committed corpus, ``corpus/pack.py``); its records carry a
+``question_id`` but no question text.
+
 Traces whose answer is absent get one from ``answers.extract_answer`` so every consumer (vote, oracle
 judge, pair labels) sees answers produced by the same code.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -85,7 +89,7 @@ def _from_ours(obj: dict[str, Any], source: str, line_no: int) -> QuestionTraces
         )
     return QuestionTraces(
         question_id=str(obj.get("question_id", f"{source}:{line_no}")),
-        question=obj["question"],
+        question=obj.get("question", ""),  # absent in a packed corpus (corpus/pack.py)
         ground_truth=truth,
         traces=traces,
         source=obj.get("source", source),
@@ -97,8 +101,8 @@ def iter_trace_file(path: str | Path) -> Iterator[QuestionTraces]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"trace file {str(p)!r} does not exist.")
-    source = p.stem
-    with p.open(encoding="utf-8") as fh:
+    source = Path(p.name.removesuffix(".gz")).stem
+    with gzip.open(p, "rt", encoding="utf-8") if p.name.endswith(".gz") else p.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh):
             if not line.strip():
                 continue
@@ -108,11 +112,11 @@ def iter_trace_file(path: str | Path) -> Iterator[QuestionTraces]:
                 raise ConfigError(f"{p}:{line_no + 1}: not valid JSON ({exc.msg}).") from exc
             if "outputs" in obj:
                 yield _from_ovm(obj, source)
-            elif "traces" in obj and "question" in obj:
+            elif "traces" in obj and ("question" in obj or "question_id" in obj):
                 yield _from_ours(obj, source, line_no)
             else:
                 raise ConfigError(
-                    f"{p}:{line_no + 1}: unknown trace format; expected keys question + traces "
+                    f"{p}:{line_no + 1}: unknown trace format; expected keys question (or question_id) + traces "
                     "(see deepprune_agents/trace_io.py) or an OVM line with outputs."
                 )
 

@@ -1,5 +1,6 @@
-"""``deepprune traces generate`` (make a trace corpus on any OpenAI-compatible server) and
-``deepprune traces stats`` (label balance of trace files)."""
+"""``deepprune traces generate`` (make a trace corpus on any OpenAI-compatible server), ``deepprune traces
+pack`` / ``unpack`` (the committed, compressed form of one, and back) and ``deepprune traces stats`` (label
+balance of trace files)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--id-field", default=None, help="generic JSONL: field holding a stable question id")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=run_generate)
+
+    pk = sub.add_parser(
+        "pack",
+        help="a generated trace file -> the gzip file the repository commits (question text left out)",
+        description="Write OUT (.jsonl.gz: records sorted by question id, byte-reproducible) and its provenance. "
+        "Drops each record's question text and ground truth, which come from the question file; keeps the ids, "
+        "samples, answers and grades. See deepprune_agents/corpus/pack.py.",
+    )
+    pk.add_argument("file", metavar="FILE", help="trace file written by traces generate")
+    pk.add_argument("--out", required=True, metavar="OUT", help="packed file (name ends in .jsonl.gz)")
+    pk.set_defaults(func=run_pack)
+    up = sub.add_parser(
+        "unpack",
+        help="a packed corpus -> the plain trace file (and provenance) that traces generate resumes",
+        description="The way to add questions to a committed corpus: unpack, rerun the same traces generate "
+        "command (it skips the questions already there), pack again.",
+    )
+    up.add_argument("file", metavar="FILE", help="packed file (.jsonl.gz)")
+    up.add_argument("--out", required=True, metavar="OUT", help="plain trace file to write (must not exist)")
+    up.set_defaults(func=run_unpack)
 
     s = sub.add_parser("stats", help="questions, traces, accuracy and pair label balance of trace files")
     s.add_argument("files", nargs="+", metavar="FILE")
@@ -116,6 +137,21 @@ def run_generate(args: argparse.Namespace) -> int:
     for err in summary.errors[:5]:
         print(f"  failed: {err}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from deepprune_agents.corpus.pack import pack
+
+    done = pack(args.file, args.out)
+    print(f"{done['out']}: {done['questions']} questions, {done['bytes'] / 1e6:.2f} MB")
+    return 0
+
+
+def run_unpack(args: argparse.Namespace) -> int:
+    from deepprune_agents.corpus.pack import unpack
+
+    print(f"{args.out}: {unpack(args.file, args.out)} questions")
+    return 0
 
 
 def trace_stats(files: list[str]) -> dict[str, Any]:

@@ -42,8 +42,11 @@ class PairExample:
 
 
 def question_key(q: QuestionTraces) -> str:
-    """A stable id of the question *text* (case/space-insensitive), shared across files and models."""
-    norm = " ".join(q.question.lower().split())
+    """A stable id of the question *text* (case/space-insensitive), shared across files and models.
+
+    A record without question text (a packed corpus, ``corpus/pack.py``) is keyed by its question id instead,
+    so its questions stay apart from each other rather than collapsing into one group of empty text."""
+    norm = " ".join(q.question.lower().split()) or f"\x00id:{q.question_id}"
     return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:16]
 
 

@@ -99,3 +99,13 @@ def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
     assert "18,000 sampled tokens kept in 0.05 h, 100 tok/s (1,800 tokens per question; a piece cut by Ctrl-C" in text
     assert "OVM Mistral blend 0.710 -> 0.711, trained 0.664 -> 0.591" in text
     assert "Better by more than 0.005: none; worse: trained on OVM Mistral." in text
+
+
+def test_corpus_files_take_packed_and_plain_files_and_skip_empty_ones(tmp_path: Any) -> None:
+    je = load_bench("judge_eval")
+    (tmp_path / "b.jsonl").write_text("{}\n")
+    (tmp_path / "a.jsonl.gz").write_bytes(b"\x1f\x8b")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [f.name for f in je.corpus_files(tmp_path)] == ["a.jsonl.gz", "b.jsonl"]
+    assert je.corpus_files(tmp_path / "missing") == [] and je.corpus_files(None) == []
