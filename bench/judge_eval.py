@@ -620,6 +620,8 @@ def markdown(report: dict[str, Any]) -> str:
     cross = report.get("cross_encoder")
     if cross:
         lines += cross_encoder_lines(cross)
+    elif report.get("cross_encoder_carried"):
+        lines += report["cross_encoder_carried"]
     elif ce:
         lines.append(
             "- Cross-encoder (MiniLM fine-tuned on the pair): not trained. Measured "
@@ -740,6 +742,27 @@ def lexical_note(report: dict[str, Any]) -> str:
     return f"The cosine adds (blend minus lexical AUROC): {', '.join(diffs)}{speed}."
 
 
+#: How the cross-encoder note opens (``cross_encoder_lines``): the marker ``carried_section`` looks for.
+CROSS_ENCODER_HEAD = "- Cross-encoder (MiniLM fine-tuned on the pair: focal loss"
+
+
+def carried_section(markdown_text: str, head: str) -> list[str] | None:
+    """The lines of the top-level bullet that starts with ``head`` (with its indented lines and blank lines
+    inside it), or None. Lets a rerun keep a section whose input is not on this machine: bench/out, where
+    ``bench/cross_encoder.py`` (~20 min) writes its report, is not committed, and a note rendered from a
+    real run is better kept than replaced by a projection."""
+    lines = markdown_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(head)), None)
+    if start is None:
+        return None
+    end = start + 1
+    while end < len(lines) and (not lines[end] or lines[end].startswith("  ")):
+        end += 1
+    while end > start + 1 and not lines[end - 1]:
+        end -= 1
+    return lines[start:end]
+
+
 def cross_encoder_lines(cross: dict[str, Any]) -> list[str]:
     """The cross-encoder note: ``bench/cross_encoder.py``'s report, every judge on the same test sample."""
     rows = cross["test_sets"]
@@ -747,7 +770,7 @@ def cross_encoder_lines(cross: dict[str, Any]) -> list[str]:
     any_row = next(iter(rows.values()))
     cfg = cross["config"]
     lines = [
-        f"- Cross-encoder (MiniLM fine-tuned on the pair: focal loss, class-balanced oversampling, top "
+        f"{CROSS_ENCODER_HEAD}, class-balanced oversampling, top "
         f"{cfg['trainable_layers']} layer(s) + classifier, {cfg['steps']} steps of {cfg['batch_size']} pairs per "
         f"split), measured by `{cross['command']}` on the same leave-one-dataset-out splits; every judge below is "
         f"scored on the same seeded sample of {any_row['test_pairs']} test pairs per set (AUROC / TNR):",
@@ -826,7 +849,9 @@ def main() -> None:
         size = sizes(blend_dir, lexical_dir)
     cross_json = ROOT / "bench" / "out" / "cross_encoder.json"  # bench/cross_encoder.py, when it was run
     cross = json.loads(cross_json.read_text(encoding="utf-8")) if cross_json.is_file() else None
-    ce = None if args.no_cross_encoder_probe or cross else cross_encoder_probe(table)
+    old_md = Path(args.markdown)
+    carried = None if cross or not old_md.is_file() else carried_section(old_md.read_text("utf-8"), CROSS_ENCODER_HEAD)
+    ce = None if args.no_cross_encoder_probe or cross or carried else cross_encoder_probe(table)
     report = {
         "headline": {
             "truncation": TRUNCATION,
@@ -854,6 +879,8 @@ def main() -> None:
         "corpus": corpus,
         "cross_encoder_probe": ce,
         "cross_encoder": cross,
+        # the note of an earlier bench/cross_encoder.py run, kept from the markdown when its JSON is not here
+        "cross_encoder_carried": carried,
         "latency_pairs": args.latency_pairs,
         "judge_threads": judge_threads(),
         "cpu_cores": usable_cores(),

@@ -109,3 +109,22 @@ def test_corpus_files_take_packed_and_plain_files_and_skip_empty_ones(tmp_path: 
     (tmp_path / "notes.txt").write_text("x")
     assert [f.name for f in je.corpus_files(tmp_path)] == ["a.jsonl.gz", "b.jsonl"]
     assert je.corpus_files(tmp_path / "missing") == [] and je.corpus_files(None) == []
+
+
+def test_a_section_whose_input_is_absent_is_carried_whole() -> None:
+    je = load_bench("judge_eval")
+    md = "\n".join(
+        [
+            "- first note.",
+            f"{je.CROSS_ENCODER_HEAD}, more:",
+            "",
+            "  | judge | a |",
+            "  |---|---|",
+            "",
+            "  Training 1.4 s per step.",
+            "",
+            "- next note.",
+        ]
+    )
+    assert je.carried_section(md, je.CROSS_ENCODER_HEAD) == md.splitlines()[1:7]
+    assert je.carried_section("- first note.\n", je.CROSS_ENCODER_HEAD) is None
