@@ -330,13 +330,14 @@ def corpus_report(table: PairTable, sets: list[Dataset], seed: int, head: dict[s
     """The corpus block of the report: per file its stats (``deepprune traces stats``) and provenance (model,
     sampling, what each run made and how fast), then ``corpus_effect``. None when there is no corpus."""
     from deepprune_agents.cli.traces_cmds import trace_stats
+    from deepprune_agents.corpus.generate import provenance_path
 
     files = [f for d in sets if not d.test for f in d.files]
     if not files:
         return None
     out: dict[str, Any] = {"files": {}}
     for f in files:
-        side = Path(str(f) + ".provenance.json")
+        side = provenance_path(f)
         prov = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
         timed = [r for r in prov.get("runs", []) if r.get("wall_s")]
         tokens, wall = sum(r["sampled_tokens"] for r in timed), sum(r["wall_s"] for r in timed)

@@ -35,6 +35,11 @@ from deepprune_agents.errors import BackendError, ConfigError
 PROVENANCE_SUFFIX = ".provenance.json"
 
 
+def provenance_path(trace_file: str | Path) -> Path:
+    """The provenance sidecar of a trace file: ``FILE.provenance.json`` beside it."""
+    return Path(str(trace_file) + PROVENANCE_SUFFIX)
+
+
 @dataclass(kw_only=True)
 class GenerateConfig:
     """Sampling and scheduling of one corpus run (the sampling part is recorded in the provenance)."""
@@ -216,7 +221,7 @@ def write_provenance(
     limit: int | None,
 ) -> dict[str, Any]:
     """Create (or check, on resume) ``OUT.provenance.json``; a resume with other sampling is refused."""
-    side = Path(str(out_path) + PROVENANCE_SUFFIX)
+    side = provenance_path(out_path)
     prov: dict[str, Any] = {
         "model": model,
         "base_urls": list(base_urls),
@@ -247,7 +252,7 @@ def record_run_end(out_path: Path, summary: GenerateSummary, *, concurrency: int
     record per run (its tokens per second on this machine), not quoted from memory. Called on every exit,
     Ctrl-C included, so a corpus made in pieces keeps every piece's figures; ``interrupted``: the run ended
     before every question was tried (Ctrl-C or an error)."""
-    side = Path(str(out_path) + PROVENANCE_SUFFIX)
+    side = provenance_path(out_path)
     if not side.is_file():
         return
     prov = json.loads(side.read_text(encoding="utf-8"))

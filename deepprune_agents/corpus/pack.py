@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from deepprune_agents.corpus.generate import PROVENANCE_SUFFIX
+from deepprune_agents.corpus.generate import provenance_path
+from deepprune_agents.corpus.questions import read_records
 from deepprune_agents.errors import ConfigError
 
 #: Fields copied from the question file rather than made by us: dropped from a packed record.
@@ -35,16 +35,6 @@ def strip_record(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in QUESTION_FILE_FIELDS}
 
 
-def _records(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{path}:{line_no + 1}: not valid JSON ({exc.msg}).") from exc
-
-
 def pack(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Write ``dst`` (gzip JSONL, records stripped, sorted by question index) and ``dst``'s provenance sidecar.
 
@@ -55,15 +45,15 @@ def pack(src: str | Path, dst: str | Path) -> dict[str, Any]:
         raise ConfigError(f"trace file {str(src_p)!r} does not exist.")
     if not dst_p.name.endswith(".jsonl.gz"):
         raise ConfigError(f"the packed file's name must end in .jsonl.gz (got {dst_p.name!r}).")
-    records = sorted((strip_record(r) for r in _records(src_p)), key=lambda r: _id_key(str(r["question_id"])))
+    records = sorted((strip_record(r) for r in read_records(src_p)), key=lambda r: _id_key(str(r["question_id"])))
     dst_p.parent.mkdir(parents=True, exist_ok=True)
     with dst_p.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         for rec in records:
             gz.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
-    side = Path(str(src_p) + PROVENANCE_SUFFIX)
+    side = provenance_path(src_p)
     prov: dict[str, Any] = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
     prov["packed"] = {"from": src_p.name, "questions": len(records), "dropped_fields": list(QUESTION_FILE_FIELDS)}
-    Path(str(dst_p) + PROVENANCE_SUFFIX).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+    provenance_path(dst_p).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     return {"questions": len(records), "bytes": dst_p.stat().st_size, "out": str(dst_p)}
 
 
@@ -80,11 +70,11 @@ def unpack(src: str | Path, dst: str | Path) -> int:
     with gzip.open(src_p, "rt", encoding="utf-8") as fh:
         text = fh.read()
     dst_p.write_text(text, encoding="utf-8")
-    side = Path(str(src_p) + PROVENANCE_SUFFIX)
+    side = provenance_path(src_p)
     if side.is_file():
         prov = json.loads(side.read_text(encoding="utf-8"))
         prov.pop("packed", None)
-        Path(str(dst_p) + PROVENANCE_SUFFIX).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+        provenance_path(dst_p).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     return sum(1 for line in text.splitlines() if line.strip())
 
 

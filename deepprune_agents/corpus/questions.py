@@ -55,7 +55,8 @@ def gsm8k_truth(answer: str) -> str:
     return answer.strip()
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The objects of a JSONL file (one per non-empty line) or of a JSON list, with the line of a bad one."""
     text = path.read_text(encoding="utf-8")
     stripped = text.lstrip()
     if stripped.startswith("["):
@@ -129,7 +130,7 @@ def load_questions(
     if not p.is_file():
         raise ConfigError(f"question file {str(p)!r} does not exist.")
     return parse_questions(
-        _records(p), p.stem, question_field=question_field, answer_field=answer_field, id_field=id_field
+        read_records(p), p.stem, question_field=question_field, answer_field=answer_field, id_field=id_field
     )
 
 
