@@ -165,6 +165,18 @@ class PairTable:
     x: npt.NDArray[np.float32]  # blend features
 
 
+def check_identified(name: str, qs: list[QuestionTraces]) -> None:
+    """Exit if a question has neither text nor ``question_key`` (a pack made before packs carried the key):
+    the leave-one-out splits could not tell whether another data set holds it."""
+    blind = [q.question_id for q in qs if not q.question.strip() and not q.text_key]
+    if blind:
+        raise SystemExit(
+            f"{name}: {len(blind)} question(s) (e.g. {blind[0]}) carry neither question text nor question_key, so "
+            "the leave-one-out splits cannot tell whether another data set holds them: repack the file with "
+            "`deepprune traces pack`."
+        )
+
+
 def build_table(
     sets: list[Dataset], cache: DiskEmbeddings, seed: int
 ) -> tuple[PairTable, dict[str, list[QuestionTraces]]]:
@@ -173,6 +185,7 @@ def build_table(
     questions: dict[str, list[QuestionTraces]] = {}
     for d in sets:
         qs = load_traces(d.files)
+        check_identified(d.name, qs)
         questions[d.name] = qs
         ps = build_pairs(qs, TRUNCATION, max_traces=d.max_traces, seed=seed, agree=d.agree)
         pairs += ps
@@ -317,8 +330,12 @@ def corpus_effect(table: PairTable, sets: list[Dataset], seed: int, head: dict[s
             "blend": _m(y, base["blend"]),
             "trained": _m(y, head_scores(fitted, table.enc.subset(te))),
         }
+        from_corpus = np.isin(table.dataset, list(extra))
         out[test] = {
-            "train_pairs_added": int((tr & np.isin(table.dataset, list(extra))).sum()),
+            "train_pairs_added": int((tr & from_corpus).sum()),
+            # corpus questions that are also test questions of this split (our first GSM8K-train questions are
+            # the OVM train files'): split_masks leaves them out of training, matched by question_key
+            "questions_left_out": int(np.intersect1d(table.group[from_corpus], table.group[te]).size),
             "with": with_corpus,
             "without": {j: head[test]["judges"][j] for j in with_corpus},
         }
@@ -709,10 +726,18 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
             if abs(delta) > 0.005:
                 (better if delta > 0 else worse).append(f"{j} on {t}")
     added = max(e["train_pairs_added"] for e in effect.values())
+    shared = [f"{e['questions_left_out']} in {t}" for t, e in effect.items() if e.get("questions_left_out")]
+    left_out = (
+        " Corpus questions that a test set also holds (matched by the question's text, or by the `question_key` a "
+        f"packed record carries in its place) are left out of training when that set is tested: {', '.join(shared)}."
+        if shared
+        else ""
+    )
     lines += [
-        f"  - With the corpus added to every split's training ({added:,} pairs; AUROC without -> with): "
+        f"  - With the corpus added to every split's training (up to {added:,} pairs; AUROC without -> with): "
         + "; ".join(cells)
-        + f". Better by more than 0.005: {', '.join(better) or 'none'}; worse: {', '.join(worse) or 'none'}.",
+        + f". Better by more than 0.005: {', '.join(better) or 'none'}; worse: {', '.join(worse) or 'none'}."
+        + left_out,
         "  - A corpus from a model that is wrong almost every time is almost all different-answer pairs: it "
         "teaches a learning judge that model's habits, not agreement. A stronger model on any OpenAI-compatible "
         "server (`--base-url`) is the useful way to use the command.",

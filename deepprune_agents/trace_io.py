@@ -13,7 +13,7 @@ Our format (JSONL, one question per line)::
 * the generic ``{question, ground_truth, traces: ["text", ...]}``: answers are extracted with our extractor.
 
 A ``.gz`` file is read decompressed (the committed corpus, ``corpus/pack.py``); its records carry a
-``question_id`` but no question text.
+``question_id`` and the ``question_key`` of the question text, but not the text.
 
 Traces whose answer is absent get one from ``answers.extract_answer`` so every consumer (vote, oracle
 judge, pair labels) sees answers produced by the same code.
@@ -93,6 +93,7 @@ def _from_ours(obj: dict[str, Any], source: str, line_no: int) -> QuestionTraces
         ground_truth=truth,
         traces=traces,
         source=obj.get("source", source),
+        text_key=str(obj.get("question_key") or ""),  # what a packed corpus carries instead of the text
     )
 
 
@@ -136,13 +137,16 @@ def to_json(q: QuestionTraces) -> dict[str, Any]:
         if t.token_logprobs is not None:
             d["token_logprobs"] = t.token_logprobs
         traces.append(d)
-    return {
+    out: dict[str, Any] = {
         "question_id": q.question_id,
         "question": q.question,
         "ground_truth": q.ground_truth,
         "source": q.source,
         "traces": traces,
     }
+    if q.text_key and not q.question:
+        out["question_key"] = q.text_key
+    return out
 
 
 def write_traces(path: str | Path, questions: Iterable[QuestionTraces]) -> None:

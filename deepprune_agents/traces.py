@@ -7,8 +7,21 @@ scores live branches and recorded traces alike.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def question_text_key(text: str) -> str:
+    """One question's identity across files and models: sha1 of its case- and space-normalised text, 16 hex
+    digits ("" for empty text).
+
+    The same GSM8K question arrives under different ids from different files (OVM's ``idx``, our
+    ``gsm8k_train:{index}``), so grouped splits and leakage checks key questions by text. A packed corpus
+    (``corpus/pack.py``) may not carry the text, which is not ours to redistribute, so it carries this key.
+    """
+    norm = " ".join(text.lower().split())
+    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:16] if norm else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +60,6 @@ class QuestionTraces:
     ground_truth: str | None
     traces: list[Trace]
     source: str = ""
+    #: ``question_text_key`` of the question, read from a record that has the key but not the text (a packed
+    #: corpus); empty otherwise.
+    text_key: str = ""

@@ -6,8 +6,11 @@ writes) is not committed, so a corpus left there is lost with the machine. The p
 sidecar beside it. It drops each record's ``question`` text and ``ground_truth``: both are copied from the
 question file (e.g. GSM8K train in ``../shared``), which is not ours to redistribute. What stays is ours: the
 question id (``{file stem}:{index}``, which points back into that file), the model's samples, their
-extracted answers and grades, token counts and finish reasons. Judges read only the samples and the answers,
-so a packed corpus trains and evaluates them exactly as the full file does.
+extracted answers and grades, token counts and finish reasons, and the question's ``question_key``
+(``traces.question_text_key``: a hash of the normalised text). Judges read only the samples and the answers;
+grouped splits and leakage checks need to know when two files hold the same question (our first GSM8K-train
+questions are the OVM train files' questions), and the key tells them without the text. So a packed corpus
+trains and evaluates judges exactly as the full file does.
 
 To add questions to a packed corpus, ``traces unpack`` it into the plain JSONL (and provenance) that ``traces
 generate`` appends to, rerun the same generate command (it skips the question ids already there), then pack again.
@@ -23,16 +26,26 @@ from typing import Any
 from deepprune_agents.corpus.generate import provenance_path
 from deepprune_agents.corpus.questions import read_records
 from deepprune_agents.errors import ConfigError
+from deepprune_agents.traces import question_text_key
 
 #: Fields copied from the question file rather than made by us: dropped from a packed record.
 QUESTION_FILE_FIELDS = ("question", "ground_truth")
 
 
 def strip_record(record: dict[str, Any]) -> dict[str, Any]:
-    """One trace record without the fields that come from the question file (pure)."""
+    """One trace record without the fields that come from the question file, with the key of its question text
+    in their place (pure). A record unpacked from an earlier pack has no text but keeps its key."""
     if "question_id" not in record or "traces" not in record:
         raise ConfigError("not a trace record of ours (needs question_id and traces); only those can be packed.")
-    return {k: v for k, v in record.items() if k not in QUESTION_FILE_FIELDS}
+    out = {k: v for k, v in record.items() if k not in QUESTION_FILE_FIELDS and k != "question_key"}
+    key = question_text_key(str(record.get("question") or "")) or str(record.get("question_key") or "")
+    if not key:
+        raise ConfigError(
+            f"record {record['question_id']!r} has neither question text nor question_key: a packed record must "
+            "say which question it is (leakage checks match questions across files by it)."
+        )
+    out["question_key"] = key
+    return out
 
 
 def pack(src: str | Path, dst: str | Path) -> dict[str, Any]:
@@ -52,7 +65,12 @@ def pack(src: str | Path, dst: str | Path) -> dict[str, Any]:
             gz.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
     side = provenance_path(src_p)
     prov: dict[str, Any] = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
-    prov["packed"] = {"from": src_p.name, "questions": len(records), "dropped_fields": list(QUESTION_FILE_FIELDS)}
+    prov["packed"] = {
+        "from": src_p.name,
+        "questions": len(records),
+        "dropped_fields": list(QUESTION_FILE_FIELDS),
+        "added_fields": ["question_key"],
+    }
     provenance_path(dst_p).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     return {"questions": len(records), "bytes": dst_p.stat().st_size, "out": str(dst_p)}
 

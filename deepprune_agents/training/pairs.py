@@ -21,7 +21,7 @@ from itertools import combinations
 import numpy as np
 
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.traces import PartialTrace, QuestionTraces
+from deepprune_agents.traces import PartialTrace, QuestionTraces, question_text_key
 
 _OVM_GENERATOR = re.compile(r"_n\d+_(?P<gen>.+)$")
 
@@ -44,10 +44,13 @@ class PairExample:
 def question_key(q: QuestionTraces) -> str:
     """A stable id of the question *text* (case/space-insensitive), shared across files and models.
 
-    A record without question text (a packed corpus, ``corpus/pack.py``) is keyed by its question id instead,
-    so its questions stay apart from each other rather than collapsing into one group of empty text."""
-    norm = " ".join(q.question.lower().split()) or f"\x00id:{q.question_id}"
-    return hashlib.sha1(norm.encode("utf-8")).hexdigest()[:16]
+    A record without question text is keyed by the text's key it carries (a packed corpus, ``corpus/pack.py``),
+    so it still meets the same question from another file; with neither, by its question id, so its questions
+    stay apart from each other rather than collapsing into one group of empty text."""
+    key = question_text_key(q.question) or q.text_key
+    if key:
+        return key
+    return hashlib.sha1(f"\x00id:{q.question_id}".encode()).hexdigest()[:16]
 
 
 def generator_of(q: QuestionTraces) -> str:

@@ -14,6 +14,7 @@ from deepprune_agents.corpus.pack import pack, strip_record
 from deepprune_agents.corpus.questions import QuestionItem, Sample, question_record
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.trace_io import iter_trace_file
+from deepprune_agents.traces import question_text_key
 
 
 def _write_corpus(path: Path, order: list[int]) -> None:
@@ -36,6 +37,7 @@ def test_pack_drops_question_file_fields_and_keeps_samples(tmp_path: Path) -> No
     # sorted by the numeric question index, not by text or by finishing order
     assert [r["question_id"] for r in recs] == ["gsm8k_train:1", "gsm8k_train:2", "gsm8k_train:10"]
     assert all("question" not in r and "ground_truth" not in r for r in recs)
+    assert recs[0]["question_key"] == question_text_key("How many apples, question 1?")
     assert recs[2]["traces"][0] == {
         "text": "... so 10 apples.",
         "answer": "10",
@@ -45,7 +47,12 @@ def test_pack_drops_question_file_fields_and_keeps_samples(tmp_path: Path) -> No
     }
     prov = json.loads(Path(str(dst) + PROVENANCE_SUFFIX).read_text(encoding="utf-8"))
     assert prov["model"] == "smollm2"
-    assert prov["packed"] == {"from": "c.jsonl", "questions": 3, "dropped_fields": ["question", "ground_truth"]}
+    assert prov["packed"] == {
+        "from": "c.jsonl",
+        "questions": 3,
+        "dropped_fields": ["question", "ground_truth"],
+        "added_fields": ["question_key"],
+    }
 
 
 def test_pack_is_byte_reproducible_whatever_the_finishing_order(tmp_path: Path) -> None:
@@ -79,6 +86,8 @@ def test_pack_refuses_what_it_cannot_pack(tmp_path: Path) -> None:
         pack(src, tmp_path / "x.jsonl")
     with pytest.raises(ConfigError, match="question_id and traces"):
         strip_record({"idx": 0, "outputs": []})  # an OVM line is not ours to pack
+    with pytest.raises(ConfigError, match="neither question text nor question_key"):
+        strip_record({"question_id": "q:0", "traces": []})  # nothing would say which question it is
 
 
 def test_trace_io_names_a_gz_source_by_its_stem(tmp_path: Path) -> None:
@@ -113,3 +122,41 @@ def test_unpack_gives_generate_a_file_to_resume(tmp_path: Path) -> None:
     assert prov == {"model": "smollm2", "runs": []}  # the sampling check on resume sees the original
     with pytest.raises(ConfigError, match="overwrite"):
         unpack(packed, back)
+
+
+def test_a_packed_question_is_the_same_question_in_another_file(tmp_path: Path) -> None:
+    """Our first GSM8K-train questions are the OVM train files' questions: without its text, a packed record
+    must still land in that question's group, or a leave-one-out split trains on the test questions."""
+    from deepprune_agents.training.pairs import question_key
+
+    src, dst = tmp_path / "c.jsonl", tmp_path / "c.jsonl.gz"
+    _write_corpus(src, [0, 1])
+    pack(src, dst)
+    other = tmp_path / "ovm_like.jsonl"  # the same question from another file: other id, other spacing and case
+    other.write_text(
+        json.dumps({"question": "how many  apples, Question 0?", "ground_truth": "0", "traces": ["0"]}) + "\n",
+        encoding="utf-8",
+    )
+    (theirs,) = iter_trace_file(other)
+    packed = {q.question_id: q for q in iter_trace_file(dst)}
+    assert question_key(packed["gsm8k_train:0"]) == question_key(theirs)
+    assert question_key(packed["gsm8k_train:1"]) != question_key(theirs)
+
+
+def test_the_key_survives_unpack_generate_pack(tmp_path: Path) -> None:
+    """Extending a corpus: unpacked records (no text) and newly generated ones (text) pack to the same keys."""
+    from deepprune_agents.corpus.pack import unpack
+
+    src, packed, back = tmp_path / "c.jsonl", tmp_path / "c.jsonl.gz", tmp_path / "again" / "c.jsonl"
+    _write_corpus(src, [0, 1])
+    pack(src, packed)
+    unpack(packed, back)
+    new = tmp_path / "new.jsonl"
+    _write_corpus(new, [2])
+    with back.open("a", encoding="utf-8") as fh:  # what a resumed traces generate appends
+        fh.write(new.read_text(encoding="utf-8"))
+    repacked = tmp_path / "c2.jsonl.gz"
+    pack(back, repacked)
+    _write_corpus(src, [0, 1, 2])
+    pack(src, packed)
+    assert repacked.read_bytes() == packed.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from bench_scripts import load_bench  # tests/unit is on sys.path (rootdir import mode)
 
 
@@ -88,9 +89,16 @@ def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
         "effect": {
             "OVM Mistral": {
                 "train_pairs_added": 280,
+                "questions_left_out": 2,
                 "without": {"blend": {"auroc": 0.710}, "trained": {"auroc": 0.664}},
                 "with": {"blend": {"auroc": 0.711}, "trained": {"auroc": 0.591}},
-            }
+            },
+            "MATH": {
+                "train_pairs_added": 280,
+                "questions_left_out": 0,
+                "without": {"blend": {"auroc": 0.645}, "trained": {"auroc": 0.408}},
+                "with": {"blend": {"auroc": 0.645}, "trained": {"auroc": 0.408}},
+            },
         },
     }
     text = "\n".join(je.corpus_lines(corpus))
@@ -99,6 +107,7 @@ def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
     assert "18,000 sampled tokens kept in 0.05 h, 100 tok/s (1,800 tokens per question; a piece cut by Ctrl-C" in text
     assert "OVM Mistral blend 0.710 -> 0.711, trained 0.664 -> 0.591" in text
     assert "Better by more than 0.005: none; worse: trained on OVM Mistral." in text
+    assert "are left out of training when that set is tested: 2 in OVM Mistral." in text
 
 
 def test_corpus_files_take_packed_and_plain_files_and_skip_empty_ones(tmp_path: Any) -> None:
@@ -128,3 +137,15 @@ def test_a_section_whose_input_is_absent_is_carried_whole() -> None:
     )
     assert je.carried_section(md, je.CROSS_ENCODER_HEAD) == md.splitlines()[1:7]
     assert je.carried_section("- first note.\n", je.CROSS_ENCODER_HEAD) is None
+
+
+def test_a_question_nothing_identifies_stops_the_run() -> None:
+    """A packed record with no text and no question_key could be a test question under another id."""
+    from deepprune_agents.traces import QuestionTraces
+
+    je = load_bench("judge_eval")
+    je.check_identified(
+        "c", [QuestionTraces("q:0", "Some text", None, []), QuestionTraces("q:1", "", None, [], text_key="ab")]
+    )
+    with pytest.raises(SystemExit, match="q:2"):
+        je.check_identified("c", [QuestionTraces("q:2", "", None, [])])
