@@ -160,3 +160,19 @@ def test_the_key_survives_unpack_generate_pack(tmp_path: Path) -> None:
     _write_corpus(src, [0, 1, 2])
     pack(src, packed)
     assert repacked.read_bytes() == packed.read_bytes()
+
+
+def test_a_packed_question_written_again_keeps_its_key(tmp_path: Path) -> None:
+    """``write_traces`` (replay subsets, filtered corpora) of a packed question must not lose its identity."""
+    from deepprune_agents.trace_io import to_json, write_traces
+
+    src, dst, again = tmp_path / "c.jsonl", tmp_path / "c.jsonl.gz", tmp_path / "again.jsonl"
+    _write_corpus(src, [3])
+    pack(src, dst)
+    (q,) = iter_trace_file(dst)
+    assert q.text_key == question_text_key("How many apples, question 3?")
+    write_traces(again, [q])
+    (back,) = iter_trace_file(again)
+    assert back.text_key == q.text_key and back.question == ""
+    full = to_json(next(iter_trace_file(src)))
+    assert "question_key" not in full  # a record with its text needs no key
