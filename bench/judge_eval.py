@@ -66,6 +66,7 @@ from deepprune_agents.training.pairs import (  # noqa: E402
     check_no_leakage,
     exact_agree,
     question_key,
+    text_identity,
 )
 from deepprune_agents.training.train import EncodedPairs, TrainConfig, fit_head, head_scores  # noqa: E402
 
@@ -168,7 +169,7 @@ class PairTable:
 def check_identified(name: str, qs: list[QuestionTraces]) -> None:
     """Exit if a question has neither text nor ``question_key`` (a pack made before packs carried the key):
     the leave-one-out splits could not tell whether another data set holds it."""
-    blind = [q.question_id for q in qs if not q.question.strip() and not q.text_key]
+    blind = [q.question_id for q in qs if not text_identity(q)]
     if blind:
         raise SystemExit(
             f"{name}: {len(blind)} question(s) (e.g. {blind[0]}) carry neither question text nor question_key, so "
@@ -318,7 +319,7 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
 def corpus_effect(table: PairTable, sets: list[Dataset], seed: int, head: dict[str, Any]) -> dict[str, Any]:
     """What our corpus does to the judges that learn: each split's blend and bi-encoder head refitted with the
     train-only datasets added to training, against the headline's (same splits, same test pairs)."""
-    extra = train_only(sets)
+    from_corpus = np.isin(table.dataset, list(train_only(sets)))
     cfg = TrainConfig(truncation=TRUNCATION, seed=seed)
     out: dict[str, Any] = {}
     for test in [d.name for d in sets if d.test]:
@@ -330,7 +331,6 @@ def corpus_effect(table: PairTable, sets: list[Dataset], seed: int, head: dict[s
             "blend": _m(y, base["blend"]),
             "trained": _m(y, head_scores(fitted, table.enc.subset(te))),
         }
-        from_corpus = np.isin(table.dataset, list(extra))
         out[test] = {
             "train_pairs_added": int((tr & from_corpus).sum()),
             # corpus questions that are also test questions of this split (our first GSM8K-train questions are

@@ -47,10 +47,16 @@ def question_key(q: QuestionTraces) -> str:
     A record without question text is keyed by the text's key it carries (a packed corpus, ``corpus/pack.py``),
     so it still meets the same question from another file; with neither, by its question id, so its questions
     stay apart from each other rather than collapsing into one group of empty text."""
-    key = question_text_key(q.question) or q.text_key
+    key = text_identity(q)
     if key:
         return key
     return hashlib.sha1(f"\x00id:{q.question_id}".encode()).hexdigest()[:16]
+
+
+def text_identity(q: QuestionTraces) -> str:
+    """The key of the question's text, or the one a packed record carries in its place; "" when it has neither
+    (then only its id names it, and no other file's copy of the question can be recognised)."""
+    return question_text_key(q.question) or q.text_key
 
 
 def generator_of(q: QuestionTraces) -> str:
