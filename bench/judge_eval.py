@@ -357,24 +357,38 @@ def corpus_report(table: PairTable, sets: list[Dataset], seed: int, head: dict[s
         side = provenance_path(f)
         prov = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else {}
         timed = [r for r in prov.get("runs", []) if r.get("wall_s")]
-        tokens, wall = sum(r["sampled_tokens"] for r in timed), sum(r["wall_s"] for r in timed)
         out["files"][f.name] = {
             "stats": trace_stats([str(f)])[f.name],
             "model": prov.get("model"),
             "sampling": prov.get("sampling"),
             "command": prov.get("command"),
             "runs": len(prov.get("runs", [])),
-            "timed_runs": {
-                "runs": len(timed),
-                "questions": sum(r["written"] for r in timed),
-                "sampled_tokens": tokens,
-                "wall_s": wall,
-                "tokens_per_s": tokens / wall if wall else None,
-                "concurrency": sorted({r["concurrency"] for r in timed}),
+            "timed_runs": _throughput(timed),
+            # Per serving dtype: pieces made on different CPUs ran in different dtypes at different speeds.
+            "timed_runs_by_dtype": {
+                d: _throughput([r for r in timed if _run_dtype(r) == d]) for d in sorted({_run_dtype(r) for r in timed})
             },
         }
     out["effect"] = corpus_effect(table, sets, seed, head)
     return out
+
+
+def _run_dtype(run: dict[str, Any]) -> str:
+    """The dtype a corpus piece was served in, as its provenance records it ("unrecorded" if it does not)."""
+    return str((run.get("server") or {}).get("dtype") or "unrecorded")
+
+
+def _throughput(timed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Questions, tokens, hours and tokens per second over timed corpus pieces."""
+    tokens, wall = sum(r["sampled_tokens"] for r in timed), sum(r["wall_s"] for r in timed)
+    return {
+        "runs": len(timed),
+        "questions": sum(r["written"] for r in timed),
+        "sampled_tokens": tokens,
+        "wall_s": wall,
+        "tokens_per_s": tokens / wall if wall else None,
+        "concurrency": sorted({r["concurrency"] for r in timed}),
+    }
 
 
 def _m(y: npt.NDArray[np.int64], s: npt.NDArray[Any]) -> dict[str, float]:
@@ -704,10 +718,16 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
             f"(`deepprune traces stats data/corpus/{name}`)."
         )
         if run["runs"]:
+            groups = f.get("timed_runs_by_dtype") or {"unrecorded": run}
+            cells = [
+                f"{'' if d == 'unrecorded' else d + ': '}{g['runs']} timed run(s), {g['questions']:,} questions, "
+                f"concurrency {', '.join(map(str, g['concurrency']))}, {g['sampled_tokens']:,} sampled tokens kept "
+                f"in {g['wall_s'] / 3600:.2f} h, {g['tokens_per_s']:.0f} tok/s"
+                for d, g in groups.items()
+            ]
             lines.append(
-                f"    Throughput on record ({run['runs']} timed run(s), {run['questions']:,} questions, concurrency "
-                f"{', '.join(map(str, run['concurrency']))}): {run['sampled_tokens']:,} sampled tokens kept in "
-                f"{run['wall_s'] / 3600:.2f} h, {run['tokens_per_s']:.0f} tok/s "
+                f"    Throughput on record, by the dtype the embedded server computed in (float32 on an AVX2 CPU, "
+                f"bfloat16 where the CPU has it natively): {'; '.join(cells)} "
                 f"({run['sampled_tokens'] / max(run['questions'], 1):,.0f} tokens per question; a piece cut by Ctrl-C "
                 "loses its unfinished questions' tokens, which this rate counts as cost)."
             )

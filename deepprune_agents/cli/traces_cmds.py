@@ -81,17 +81,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=run_stats)
 
 
-def _base_urls(given: list[str]) -> list[str]:
+def _base_urls(given: list[str]) -> tuple[list[str], dict[str, str] | None]:
+    """The servers to sample from and, when it is our embedded one, its description for the provenance
+    (of another server we know only its URL)."""
     if given:
-        return given
+        return given, None
     from deepprune_agents.settings import DeepPruneContext
 
     configured = DeepPruneContext().base_urls  # the settings file / $DEEPPRUNE_BASE_URLS, like every command
     if configured:
-        return configured
-    from deepprune_agents.backends.embedded import get_default_server
+        return configured, None
+    from deepprune_agents.backends.embedded import EmbeddedServer, get_default_server
 
-    return [get_default_server().base_url]
+    server = get_default_server()
+    return [server.base_url], server.describe() if isinstance(server, EmbeddedServer) else None
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -109,7 +112,7 @@ def run_generate(args: argparse.Namespace) -> int:
         items = items[: args.limit]
     cfg = from_args(GenerateConfig, args)
     cfg.validate()
-    urls = _base_urls(args.base_urls)
+    urls, server = _base_urls(args.base_urls)
     command = shlex.join(["deepprune", *sys.argv[1:]])
     with Progress(
         TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=args.no_progress
@@ -127,6 +130,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 command=command,
                 limit=args.limit,
                 on_question=lambda k: progress.advance(task, k),
+                server=server,
             )
         )
     d = summary_dict(summary)

@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,8 +219,14 @@ def write_provenance(
     questions_file: Path | None,
     command: str | None,
     limit: int | None,
+    server: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Create (or check, on resume) ``OUT.provenance.json``; a resume with other sampling is refused."""
+    """Create (or check, on resume) ``OUT.provenance.json``; a resume with other sampling is refused.
+
+    ``server``: what is known of the server that samples this run (for the embedded one: its dtype and
+    vLLM version), kept per run because a corpus made in pieces may be made on different machines, and
+    the same seed and sampling on another dtype are not the same samples (nor the same tokens per second).
+    """
     side = provenance_path(out_path)
     prov: dict[str, Any] = {
         "model": model,
@@ -242,7 +248,10 @@ def write_provenance(
             )
         old.setdefault("runs", [])
         prov = old
-    prov["runs"].append({"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": command})
+    run: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": command}
+    if server is not None:
+        run["server"] = dict(server)
+    prov["runs"].append(run)
     side.write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
     return prov
 
@@ -300,6 +309,7 @@ async def generate(
     command: str | None = None,
     limit: int | None = None,
     on_question: ProgressFn | None = None,
+    server: Mapping[str, Any] | None = None,
 ) -> GenerateSummary:
     """Sample ``cfg.n`` solutions for every question of ``items`` not yet in ``out_path`` and append one
     line per completed question. A question whose samples fail (after the open retries) is counted in
@@ -324,6 +334,7 @@ async def generate(
             questions_file=Path(questions_file) if questions_file else None,
             command=command,
             limit=limit,
+            server=server,
         )
         recorded = True
         label = source or served

