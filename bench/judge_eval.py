@@ -685,18 +685,16 @@ CORPUS_COMMAND = (
     "deepprune traces generate --questions ../shared/data/questions/gsm8k_train.jsonl --limit 1000 --n 8 "
     "--max-tokens 256 --concurrency 128 --seed 0 --out bench/out/corpus/gsm8k_train_smollm2_n8.jsonl"
 )
-PACK_COMMAND = (
-    "deepprune traces pack bench/out/corpus/gsm8k_train_smollm2_n8.jsonl "
-    "--out data/corpus/gsm8k_train_smollm2_n8.jsonl.gz"
-)
+PACK_COMMAND = "deepprune traces pack bench/out/corpus/NAME.jsonl --out data/corpus/NAME.jsonl.gz"
 
 
 def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
     """The note on our own corpus, every figure from the report's ``corpus`` block."""
     head = (
-        "- Our own corpus: `deepprune traces generate` (deepprune_agents/corpus/). The corpus the issue asks for is "
-        f"one command — `{CORPUS_COMMAND}` — resumable, so it runs in pieces (Ctrl-C keeps every finished question "
-        f"and records the piece's figures in the provenance file); `{PACK_COMMAND}` writes the committed form "
+        "- Our own corpus: `deepprune traces generate` (deepprune_agents/corpus/). Each corpus file is one command "
+        f"(the GSM8K one the issue asks for: `{CORPUS_COMMAND}`; each file's own below, from its provenance), "
+        "resumable, so it runs in pieces (Ctrl-C keeps every finished question and records the piece's figures in "
+        f"the provenance file); `{PACK_COMMAND}` writes the committed form "
         "(gzip, question text and ground truth left out: they belong to the question file). bench/judge_eval.py "
         "reads every `*.jsonl` / `*.jsonl.gz` under data/corpus as train-only data: the tables above never train "
         "on it, and the comparison below refits the learning judges with it added."
@@ -711,11 +709,13 @@ def corpus_lines(corpus: dict[str, Any] | None) -> list[str]:
         samp = f.get("sampling") or {}
         lines.append(
             f"  - `{name}` ({f['model']}, T {samp.get('temperature')}, max {samp.get('max_tokens')} tokens, "
-            f"seed {samp.get('seed')}; made in {f['runs']} runs): {st['questions']:,} questions x "
+            f"seed {samp.get('seed')}; made in {f['runs']} run{'' if f['runs'] == 1 else 's'}): "
+            f"{st['questions']:,} questions x "
             f"{st['traces'] // max(st['questions'], 1)} = {st['traces']:,} traces, {acc} correct, "
             f"{st['no_answer']:,} without an answer ({st['no_answer'] / max(st['traces'], 1):.1%}), "
             f"**{st['same_answer_pairs']:,} same-answer pairs of {pairs:,} ({st['same_answer_fraction']:.1%})** "
             f"(`deepprune traces stats data/corpus/{name}`)."
+            + (f" Made by `{f['command']}`." if f.get("command") else "")
         )
         if run["runs"]:
             groups = f.get("timed_runs_by_dtype") or {"unrecorded": run}

@@ -83,6 +83,7 @@ def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
                 "model": "smollm2",
                 "sampling": {"temperature": 0.8, "max_tokens": 256, "seed": 0},
                 "runs": 3,
+                "command": "deepprune traces generate --questions q.jsonl",
                 "timed_runs": {**run, "concurrency": [128]},
             }
         },
@@ -104,6 +105,7 @@ def test_the_corpus_note_reads_every_figure_from_the_report() -> None:
     text = "\n".join(je.corpus_lines(corpus))
     assert "10 questions x 8 = 80 traces, 1.2% correct, 20 without an answer (25.0%)" in text
     assert "**7 same-answer pairs of 280 (2.5%)**" in text
+    assert "Made by `deepprune traces generate --questions q.jsonl`." in text  # each file's own command
     assert "18,000 sampled tokens kept in 0.05 h, 100 tok/s (1,800 tokens per question; a piece cut by Ctrl-C" in text
     assert "OVM Mistral blend 0.710 -> 0.711, trained 0.664 -> 0.591" in text
     assert "Better by more than 0.005: none; worse: trained on OVM Mistral." in text
