@@ -67,7 +67,7 @@ def run_live(args: argparse.Namespace) -> int:
         server = get_default_server()
         ctx = ctx.replace(base_urls=[server.base_url])
         if isinstance(server, EmbeddedServer):  # the figures depend on it (see embedded.serving_dtype)
-            server_info = {"embedded": True, "dtype": server.dtype}
+            server_info = {"embedded": True, **server.describe()}
     root = root_url_of(ctx.base_urls[0])
     console = Console(stderr=True)
 
