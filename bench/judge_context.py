@@ -40,20 +40,10 @@ from judge_eval import TRUNCATION, datasets  # noqa: E402
 
 from deepprune_agents.judges.numbers import jaccard, number_set  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
-from deepprune_agents.training.evaluate import auroc  # noqa: E402
+from deepprune_agents.training.evaluate import auroc, within_question_auroc  # noqa: E402
 from deepprune_agents.training.pairs import PairExample, build_pairs  # noqa: E402
 
 Floats = npt.NDArray[np.float64]
-
-
-def within_question_auroc(labels: npt.NDArray[np.int64], groups: npt.NDArray[np.str_], scores: Floats) -> float | None:
-    """Mean AUROC over the questions whose pairs carry both labels (None when none do)."""
-    per = []
-    for g in np.unique(groups):
-        m = groups == g
-        if 0 < labels[m].sum() < m.sum():
-            per.append(auroc(labels[m], scores[m]))
-    return float(np.mean(per)) if per else None
 
 
 def context_scores(pairs: list[PairExample]) -> dict[str, Floats]:

@@ -13,7 +13,9 @@ Protocol (leave one dataset out): for each test set, train on every *other* data
 question that occurs in the test set (by question text, so testing on OVM Mistral also removes OVM
 Llama, which answered the same 20 questions). Everything at the first 32 tokens (``tokens:32``).
 
-Judges: ``blend`` (logistic regression over task-agnostic features, judges/blend.py), ``trained``
+Judges: ``blend`` (logistic regression over task-agnostic features, judges/blend.py), ``context`` (the
+same fit over number and word overlap plus the run's context, judges/context.py: each question's sampled
+traces are its run), ``trained``
 (the bi-encoder head retrained on the same split), ``trained (shipped)`` (the head in
 judges/weights/trained, trained on all four OVM files: in-sample on OVM), ``numbers``, ``embedding``;
 ``llm`` is cited from the previous measurement (one HTTP request per pair, too slow to rerun).
@@ -23,7 +25,8 @@ judges/weights/trained, trained on all four OVM files: in-sample on OVM), ``numb
 Writes the JSON (``headline`` block first) and ``docs/judge_results.md``. MiniLM embeddings are cached
 on disk under ``bench/out/emb_cache`` (git-ignored) so reruns take seconds. ``--ship`` refits the blend
 on every dataset and writes ``deepprune_agents/judges/weights/blend`` (weights + provenance), but only
-when the blend beats numbers and embedding on every test set.
+when the blend beats numbers and embedding on every test set; the same for ``context`` and
+``deepprune_agents/judges/weights/context``.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ import shlex
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,11 +59,17 @@ from deepprune_agents.judges import get_judge  # noqa: E402
 from deepprune_agents.judges._encoder import pair_cosines  # noqa: E402
 from deepprune_agents.judges._threads import judge_threads, usable_cores  # noqa: E402
 from deepprune_agents.judges.blend import BLEND_FEATURES, BlendModel, blend_features, save_blend  # noqa: E402
-from deepprune_agents.judges.features import features_for  # noqa: E402
+from deepprune_agents.judges.features import TextInfo, features_for  # noqa: E402
+from deepprune_agents.judges.run_context import (  # noqa: E402
+    CONTEXT_EXCLUDE,
+    CONTEXT_FEATURES,
+    context_features,
+    run_context,
+)
 from deepprune_agents.trace_io import load_traces  # noqa: E402
 from deepprune_agents.traces import QuestionTraces  # noqa: E402
 from deepprune_agents.training.blend import balanced_weights, fit_blend  # noqa: E402
-from deepprune_agents.training.evaluate import evaluate_judge, metrics  # noqa: E402
+from deepprune_agents.training.evaluate import evaluate_judge, metrics, within_question_auroc  # noqa: E402
 from deepprune_agents.training.pairs import (  # noqa: E402
     PairExample,
     build_pairs,
@@ -164,6 +174,24 @@ class PairTable:
     labels: npt.NDArray[np.int64]
     enc: EncodedPairs  # embeddings + hand features for the trained head
     x: npt.NDArray[np.float32]  # blend features
+    # context features (each question's sampled traces of one data set: a run)
+    xc: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, len(CONTEXT_FEATURES))))
+
+
+def context_table(pairs: list[PairExample], info: dict[str, TextInfo]) -> npt.NDArray[np.float64]:
+    """``CONTEXT_FEATURES`` of the pairs of *one* data set: the run of a question is its traces drawn here (all
+    of them, or ``max_traces``), as a policy sees every branch of its run at the truncation."""
+    members: dict[str, dict[str, str]] = defaultdict(dict)
+    rows: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(pairs):
+        members[p.group][p.a.trace_id] = p.a.text
+        members[p.group][p.b.trace_id] = p.b.text
+        rows[p.group].append(i)
+    out = np.zeros((len(pairs), len(CONTEXT_FEATURES)), dtype=np.float64)
+    for g, idx in rows.items():
+        ctx = run_context(members[g].values(), info)
+        out[idx] = context_features([(pairs[i].a.text, pairs[i].b.text) for i in idx], ctx, info)
+    return out
 
 
 def check_identified(name: str, qs: list[QuestionTraces]) -> None:
@@ -184,6 +212,8 @@ def build_table(
     pairs: list[PairExample] = []
     names: list[str] = []
     questions: dict[str, list[QuestionTraces]] = {}
+    info: dict[str, Any] = {}
+    xc: list[npt.NDArray[np.float64]] = []
     for d in sets:
         qs = load_traces(d.files)
         check_identified(d.name, qs)
@@ -191,6 +221,7 @@ def build_table(
         ps = build_pairs(qs, TRUNCATION, max_traces=d.max_traces, seed=seed, agree=d.agree)
         pairs += ps
         names += [d.name] * len(ps)
+        xc.append(context_table(ps, info))
         print(
             f"{d.name}: {len(qs)} questions, {len(ps)} pairs, {np.mean([p.label for p in ps]):.2f} same-answer",
             flush=True,
@@ -204,12 +235,11 @@ def build_table(
     ib = np.fromiter((index[p.b.text] for p in pairs), dtype=np.int64, count=len(pairs))
     text_pairs = [(p.a.text, p.b.text) for p in pairs]
     cos = pair_cosines(text_pairs, emb[ia], emb[ib])
-    info: dict[str, Any] = {}
     x = blend_features(text_pairs, cos, info)
     labels = np.fromiter((p.label for p in pairs), dtype=np.int64, count=len(pairs))
     hand = features_for(text_pairs, info)  # the trained head's hand features
     enc = EncodedPairs(emb, ia, ib, hand, labels, [p.group for p in pairs])
-    table = PairTable(pairs, np.array(names), np.array([p.group for p in pairs]), labels, enc, x)
+    table = PairTable(pairs, np.array(names), np.array([p.group for p in pairs]), labels, enc, x, np.concatenate(xc))
     return table, questions
 
 
@@ -252,6 +282,48 @@ def blend_and_heuristics(
     }
 
 
+CONTEXT = "context"
+
+
+def fit_context(
+    table: PairTable, tr: npt.NDArray[np.bool_], exclude: tuple[str, ...] = CONTEXT_EXCLUDE, l2: float = 0.1
+) -> BlendModel:
+    """The ``context`` judge fitted on the training mask ``tr`` (datasets weighted equally, as the blend);
+    ``exclude``: columns whose weight stays 0 (the shipped design leaves out the number context)."""
+    w = balanced_weights(table.dataset[tr].tolist(), table.labels[tr])
+    return fit_blend(
+        table.xc[tr], table.labels[tr], w, l2=l2, truncation=TRUNCATION, features=CONTEXT_FEATURES, exclude=exclude
+    )
+
+
+#: Feature sets of the context judge measured beside the shipped one (``CONTEXT_EXCLUDE``): the design was
+#: picked among these after looking at the test sets, so the report shows all of them.
+CONTEXT_VARIANTS: dict[str, tuple[str, ...]] = {
+    "pair only (= blend (lexical))": CONTEXT_FEATURES[2:],
+    "+ word context (shipped design)": CONTEXT_EXCLUDE,
+    "+ number context": ("word_run_mean", "word_min_centrality"),
+    "+ both contexts": (),
+    "+ run means": ("num_min_centrality", "word_min_centrality"),
+    "+ min centralities": ("num_run_mean", "word_run_mean"),
+    "+ word min centrality": ("num_run_mean", "num_min_centrality", "word_run_mean"),
+    "+ number min centrality": ("num_run_mean", "word_run_mean", "word_min_centrality"),
+}
+
+
+def context_variants(table: PairTable, sets: list[Dataset]) -> dict[str, dict[str, dict[str, float]]]:
+    """AUROC per test set of every ``CONTEXT_VARIANTS`` feature set at L2 0.1 (the blend's) and 1.0."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    splits = {d.name: split_masks(table, d.name, exclude=train_only(sets)) for d in sets if d.test}
+    for name, exclude in CONTEXT_VARIANTS.items():
+        for l2 in (0.1, 1.0):
+            row: dict[str, dict[str, float]] = {}
+            for t, (tr, te) in splits.items():
+                scores = fit_context(table, tr, exclude, l2).predict(table.xc[te])
+                row[t] = {"auroc": float(metrics(table.labels[te], scores)["auroc"])}
+            out[f"{name}, L2 {l2}"] = row
+    return out
+
+
 def heldout_dir(root: Path, test: str) -> Path:
     """Where the blend fitted without ``test`` is saved: ``root/ovm-mistral`` for "OVM Mistral"."""
     return root / test.lower().replace(" ", "-")
@@ -262,11 +334,18 @@ def train_only(sets: list[Dataset]) -> tuple[str, ...]:
     return tuple(d.name for d in sets if not d.test)
 
 
-def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Path | None = None) -> dict[str, Any]:
+def headline(
+    table: PairTable,
+    sets: list[Dataset],
+    seed: int,
+    heldout_root: Path | None = None,
+    context_root: Path | None = None,
+) -> dict[str, Any]:
     """Leave-one-dataset-out scores of every judge, trained on the shared data sets only (so the tables are
     the same on every machine, with or without a corpus in data/corpus). With ``heldout_root``, each
     split's blend is saved under ``heldout_dir(heldout_root, test)`` with the datasets and question count it
-    saw, so the replay frontier can run the blend on a data set it never trained on (``blend-heldout``)."""
+    saw, so the replay frontier can run the blend on a data set it never trained on (``blend-heldout``);
+    ``context_root`` does the same for the ``context`` judge (``context-heldout``)."""
     from deepprune_agents.judges.trained import SHIPPED_WEIGHTS, load_head
 
     shipped_head, _ = load_head(SHIPPED_WEIGHTS)
@@ -276,23 +355,26 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
         tr, te = split_masks(table, test, exclude=train_only(sets))
         y = table.labels[te]
         blend, base = blend_and_heuristics(table, tr, te)
-        if heldout_root is not None:
-            save_blend(
-                blend,
-                heldout_dir(heldout_root, test),
-                {
-                    "judge": "blend",
-                    "held_out": test,
-                    "train_datasets": sorted(set(table.dataset[tr].tolist())),
-                    "train_questions": int(np.unique(table.group[tr]).size),
-                    "train_pairs": int(tr.sum()),
-                    "truncation": TRUNCATION,
-                },
-            )
+        context = fit_context(table, tr)
+        for judge, model, root in (("blend", blend, heldout_root), (CONTEXT, context, context_root)):
+            if root is not None:
+                save_blend(
+                    model,
+                    heldout_dir(root, test),
+                    {
+                        "judge": judge,
+                        "held_out": test,
+                        "train_datasets": sorted(set(table.dataset[tr].tolist())),
+                        "train_questions": int(np.unique(table.group[tr]).size),
+                        "train_pairs": int(tr.sum()),
+                        "truncation": TRUNCATION,
+                    },
+                )
         head, _ = fit_head(table.enc.subset(tr), cfg)
         scores = {
             "blend": base["blend"],
             LEXICAL: base[LEXICAL],
+            CONTEXT: context.predict(table.xc[te]),
             "trained": head_scores(head, table.enc.subset(te)),
             "trained (shipped)": head_scores(shipped_head, table.enc.subset(te)),
             "numbers": base["numbers"],
@@ -305,8 +387,11 @@ def headline(table: PairTable, sets: list[Dataset], seed: int, heldout_root: Pat
             "train_pairs": int(tr.sum()),
             "train_questions": int(np.unique(table.group[tr]).size),
             "train_datasets": sorted(set(table.dataset[tr].tolist())),
-            "judges": {k: _m(y, s) for k, s in scores.items()},
+            "judges": {
+                k: {**_m(y, s), "auroc_within": within_question_auroc(y, table.group[te], s)} for k, s in scores.items()
+            },
             "blend_coef": dict(zip(BLEND_FEATURES, [round(float(c), 3) for c in blend.coef], strict=True)),
+            "context_coef": dict(zip(CONTEXT_FEATURES, [round(float(c), 3) for c in context.coef], strict=True)),
         }
         if test in LLM_CITED:
             row["judges"]["llm (cited)"] = dict(LLM_CITED[test])  # type: ignore[arg-type]
@@ -410,39 +495,44 @@ def beats_baselines(head: dict[str, Any], judge: str = "blend") -> bool:
 
 # ----------------------------------------------------------------------------------------- latency
 async def latency(
-    table: PairTable, blend_dir: Path, lexical_dir: Path, n_pairs: int, repeats: int = 2
+    table: PairTable, blend_dir: Path, lexical_dir: Path, context_dir: Path, n_pairs: int, repeats: int = 2
 ) -> dict[str, dict[str, Any]]:
     """Best of ``repeats`` runs per judge (the CPU is shared: the minimum is the least disturbed), after
     one warm-up call so that no judge's figure includes loading MiniLM. ``ms_per_pair``/``ms_per_pair_cold``
     are at the judges' default thread count (half the cores: a judge shares the machine with its server);
-    ``by_threads`` adds every core (a judge with the machine to itself), keyed by thread count."""
+    ``by_threads`` adds every core (a judge with the machine to itself), keyed by thread count. Judges with
+    no forward pass (``numbers``, ``context``) take no thread count: one figure for every count. ``context``
+    is timed as ``evaluate_judge`` calls it, one question's pairs at a time with its 40 sampled traces as the
+    run (the run's context is computed once and reused across its batches, as across a policy step's
+    placements); *cold* is one batch whose distinct texts are its run."""
     sel = [p for p, d in zip(table.pairs, table.dataset, strict=True) if d == "OVM Mistral"][:n_pairs]
     default = judge_threads()
     counts = sorted({default, usable_cores()})
     out: dict[str, dict[str, Any]] = {}
-    for label, name, opts in (
-        ("numbers", "numbers", None),  # no forward pass, no threads option: one figure for every count
-        ("embedding", "embedding", {}),
-        ("trained", "trained", {}),
-        ("blend", "blend", {"weights_dir": str(blend_dir)}),
-        (LEXICAL, "blend", {"weights_dir": str(lexical_dir)}),
+    for label, name, opts, threaded in (
+        ("numbers", "numbers", {}, False),
+        (CONTEXT, "context", {"weights_dir": str(context_dir)}, False),
+        ("embedding", "embedding", {}, True),
+        ("trained", "trained", {}, True),
+        ("blend", "blend", {"weights_dir": str(blend_dir)}, True),
+        (LEXICAL, "blend", {"weights_dir": str(lexical_dir)}, True),
     ):
         by_threads: dict[str, dict[str, float | None]] = {}
-        for t in counts if opts is not None else [default]:
-            judge = get_judge(name) if opts is None else get_judge(name, threads=t, **opts)
+        for t in counts if threaded else [default]:
+            judge = get_judge(name, threads=t, **opts) if threaded else get_judge(name, **opts)
             await judge.ascore([sel[0].pair])  # warm-up: model load, thread pools
             runs = [await evaluate_judge(judge, sel, batch_size=64, cold=True) for _ in range(repeats)]
             by_threads[str(t)] = {
                 "ms_per_pair": min(r["ms_per_pair"] for r in runs),
                 "ms_per_pair_cold": min(r["ms_per_pair_cold"] for r in runs),
             }
-        if opts is None:
+        if not threaded:
             by_threads = {str(t): by_threads[str(default)] for t in counts}
         out[label] = {**by_threads[str(default)], "by_threads": by_threads}
     return out
 
 
-def sizes(blend_dir: Path, lexical_dir: Path) -> dict[str, Any]:
+def sizes(blend_dir: Path, lexical_dir: Path, context_dir: Path) -> dict[str, Any]:
     from deepprune_agents.judges._encoder import default_model_path
     from deepprune_agents.judges.trained import SHIPPED_WEIGHTS
 
@@ -455,6 +545,7 @@ def sizes(blend_dir: Path, lexical_dir: Path) -> dict[str, Any]:
         "minilm_base_bytes": base,
         "blend_bytes": (blend_dir / "blend.json").stat().st_size,
         "blend_lexical_bytes": (lexical_dir / "blend.json").stat().st_size,
+        "context_bytes": (context_dir / "blend.json").stat().st_size,
         "trained_head_bytes": (SHIPPED_WEIGHTS / "head.safetensors").stat().st_size,
         "numbers_bytes": 0,
     }
@@ -508,14 +599,20 @@ def ship(
     out_dir: Path,
     head: dict[str, Any],
     command: str,
+    judge: str = "blend",
 ) -> dict[str, Any]:
+    """Fit ``judge`` (``blend`` or ``context``) on every shared data set and write its weights and provenance."""
     from deepprune_agents.training.train import file_digest
 
-    model = fit_all(table, datasets=train_only(sets))
+    if judge == CONTEXT:
+        m = ~np.isin(table.dataset, list(train_only(sets)))
+        model = fit_context(table, m)
+    else:
+        model = fit_all(table, datasets=train_only(sets))
     sets = [d for d in sets if d.test]
     shared = np.isin(table.dataset, [d.name for d in sets])
     prov = {
-        "judge": "blend",
+        "judge": judge,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
         "truncation": TRUNCATION,
@@ -552,7 +649,7 @@ def fit_all(table: PairTable, exclude: tuple[str, ...] = (), datasets: tuple[str
 
 
 # ---------------------------------------------------------------------------------------- markdown
-JUDGE_ORDER = ("blend", LEXICAL, "trained", "trained (shipped)", "numbers", "embedding", "llm (cited)")
+JUDGE_ORDER = ("blend", LEXICAL, CONTEXT, "trained", "trained (shipped)", "numbers", "embedding", "llm (cited)")
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -587,6 +684,7 @@ def markdown(report: dict[str, Any]) -> str:
         sz = {
             "blend": f"{size['blend_bytes']} B JSON",
             LEXICAL: f"{size.get('blend_lexical_bytes', '?')} B JSON",
+            CONTEXT: f"{size.get('context_bytes', '?')} B JSON",
             "numbers": "0",
             "embedding": "0 (+ MiniLM base)",
             "llm (cited)": "SmolLM2-135M server",
@@ -628,6 +726,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"**{'yes' if verdict['blend_beats_baselines'] else 'no'}**; blend (lexical): "
         f"**{'yes' if verdict.get('lexical_beats_baselines') else 'no'}**.",
         f"- shipped as judge `blend`: {verdict['shipped']}.",
+        "- context beats numbers and embedding on every test set: "
+        f"**{'yes' if verdict.get('context_beats_baselines') else 'no'}**; shipped as judge `context`: "
+        f"{verdict.get('context_shipped', '—')}.",
         "- The default judge is not chosen here but on the policy replay frontier (`docs/policy_frontier.md`; its "
         "`blend-heldout` is each split's blend below, saved under `bench/out/blend-heldout`, run on the set it never "
         "saw).",
@@ -645,6 +746,7 @@ def markdown(report: dict[str, Any]) -> str:
         '(`fit_blend(..., exclude=("cosine",))`): number and word overlap only. A blend whose cosine weight is 0 '
         "never loads or runs MiniLM (`BlendModel.uses_cosine`), so it costs two set overlaps per pair. "
         + lexical_note(report),
+        *context_lines(report),
         "- `trained (shipped)` is the head in judges/weights/trained, trained on all four OVM files: its OVM "
         "columns are **in-sample** (shown for reference only); MATH and dates are unseen for it.",
         f"- `llm (cited)`: {LLM_CITED['note']}.",
@@ -788,6 +890,51 @@ def lexical_note(report: dict[str, Any]) -> str:
     return f"The cosine adds (blend minus lexical AUROC): {', '.join(diffs)}{speed}."
 
 
+def _note_table(intro: str, header: tuple[str, list[str]], rows: dict[str, list[float | None]]) -> list[str]:
+    """A bullet note followed by a table indented under it (one row per key, one column per test set)."""
+    first, columns = header
+    out = [intro, "", f"  | {first} | " + " | ".join(columns) + " |", "  |---|" + "---|" * len(columns)]
+    out += [f"  | {name} | " + " | ".join(_fmt(v) for v in values) + " |" for name, values in rows.items()]
+    return [*out, ""]
+
+
+def context_lines(report: dict[str, Any]) -> list[str]:
+    """The ``context`` judge's note: what it reads, its coefficients, and every feature set measured."""
+    h = report["headline"]
+    coef = "; ".join(
+        f"{t}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.get("context_coef", {}).items() if v)
+        for t, r in h["test_sets"].items()
+    )
+    lines = [
+        f"- `{CONTEXT}` (judges/context.py) is the lexical blend plus the *run's context* (judges/run_context.py): "
+        "the run's mean word overlap over its pairs and the less central member's mean word overlap with the "
+        "run's other branches. Here a question's traces drawn for the table (up to 40 on OVM, 8 on MATH, 10 on "
+        "dates) are its run; in a policy it is every branch judged so far. It needs no MiniLM. Non-zero "
+        f"coefficients (standardised) per split: {coef}.",
+    ]
+    tests = list(h["test_sets"])
+    within = [j for j in JUDGE_ORDER if any("auroc_within" in r["judges"].get(j, {}) for r in h["test_sets"].values())]
+    if within:
+        lines += _note_table(
+            "- AUROC *within a question* (the mean over the test questions whose pairs carry both labels): what a "
+            "pruning decision uses, since a policy compares branches of one run. The pooled AUROC of the table also "
+            "rewards knowing how contested each question is, which the run's context gives `context` and which "
+            "tells a policy nothing about which branch to cancel:",
+            ("judge", tests),
+            {j: [h["test_sets"][t]["judges"].get(j, {}).get("auroc_within") for t in tests] for j in within},
+        )
+    variants = report.get("context_variants")
+    if variants:
+        lines += _note_table(
+            "- How the context judge's features were chosen (so the reader can discount it): the shipped design "
+            "leaves out the run context of *number* overlap (`run_context.CONTEXT_EXCLUDE`), picked after looking "
+            "at these test sets among the feature sets below (AUROC, same splits):",
+            ("feature set", tests),
+            {name: [row[t]["auroc"] for t in tests] for name, row in variants.items()},
+        )
+    return lines
+
+
 #: How the cross-encoder note opens (``cross_encoder_lines``): the marker ``carried_section`` looks for.
 CROSS_ENCODER_HEAD = "- Cross-encoder (MiniLM fine-tuned on the pair: focal loss"
 
@@ -847,6 +994,30 @@ def cross_encoder_lines(cross: dict[str, Any]) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------- main
+def ship_or_say(
+    table: PairTable,
+    sets: list[Dataset],
+    questions: dict[str, list[QuestionTraces]],
+    head: dict[str, Any],
+    command: str,
+    judge: str,
+    wins: bool,
+    ship_asked: bool,
+) -> str:
+    """Ship ``judge``'s weights when asked and it beats both baselines everywhere; the verdict's sentence."""
+    where = f"deepprune_agents/judges/weights/{judge}"
+    shipped_dir = ROOT / where
+    if ship_asked and wins:
+        ship(table, sets, questions, shipped_dir, head, command, judge)
+        return f"yes ({where}, fitted on every dataset above)"
+    if (shipped_dir / "provenance.json").is_file():
+        date = json.loads((shipped_dir / "provenance.json").read_text(encoding="utf-8")).get("date", "?")[:10]
+        return f"not refitted by this run (the weights in {where} date from {date}" + (
+            ")" if wins else f"; `--ship` refuses to refit them while {judge} does not beat both baselines everywhere)"
+        )
+    return "no (--ship not given)" if wins else "no (it does not beat both baselines everywhere)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", default=str(ROOT / "bench" / "out" / "judge_eval.json"))
@@ -855,12 +1026,21 @@ def main() -> None:
     ap.add_argument("--cache", default=str(ROOT / "bench" / "out" / "emb_cache" / "minilm_tokens32.npz"))
     ap.add_argument("--latency-pairs", type=int, default=2048)
     ap.add_argument("--no-cross-encoder-probe", action="store_true")
-    ap.add_argument("--ship", action="store_true", help="write judges/weights/blend when the blend wins everywhere")
+    ap.add_argument(
+        "--ship",
+        action="store_true",
+        help="write judges/weights/blend (judges/weights/context) when the blend (context) judge wins everywhere",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--heldout-out",
         default=str(ROOT / "bench" / "out" / "blend-heldout"),
         help="save each leave-one-dataset-out blend here (one folder per test set; read by the replay frontier)",
+    )
+    ap.add_argument(
+        "--context-heldout-out",
+        default=str(ROOT / "bench" / "out" / "context-heldout"),
+        help="the same for the context judge (the replay frontier's context-heldout)",
     )
     ap.add_argument("--from-json", default=None, help="only re-render the markdown from a saved JSON report")
     args = ap.parse_args()
@@ -872,32 +1052,32 @@ def main() -> None:
         return
     sets = datasets(Path(args.corpus) if args.corpus else None)
     table, questions = build_table(sets, DiskEmbeddings(Path(args.cache)), args.seed)
-    head = headline(table, sets, args.seed, Path(args.heldout_out) if args.heldout_out else None)
+    head = headline(
+        table,
+        sets,
+        args.seed,
+        Path(args.heldout_out) if args.heldout_out else None,
+        Path(args.context_heldout_out) if args.context_heldout_out else None,
+    )
     corpus = corpus_report(table, sets, args.seed, head)
-    wins = beats_baselines(head)
     command = shlex.join([".venv/bin/python", "bench/judge_eval.py", *sys.argv[1:]])
-    shipped_dir = ROOT / "deepprune_agents" / "judges" / "weights" / "blend"
-    if args.ship and wins:
-        ship(table, sets, questions, shipped_dir, head, command)
-        shipped = "yes (deepprune_agents/judges/weights/blend, fitted on every dataset above)"
-    elif (shipped_dir / "provenance.json").is_file():
-        date = json.loads((shipped_dir / "provenance.json").read_text(encoding="utf-8")).get("date", "?")[:10]
-        shipped = f"not refitted by this run (the weights in deepprune_agents/judges/weights/blend date from {date}" + (
-            ")" if wins else "; `--ship` refuses to refit them while the blend does not beat both baselines everywhere)"
-        )
-    else:
-        shipped = "no (--ship not given)" if wins else "no (it does not beat both baselines everywhere)"
+    wins = beats_baselines(head)
+    context_wins = beats_baselines(head, CONTEXT)
+    shipped = ship_or_say(table, sets, questions, head, command, "blend", wins, args.ship)
+    context_shipped = ship_or_say(table, sets, questions, head, command, CONTEXT, context_wins, args.ship)
     with tempfile.TemporaryDirectory() as tmp:
-        blend_dir, lexical_dir = Path(tmp) / "blend", Path(tmp) / "lexical"
+        blend_dir, lexical_dir, context_dir = Path(tmp) / "blend", Path(tmp) / "lexical", Path(tmp) / "context"
         save_blend(fit_all(table, datasets=train_only(sets)), blend_dir)
         save_blend(fit_all(table, LEXICAL_EXCLUDE, train_only(sets)), lexical_dir)
-        lat = asyncio.run(latency(table, blend_dir, lexical_dir, args.latency_pairs))
-        size = sizes(blend_dir, lexical_dir)
+        save_blend(fit_context(table, ~np.isin(table.dataset, list(train_only(sets)))), context_dir)
+        lat = asyncio.run(latency(table, blend_dir, lexical_dir, context_dir, args.latency_pairs))
+        size = sizes(blend_dir, lexical_dir, context_dir)
     cross_json = ROOT / "bench" / "out" / "cross_encoder.json"  # bench/cross_encoder.py, when it was run
     cross = json.loads(cross_json.read_text(encoding="utf-8")) if cross_json.is_file() else None
     old_md = Path(args.markdown)
     carried = None if cross or not old_md.is_file() else carried_section(old_md.read_text("utf-8"), CROSS_ENCODER_HEAD)
     ce = None if args.no_cross_encoder_probe or cross or carried else cross_encoder_probe(table)
+    variants = context_variants(table, sets)
     report = {
         "headline": {
             "truncation": TRUNCATION,
@@ -910,6 +1090,8 @@ def main() -> None:
             "blend_beats_baselines": wins,
             "lexical_beats_baselines": beats_baselines(head, LEXICAL),
             "shipped": shipped,
+            "context_beats_baselines": context_wins,
+            "context_shipped": context_shipped,
         },
         "datasets": [
             {
@@ -923,6 +1105,7 @@ def main() -> None:
             for d in sets
         ],
         "corpus": corpus,
+        "context_variants": variants,
         "cross_encoder_probe": ce,
         "cross_encoder": cross,
         # the note of an earlier bench/cross_encoder.py run, kept from the markdown when its JSON is not here

@@ -268,6 +268,11 @@ FRONTIER_SKIP = [("periodic", "embedding", 32), ("periodic", "trained", 32)]
 # never saw; the shipped `blend` saw all four.
 HELDOUT_BLEND = {"mistral": "ovm-mistral", "llama": "ovm-llama", "math": "math", "dates": "dates"}
 BLEND_HELDOUT_ROOT = REPO / "bench" / "out" / "blend-heldout"
+# `context-heldout`: the same for the context judge (judges/context.py), saved by bench/judge_eval.py beside it.
+HELDOUT_ROOTS = {
+    "blend-heldout": ("blend", BLEND_HELDOUT_ROOT),
+    "context-heldout": ("context", REPO / "bench" / "out" / "context-heldout"),
+}
 # The bar for the default: accuracy >= cons@N - 1 point and tokens <= ESC, with the project defaults.
 TARGETS = [("mistral", 16), ("mistral", 64), ("llama", 16), ("math", 8), ("dates", 10)]
 
@@ -324,11 +329,15 @@ def measure_frontier(
         kwargs: dict[str, Any] = {"ns": ns} if ns else {}
         if judges:
             kwargs["judges"] = judges
-        if judges and "blend-heldout" in judges:
-            weights = BLEND_HELDOUT_ROOT / HELDOUT_BLEND[label]
+        for heldout, (judge_name, root) in HELDOUT_ROOTS.items():
+            if not judges or heldout not in judges:
+                continue
+            weights = root / HELDOUT_BLEND[label]
             if not (weights / "blend.json").is_file():
-                raise SystemExit(f"{weights}: no held-out blend; run bench/judge_eval.py first (it saves one per set).")
-            kwargs["judge_specs"] = {"blend-heldout": ("blend", {"weights_dir": str(weights)})}
+                raise SystemExit(
+                    f"{weights}: no {heldout} judge; run bench/judge_eval.py first (it saves one per set)."
+                )
+            kwargs.setdefault("judge_specs", {})[heldout] = (judge_name, {"weights_dir": str(weights)})
         if policies:
             kwargs["policies"] = policies
         report = asyncio.run(
@@ -516,7 +525,7 @@ def render_degradation(reports: dict[str, Any]) -> list[str]:
     return lines
 
 
-FRONTIER_JUDGE_ORDER = ("oracle", "trained", "blend-heldout", "embedding", "numbers", "constant")
+FRONTIER_JUDGE_ORDER = ("oracle", "trained", "blend-heldout", "context-heldout", "embedding", "numbers", "constant")
 
 
 def within_a_point(m: dict[str, Any], cons: dict[str, Any]) -> bool:

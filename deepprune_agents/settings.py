@@ -25,7 +25,7 @@ K = TypeVar("K", bound=Knobs)
 
 # Built-in judges, as Literal so Studio's context form offers them as choices; judges.register_judge adds
 # names at run time (accepted by validate(); from typed code, cast them).
-JudgeName = Literal["trained", "blend", "numbers", "embedding", "oracle", "llm", "transformers", "constant"]
+JudgeName = Literal["trained", "blend", "context", "numbers", "embedding", "oracle", "llm", "transformers", "constant"]
 
 # The one list of policy names: the CLI's choices and validate() both read it.
 PolicyName = Literal["adaptive", "paper", "periodic", "none"]
@@ -76,7 +76,8 @@ class DeepPruneContext:
     judge: JudgeName = field(
         default="constant",
         metadata={
-            "description": "Judge: trained, blend, numbers, embedding, oracle (recorded traces), llm, transformers, "
+            "description": "Judge: trained, blend, context (reads the run too), numbers, embedding, oracle (recorded "
+            "traces), llm, transformers, "
             "constant (no information: the control); "
             "a name given to judges.register_judge also works."
         },

@@ -262,8 +262,10 @@ def judge_context_section() -> Section:
         "answer or training: the numbers score plus the run's mean score plus the less typical branch's mean score to "
         f"the others ranks at {two('numbers_plus_context_auroc')}, but "
         f"{sets['MATH']['numbers_plus_context_auroc']:.3f} on MATH (numbers {sets['MATH']['numbers_auroc']:.3f}) and "
-        f"{sets['dates']['numbers_plus_context_auroc']:.3f} on dates ({sets['dates']['numbers_auroc']:.3f}). A judge "
-        "that sees the whole run, not one pair, is where this points; it would still miss 0.85 on Mistral.",
+        f"{sets['dates']['numbers_plus_context_auroc']:.3f} on dates ({sets['dates']['numbers_auroc']:.3f}). The "
+        "`context` judge (judges/context.py, the table above) reads the run this way, fitted: the lexical blend plus "
+        "the run's mean word overlap and the less central branch's; it leads every column of the table and still "
+        "misses 0.85 on both OVM sets.",
         "",
     ]
 

@@ -182,6 +182,8 @@ MARKER = {
     "trained": "D",
     "blend": "v",
     "blend-heldout": "v",
+    "context-heldout": "P",
+    "context": "P",
     "constant": "X",
 }
 

@@ -54,7 +54,7 @@ from deepprune_agents.evaluation.replay_data import (
     with_extractor,
 )
 from deepprune_agents.evaluation.simulator import simulate
-from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
 from deepprune_agents.pruning import KNOB_CLASSES, KnobSet, default_knobs, make_policy
 from deepprune_agents.pruning.knobs import all_specs
 from deepprune_agents.settings import DeepPruneContext, JudgeName, PolicyName
@@ -145,7 +145,9 @@ class CachedJudge:
 
 
 def load_judge(name: str, **options: Any) -> Judge:
-    """The judge by name, cached; the shared sentence encoder gets a cache large enough for a sweep."""
+    """The judge by name, cached; the shared sentence encoder gets a cache large enough for a sweep. A
+    judge that reads the run (``RunAwareJudge``) is not memoized: its score of a pair depends on the run
+    (such judges are lexical and cheap)."""
     from deepprune_agents.judges import get_judge
 
     judge = get_judge(name, **options)
@@ -154,7 +156,7 @@ def load_judge(name: str, **options: Any) -> Judge:
 
         enc = shared_encoder()
         enc.cache_size = max(enc.cache_size, 100_000)
-    return CachedJudge(judge)
+    return judge if isinstance(judge, RunAwareJudge) else CachedJudge(judge)
 
 
 @dataclass

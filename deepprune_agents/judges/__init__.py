@@ -13,9 +13,9 @@ from importlib import import_module
 from typing import Any
 
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
 
-__all__ = ["JUDGE_NAMES", "Judge", "TracePair", "get_judge", "known_judges", "register_judge"]
+__all__ = ["JUDGE_NAMES", "Judge", "RunAwareJudge", "TracePair", "get_judge", "known_judges", "register_judge"]
 
 JudgeFactory = Callable[..., Judge]
 
@@ -27,6 +27,7 @@ _BUILTIN: dict[str, str] = {
     "oracle": "deepprune_agents.judges.oracle:OracleJudge",
     "numbers": "deepprune_agents.judges.numbers:NumberOverlapJudge",
     "blend": "deepprune_agents.judges.blend:BlendJudge",
+    "context": "deepprune_agents.judges.context:ContextJudge",
     "constant": "deepprune_agents.judges.constant:ConstantJudge",
 }
 

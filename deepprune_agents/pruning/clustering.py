@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from deepprune_agents.errors import JudgeError
-from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
 from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision
 from deepprune_agents.traces import PartialTrace
@@ -49,13 +49,19 @@ def judge_input(view: BranchView, spec: TruncationSpec | None) -> PartialTrace:
     )
 
 
-async def call_judge(judge: Judge, pairs: Sequence[TracePair], timeout_s: float) -> list[float]:
-    """One judge call with a deadline; any failure becomes a JudgeError naming the judge."""
+async def call_judge(
+    judge: Judge, pairs: Sequence[TracePair], timeout_s: float, run: Sequence[PartialTrace] | None = None
+) -> list[float]:
+    """One judge call with a deadline; any failure becomes a JudgeError naming the judge. A judge that
+    reads the run (``RunAwareJudge``) gets ``run``, the judge inputs of every branch judged so far."""
     if not pairs:
         return []
     try:
         async with asyncio.timeout(timeout_s):
-            scores = await judge.ascore(pairs)
+            if run is not None and isinstance(judge, RunAwareJudge):
+                scores = await judge.ascore_in_run(pairs, run)
+            else:
+                scores = await judge.ascore(pairs)
     except TimeoutError as exc:
         raise JudgeError(f"judge {judge.name!r} did not answer {len(pairs)} pairs within {timeout_s:.0f} s.") from exc
     except JudgeError:
@@ -124,8 +130,10 @@ async def assign(
     max_clusters: int,
     seed: int,
     timeout_s: float,
+    run: Sequence[PartialTrace] | None = None,
 ) -> tuple[int, float | None, int]:
-    """Greedy step for one trace. Returns (cluster index, best similarity or None, pairs scored)."""
+    """Greedy step for one trace. Returns (cluster index, best similarity or None, pairs scored); ``run``
+    goes to a judge that reads it (``call_judge``)."""
     live = clusters.non_empty()
     if not live:
         return clusters.add(view.id, None, trace), None, 0
@@ -138,7 +146,7 @@ async def assign(
         start = len(pairs)
         pairs.extend((trace, clusters.inputs[m]) for m in sample)
         spans.append((c, start, len(pairs)))
-    scores = await call_judge(judge, pairs, timeout_s)
+    scores = await call_judge(judge, pairs, timeout_s, run)
     sims = [(sum(scores[a:b]) / (b - a), c) for c, a, b in spans]
     best_sim, best = max(sims, key=lambda s: (s[0], -s[1]))
     if best_sim > tau or len(live) >= max_clusters:
@@ -179,12 +187,19 @@ class GreedyClusteringPolicy:
     async def _place_eligible(
         self, views: Sequence[BranchView], judge: Judge, decision: Decision, spec: TruncationSpec | None
     ) -> list[tuple[BranchView, int]]:
-        """Place every eligible branch in id order; the judge reads it truncated by ``spec``."""
-        placed = []
-        for v in sorted((v for v in views if self._eligible(v)), key=lambda v: v.id):
+        """Place every eligible branch in id order; the judge reads it truncated by ``spec``. A judge that
+        reads the run gets every placed or eligible branch's input (the same for every placement of the
+        step: branches placed first are not judged on a smaller run)."""
+        placed: list[tuple[BranchView, int]] = []
+        eligible = sorted((v for v in views if self._eligible(v)), key=lambda v: v.id)
+        if not eligible:
+            return placed
+        inputs = {v.id: judge_input(v, spec) for v in eligible}
+        run = [*self.clusters.inputs.values(), *inputs.values()] if isinstance(judge, RunAwareJudge) else None
+        for v in eligible:
             cluster, sim, pairs = await assign(
-                self.clusters, v, judge_input(v, spec), judge, tau=self.tau, k1=self.k1,
-                max_clusters=self.max_clusters, seed=self.seed, timeout_s=self.judge_timeout_s,
+                self.clusters, v, inputs[v.id], judge, tau=self.tau, k1=self.k1,
+                max_clusters=self.max_clusters, seed=self.seed, timeout_s=self.judge_timeout_s, run=run,
             )  # fmt: skip
             decision.pairs_scored += pairs
             decision.judge_calls += 1 if pairs else 0

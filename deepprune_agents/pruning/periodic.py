@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deepprune_agents.judges.base import Judge, TracePair
+from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
 from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy, call_judge, judge_input
 from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
@@ -98,7 +98,10 @@ class PeriodicPolicy(GreedyClusteringPolicy):
             for cb, bb in leads[i + 1 :]:
                 index.append((ca, cb))
                 pairs.append((traces[ba], traces[bb]))
-        scores = await call_judge(judge, pairs, self.judge_timeout_s)
+        run = None
+        if isinstance(judge, RunAwareJudge):  # the leads are judged on their current text: so is the run
+            run = [judge_input(v, None) for v in by_id.values() if v.alive or v.finished]
+        scores = await call_judge(judge, pairs, self.judge_timeout_s, run)
         decision.judge_calls += 1
         decision.pairs_scored += len(pairs)
         for (ca, cb), score in zip(index, scores, strict=True):

@@ -39,6 +39,7 @@ def fit_blend(
     l2: float = 0.1,
     truncation: str | None = None,
     exclude: Sequence[str] = (),
+    features: tuple[str, ...] = BLEND_FEATURES,
 ) -> BlendModel:
     """Weighted logistic regression on standardised features with **non-negative** weights and an L2
     penalty ``l2`` (on the mean loss); the intercept is free. Returns the numpy-only BlendModel.
@@ -47,21 +48,22 @@ def fit_blend(
     property of the training tasks (it inverted the blend on an unseen generator), never of "same
     answer". Deterministic (L-BFGS-B from zeros).
 
-    ``exclude`` names features of ``BLEND_FEATURES`` to leave out: their weight is fixed at 0, so the
-    judge never computes them (``exclude=("cosine",)`` gives a blend that needs no MiniLM forward pass)."""
+    ``exclude`` names columns of ``features`` to leave out: their weight is fixed at 0, so the
+    judge never computes them (``exclude=("cosine",)`` gives a blend that needs no MiniLM forward pass).
+    ``features`` names the columns of ``x`` (``BLEND_FEATURES``, or ``CONTEXT_FEATURES`` for ``context``)."""
     from scipy.optimize import minimize
 
     xs = np.array(x, dtype=np.float64)
     ys = np.asarray(y).astype(np.float64)
     if xs.ndim != 2 or xs.shape[0] != ys.shape[0] or xs.shape[0] == 0:
         raise ConfigError(f"fit_blend needs an (n, d) matrix and n labels (got {xs.shape} and {ys.shape}).")
-    unknown = sorted(set(exclude) - set(BLEND_FEATURES))
-    if unknown or (exclude and xs.shape[1] != len(BLEND_FEATURES)):
+    unknown = sorted(set(exclude) - set(features))
+    if unknown or xs.shape[1] != len(features):
         raise ConfigError(
-            f"exclude must name columns of an (n, {len(BLEND_FEATURES)}) matrix of {list(BLEND_FEATURES)} "
-            f"(got {list(exclude)} for {xs.shape[1]} columns)."
+            f"x must be an (n, {len(features)}) matrix of {list(features)} and exclude name its columns "
+            f"(got {xs.shape[1]} columns, exclude {list(exclude)})."
         )
-    dropped = [BLEND_FEATURES.index(f) for f in exclude]
+    dropped = [features.index(f) for f in exclude]
     xs[:, dropped] = 0.0  # a constant column standardises to 0: the feature's values never reach the fit
     if np.unique(ys).size < 2:
         raise ConfigError("fit_blend needs both same-answer and different-answer pairs.")
@@ -86,5 +88,10 @@ def fit_blend(
     if not np.all(np.isfinite(res.x)):
         raise ConfigError("fit_blend did not converge to finite weights.")
     return BlendModel(
-        mean.astype(np.float32), scale.astype(np.float32), res.x[:d].astype(np.float32), float(res.x[d]), truncation
+        mean.astype(np.float32),
+        scale.astype(np.float32),
+        res.x[:d].astype(np.float32),
+        float(res.x[d]),
+        truncation,
+        tuple(features),
     )

@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.judges.base import Judge
+from deepprune_agents.judges.base import Judge, RunAwareJudge
+from deepprune_agents.traces import PartialTrace
 from deepprune_agents.training.pairs import PairExample
 
 ArrayLike = Sequence[float] | npt.NDArray[np.floating] | npt.NDArray[np.integer]
@@ -61,6 +62,21 @@ def at_threshold(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -
     return {"tnr": tnr, "tpr": tpr, "accuracy": acc}
 
 
+def within_question_auroc(labels: ArrayLike, groups: ArrayLike, scores: ArrayLike) -> float | None:
+    """Mean AUROC over the questions (``groups``) whose pairs carry both labels; None when none do.
+
+    What a pruning decision uses: a policy compares branches of *one* run, so knowing how contested each
+    question is, which a pooled AUROC rewards, does not tell it which branch to cancel."""
+    y, s = _arrays(labels, scores)
+    g = np.asarray(groups)
+    per = []
+    for q in np.unique(g):
+        m = g == q
+        if 0 < y[m].sum() < m.sum():
+            per.append(auroc(y[m], s[m]))
+    return float(np.mean(per)) if per else None
+
+
 def metrics(labels: ArrayLike, scores: ArrayLike, *, threshold: float = 0.5, fnr: float = 0.2) -> dict[str, Any]:
     """All scalar metrics of a scored pair set (``tnr`` is TNR at FNR=``fnr``)."""
     y, s = _arrays(labels, scores)
@@ -83,18 +99,41 @@ def metrics(labels: ArrayLike, scores: ArrayLike, *, threshold: float = 0.5, fnr
 async def score_pairs(
     judge: Judge, pairs: Sequence[PairExample], batch_size: int = 64
 ) -> tuple[npt.NDArray[np.float64], float]:
-    """Scores of ``judge`` on ``pairs`` in batches, and the wall time in seconds."""
+    """Scores of ``judge`` on ``pairs`` in batches, and the wall time in seconds.
+
+    A judge that reads the run (``RunAwareJudge``) is called one question of one generator at a time, with
+    that question's traces among ``pairs`` as the run (the traces sampled for it: a run of that many
+    branches), so that no batch mixes two questions' contexts."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1 (got {batch_size}).")
-    out: list[float] = []
+    out = np.zeros(len(pairs), dtype=np.float64)
     t0 = time.perf_counter()
-    for s in range(0, len(pairs), batch_size):
-        batch = [p.pair for p in pairs[s : s + batch_size]]
-        scores = await judge.ascore(batch)
-        if len(scores) != len(batch):
-            raise ConfigError(f"judge {judge.name!r} returned {len(scores)} scores for {len(batch)} pairs.")
-        out.extend(scores)
-    return np.asarray(out, dtype=np.float64), time.perf_counter() - t0
+    for idx, run in _runs(judge, pairs):
+        for s in range(0, len(idx), batch_size):
+            rows = idx[s : s + batch_size]
+            batch = [pairs[i].pair for i in rows]
+            if run is not None and isinstance(judge, RunAwareJudge):
+                scores = await judge.ascore_in_run(batch, run)
+            else:
+                scores = await judge.ascore(batch)
+            if len(scores) != len(batch):
+                raise ConfigError(f"judge {judge.name!r} returned {len(scores)} scores for {len(batch)} pairs.")
+            out[rows] = scores
+    return out, time.perf_counter() - t0
+
+
+def _runs(judge: Judge, pairs: Sequence[PairExample]) -> list[tuple[list[int], list[PartialTrace] | None]]:
+    """(pair indices, run) per question and generator for a run-aware judge; one group, no run, otherwise."""
+    if not isinstance(judge, RunAwareJudge):
+        return [(list(range(len(pairs))), None)]
+    rows: dict[tuple[str, str], list[int]] = {}
+    members: dict[tuple[str, str], dict[tuple[str, str], PartialTrace]] = {}
+    for i, p in enumerate(pairs):
+        key = (p.generator, p.group)
+        rows.setdefault(key, []).append(i)
+        for t in p.pair:
+            members.setdefault(key, {}).setdefault((t.trace_id, t.text), t)
+    return [(rows[k], list(members[k].values())) for k in rows]
 
 
 async def cold_latency_ms(judge: Judge, pairs: Sequence[PairExample], batch_size: int = 64) -> float | None:

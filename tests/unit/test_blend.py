@@ -59,13 +59,15 @@ def test_excluded_feature_gets_weight_zero_and_the_rest_fit_as_without_it() -> N
     junk = x.copy()
     junk[:, 2] = rng.normal(0, 5, 400)  # whatever the cosine column holds, a lexical blend scores the same
     assert np.array_equal(lexical.predict(x), lexical.predict(junk))
-    two = fit_blend(x[:, :2], y)  # the same fit as a two-feature blend
+    two = fit_blend(x[:, :2], y, features=("num_jaccard", "word_jaccard"))  # the same fit, two features
     assert np.allclose(lexical.coef[:2], two.coef, atol=1e-4)
     assert lexical.intercept == pytest.approx(two.intercept, abs=1e-4)
     with pytest.raises(ConfigError, match="exclude"):
         fit_blend(x, y, exclude=("length",))
     with pytest.raises(ConfigError, match="exclude"):
         fit_blend(x[:, :2], y, exclude=("cosine",))
+    with pytest.raises(ConfigError, match="matrix"):
+        fit_blend(x[:, :2], y)  # two columns are not the three BLEND_FEATURES
 
 
 def test_a_blend_without_cosine_never_runs_the_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,3 +168,49 @@ def test_a_question_nothing_identifies_stops_the_run() -> None:
     )
     with pytest.raises(SystemExit, match="q:2"):
         je.check_identified("c", [QuestionTraces("q:2", "", None, [])])
+
+
+def test_the_context_table_makes_each_question_one_run_and_matches_the_judge(tmp_path: Any) -> None:
+    """bench/judge_eval.py scores the context judge from ``context_table``; the judge the policies run must give
+    the same probabilities for the same run (one code path for the features, two callers)."""
+    import asyncio
+
+    from deepprune_agents.judges import get_judge
+    from deepprune_agents.judges.run_context import CONTEXT_FEATURES, context_features, run_context
+    from deepprune_agents.traces import PartialTrace
+    from deepprune_agents.training.blend import fit_blend
+    from deepprune_agents.training.pairs import PairExample
+
+    je = load_bench("judge_eval")
+    texts = {"q1": ["1 + 2 = 3 apples", "1 + 2 = 3 pears", "5 * 9 = 45 apples"], "q2": ["the date is 01/02", "a b c"]}
+    traces = {g: [PartialTrace(text=t, trace_id=str(i)) for i, t in enumerate(ts)] for g, ts in texts.items()}
+    pairs = [
+        PairExample(a=ts[i], b=ts[j], label=int(i + j == 1), group=g, generator="x")
+        for g, ts in traces.items()
+        for i in range(len(ts))
+        for j in range(i + 1, len(ts))
+    ]
+    x = je.context_table(pairs, {})
+    assert x.shape == (4, len(CONTEXT_FEATURES))
+    own = context_features([(texts["q2"][0], texts["q2"][1])], run_context(texts["q2"]))
+    assert np.array_equal(x[3], own[0])  # q2's run is its own two traces, though trace ids repeat across questions
+    y = np.array([1, 0, 0, 1] * 10)
+    model = fit_blend(np.tile(x, (10, 1)), y, features=CONTEXT_FEATURES)
+    je.save_blend(model, tmp_path / "ctx")
+    judge = get_judge("context", weights_dir=str(tmp_path / "ctx"))
+    q1 = traces["q1"]
+    got = asyncio.run(judge.ascore_in_run([(q1[0], q1[1]), (q1[0], q1[2])], q1))
+    assert got == pytest.approx(model.predict(x[:2]).tolist())
+
+
+def test_the_context_note_shows_within_question_auroc_and_every_variant() -> None:
+    je = load_bench("judge_eval")
+    judges = {"context": {"auroc": 0.73, "auroc_within": 0.641}, "numbers": {"auroc": 0.69, "auroc_within": None}}
+    report = {
+        "headline": {"test_sets": {"A": {"judges": judges, "context_coef": {"num_jaccard": 0.1, "num_run_mean": 0.0}}}},
+        "context_variants": {"+ word context (shipped design), L2 0.1": {"A": {"auroc": 0.728}}},
+    }
+    text = "\n".join(je.context_lines(report))
+    assert "per split: A: num_jaccard 0.10." in text  # zero weights are left out
+    assert "  | context | 0.641 |" in text and "  | numbers | — |" in text
+    assert "  | + word context (shipped design), L2 0.1 | 0.728 |" in text
