@@ -52,7 +52,7 @@ def figures_sim(result: SimResult) -> tuple[list[int], list[str], str | None]:
 
 
 async def engine_and_sim(
-    q: ReplayQuestion, policy: str, run: int, stagger_s: float, reasoning: str | None = None
+    q: ReplayQuestion, policy: str, run: int, stagger_s: float, reasoning: str | None = None, judge: str = "numbers"
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], int, int, ReplayServer]:
     rate = 1.0 / (N * stagger_s)
     server = ReplayServer([q], tokens_per_s=rate, lockstep=True, stagger_s=stagger_s, reasoning=reasoning)
@@ -60,7 +60,7 @@ async def engine_and_sim(
         ctx = DeepPruneContext(
             n=N,
             policy=policy,
-            judge="numbers",
+            judge=judge,  # type: ignore[arg-type]
             truncate="tokens:16",
             tau=0.3,
             judge_every=16,
@@ -74,14 +74,14 @@ async def engine_and_sim(
         records = sorted(server.records(), key=lambda r: r.seed or 0)
     traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), N, run)]
     assert [r.trace for r in records] == draw(q.question_id, len(q.traces), N, run)
-    sim = await simulate(make_policy(ctx), get_judge("numbers"), traces, max_tokens=4096, reasoning=bool(reasoning))
+    sim = await simulate(make_policy(ctx), get_judge(judge), traces, max_tokens=4096, reasoning=bool(reasoning))
     # the server's own count of what it sent is the engine's count (the client read all it was sent)
     assert [r.tokens_sent for r in records] == [b.tokens for b in result.branches]
     return figures_engine(result), figures_sim(sim), result.judge_rounds, sim.rounds, server
 
 
 async def paced_engine_and_sim(
-    q: ReplayQuestion, policy: str, reasoning: str | None = None
+    q: ReplayQuestion, policy: str, reasoning: str | None = None, judge: str = "numbers"
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], int, int]:
     """Run 0 at ``STAGGER_S``; repeated once at half the pace if the engine and the simulator differ.
 
@@ -90,9 +90,9 @@ async def paced_engine_and_sim(
     (CI once saw figures equal and 7 rounds against 8). The repeat is a timing precondition, not a
     tolerance: the caller still requires exact equality of both.
     """
-    engine, sim, engine_rounds, sim_rounds, _ = await engine_and_sim(q, policy, 0, STAGGER_S, reasoning)
+    engine, sim, engine_rounds, sim_rounds, _ = await engine_and_sim(q, policy, 0, STAGGER_S, reasoning, judge)
     if (engine, engine_rounds) != (sim, sim_rounds):
-        engine, sim, engine_rounds, sim_rounds, _ = await engine_and_sim(q, policy, 0, 2 * STAGGER_S, reasoning)
+        engine, sim, engine_rounds, sim_rounds, _ = await engine_and_sim(q, policy, 0, 2 * STAGGER_S, reasoning, judge)
     return engine, sim, engine_rounds, sim_rounds
 
 
@@ -101,6 +101,21 @@ async def test_simulator_equals_engine_on_the_replay_server(questions: list[Repl
     pruned_somewhere = False
     for q in questions:
         engine, sim, engine_rounds, sim_rounds = await paced_engine_and_sim(q, policy)
+        assert engine == sim, f"{q.question_id}: engine {engine} != simulator {sim}"
+        assert engine_rounds == sim_rounds
+        pruned_somewhere |= "cancelled" in engine[1]
+    assert pruned_somewhere, "the comparison is only meaningful if the policy pruned something"
+
+
+@pytest.mark.parametrize("policy", ["paper", "adaptive"])
+async def test_simulator_equals_engine_with_a_judge_that_reads_the_run(
+    questions: list[ReplayQuestion], policy: str
+) -> None:
+    """The ``context`` judge scores a pair by the run it is handed: the engine (live snapshots over HTTP) and the
+    simulator must hand it the same runs, or their clusters, and so their figures, would differ."""
+    pruned_somewhere = False
+    for q in questions:
+        engine, sim, engine_rounds, sim_rounds = await paced_engine_and_sim(q, policy, judge="context")
         assert engine == sim, f"{q.question_id}: engine {engine} != simulator {sim}"
         assert engine_rounds == sim_rounds
         pruned_somewhere |= "cancelled" in engine[1]
