@@ -190,6 +190,7 @@ def _print_metrics(r: dict[str, Any]) -> None:
         return "n/a" if v is None else f"{v:.{digits}f}"
 
     table.add_row("AUROC", f(r["auroc"]))
+    table.add_row("AUROC within a question", f(r.get("auroc_within_question")))
     table.add_row(f"TNR @ FNR {r['fnr_target']}", f(r["tnr"]))
     table.add_row(f"TNR @ threshold {r['online_threshold']}", f(r["tnr_online"]))
     table.add_row(f"TPR @ threshold {r['online_threshold']}", f(r["tpr_online"]))

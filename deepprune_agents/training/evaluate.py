@@ -62,7 +62,9 @@ def at_threshold(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -
     return {"tnr": tnr, "tpr": tpr, "accuracy": acc}
 
 
-def within_question_auroc(labels: ArrayLike, groups: ArrayLike, scores: ArrayLike) -> float | None:
+def within_question_auroc(
+    labels: ArrayLike, groups: Sequence[str] | npt.NDArray[Any], scores: ArrayLike
+) -> float | None:
     """Mean AUROC over the questions (``groups``) whose pairs carry both labels; None when none do.
 
     What a pruning decision uses: a policy compares branches of *one* run, so knowing how contested each
@@ -166,7 +168,8 @@ async def evaluate_judge(
     fnr: float = 0.2,
     cold: bool = True,
 ) -> dict[str, Any]:
-    """The evaluation JSON: ``auroc``, ``tnr`` (at FNR=0.2), online-threshold metrics, ``ms_per_pair``
+    """The evaluation JSON: ``auroc``, ``tnr`` (at FNR=0.2), ``auroc_within_question`` (the mean AUROC over the
+    questions whose pairs carry both labels: what a pruning decision uses), online-threshold metrics, ``ms_per_pair``
     (amortised over the test pairs from a cleared cache, batches of ``batch_size``), ``pairs``,
     ``judge``, and ``ms_per_pair_cold`` (all texts new)."""
     if not pairs:
@@ -178,6 +181,8 @@ async def evaluate_judge(
     scores, seconds = await score_pairs(judge, pairs, batch_size)
     labels = np.fromiter((p.label for p in pairs), dtype=np.int64, count=len(pairs))
     out = {"judge": judge.name, **metrics(labels, scores, threshold=threshold, fnr=fnr)}
+    # the ranking a policy uses: branches of one run (one question of one generator) against each other
+    out["auroc_within_question"] = within_question_auroc(labels, [f"{p.generator}\x00{p.group}" for p in pairs], scores)
     out["ms_per_pair"] = seconds * 1000.0 / len(pairs)
     out["ms_per_pair_cold"] = cold_ms
     out["batch_size"] = batch_size

@@ -50,3 +50,17 @@ def test_without_judge_it_evaluates_the_default(tmp_path: Path) -> None:
     assert cli_main(["eval", "judge", "--test", str(test), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["judge"] == DeepPruneContext.judge and result["pairs"] == 3
+
+
+def test_it_reports_auroc_within_a_question_and_runs_the_context_judge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The within-question AUROC is the ranking a policy uses; with one question it equals the pooled AUROC."""
+    test = _trace_file(tmp_path / "t.jsonl")
+    out = tmp_path / "m.json"
+    assert cli_main(["eval", "judge", "--judge", "numbers", "--test", str(test), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["auroc_within_question"] == pytest.approx(result["auroc"])
+    assert "AUROC within a question" in capsys.readouterr().out
+    assert cli_main(["eval", "judge", "--judge", "context", "--test", str(test), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["pairs"] == 3
