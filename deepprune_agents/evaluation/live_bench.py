@@ -178,6 +178,13 @@ async def run_live_bench(
         "policy": ctx.policy,
         "judge": ctx.judge,
         "truncate": ctx.truncate,
+        # The figures depend on how spread the model's answers are, which sampling sets: a report says it.
+        "sampling": {
+            "temperature": ctx.temperature,
+            "top_p": ctx.top_p,
+            "max_tokens": ctx.max_tokens,
+            "seed": ctx.seed,
+        },
         "questions": len(rows),
         "speedup": cons_wall / dp_wall if dp_wall else None,
         "token_reduction": 1.0 - dp_tok / cons_tok if cons_tok else None,

@@ -29,3 +29,4 @@ def test_live_bench_counts_server_tokens_and_every_branch_answer(vllm_server: An
     assert 0.0 <= report["cons_plurality_share"] <= 1.0
     assert report["cons_server_tokens"] == cons["server_tokens"]
     assert report["speedup"] > 0 and report["token_reduction"] < 1.0
+    assert report["sampling"] == {"temperature": 0.8, "top_p": 0.95, "max_tokens": MAX_TOKENS, "seed": 0}
