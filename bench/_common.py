@@ -13,6 +13,17 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The shared trace files the benches read (../shared/data/README.md): the OVM GSM8K test and train files of
+# both 7B generators, MATH x8 (Qwen2.5-Math) and dates x10 (ChatGPT-3.5).
+TRACE_FILES = {
+    "mistral": "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl",
+    "mistral-train": "ovm_gsm8k_train_n100_mistral7b-ep2.jsonl",
+    "llama": "ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl",
+    "llama-train": "ovm_gsm8k_train_n100_llama7b-2-ep2.jsonl",
+    "math": "qwen25math_math_n8.jsonl",
+    "dates": "verifycot_date_chatgpt35_n10.jsonl",
+}
+
 
 def shared_data() -> Path:
     """The shared data folder: ``$DEEPPRUNE_SHARED_DATA``, else ``../shared/data`` beside the repository

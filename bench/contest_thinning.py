@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import shared_data, write_report  # noqa: E402
+from _common import TRACE_FILES, shared_data, write_report  # noqa: E402
 
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw, load_replay_questions  # noqa: E402
 from deepprune_agents.evaluation.replay_eval import EvalConfig, evaluate_async, load_judge  # noqa: E402
@@ -48,14 +48,6 @@ from deepprune_agents.pruning.vote import answer_histogram, plurality_share  # n
 from deepprune_agents.truncation import parse_truncation, truncate  # noqa: E402
 
 TRACES = shared_data() / "traces"
-FILES = {
-    "mistral": "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl",
-    "mistral-train": "ovm_gsm8k_train_n100_mistral7b-ep2.jsonl",
-    "llama": "ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl",
-    "llama-train": "ovm_gsm8k_train_n100_llama7b-2-ep2.jsonl",
-    "math": "qwen25math_math_n8.jsonl",
-    "dates": "verifycot_date_chatgpt35_n10.jsonl",
-}
 # (label, files, N): issue 10's five targets, then the 20-question OVM sets at the same Ns.
 CASES: list[tuple[str, tuple[str, ...], int]] = [
     ("Mistral N=16", ("mistral",), 16),
@@ -171,7 +163,7 @@ def main() -> int:
     records: dict[str, CaseRecord] = {}
     for label, keys, n in CASES:
         if keys not in loaded:
-            loaded[keys] = load_replay_questions([TRACES / FILES[k] for k in keys])
+            loaded[keys] = load_replay_questions([TRACES / TRACE_FILES[k] for k in keys])
         records[label] = asyncio.run(record_case(loaded[keys], n, args.runs))
         print(f"recorded {label}", flush=True)
     report: dict[str, Any] = {"runs": args.runs, "cases": {}, "rules": []}

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import shared_data, write_report  # noqa: E402
+from _common import TRACE_FILES, shared_data, write_report  # noqa: E402
 
 from deepprune_agents.answers import answers_equal  # noqa: E402
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
@@ -34,10 +34,10 @@ from deepprune_agents.truncation import parse_truncation, truncate  # noqa: E402
 
 TRACES = shared_data() / "traces"
 SETS = {
-    "OVM Mistral": "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl",
-    "OVM Llama": "ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl",
-    "MATH x8": "qwen25math_math_n8.jsonl",
-    "dates x10": "verifycot_date_chatgpt35_n10.jsonl",
+    "OVM Mistral": TRACE_FILES["mistral"],
+    "OVM Llama": TRACE_FILES["llama"],
+    "MATH x8": TRACE_FILES["math"],
+    "dates x10": TRACE_FILES["dates"],
 }
 
 

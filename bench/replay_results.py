@@ -24,16 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import shared_data
+from _common import TRACE_FILES, shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data()
 OUT = REPO / "bench" / "out" / "replay"
 DOCS = REPO / "docs"
-FILES = {
-    "mistral": "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl",
-    "llama": "ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl",
-}
+FILES = {k: TRACE_FILES[k] for k in ("mistral", "llama")}
 OTHER = {"mistral": "llama", "llama": "mistral"}
 NS: list[int | None] = [16, 64, 256, None]
 RUNS = {16: 5, 64: 5, 256: 2, None: 1}
@@ -257,8 +254,8 @@ def render_scale() -> list[str]:
 FRONTIER_SETS = {
     "mistral": FILES["mistral"],
     "llama": FILES["llama"],
-    "math": "qwen25math_math_n8.jsonl",
-    "dates": "verifycot_date_chatgpt35_n10.jsonl",
+    "math": TRACE_FILES["math"],
+    "dates": TRACE_FILES["dates"],
 }
 # Where the periodic policy's learned judges are too slow for 2 CPU cores (it re-embeds every
 # representative's growing prefix every 32 tokens): (policy, judge, from this N on) left out, and listed.

@@ -71,14 +71,14 @@ from typing import Any
 
 import httpx
 import psutil
-from _common import shared_data
+from _common import TRACE_FILES, shared_data
 
 from deepprune_agents.evaluation.live_bench import percentile  # nearest rank, as the live benchmark
 from deepprune_agents.settings import KNOWN_POLICIES
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = shared_data()
-FILES = ["ovm_gsm8k_test_n500_llama7b-2-ep2.jsonl", "ovm_gsm8k_test_n300_mistral7b-ep2.jsonl"]
+FILES = [TRACE_FILES["llama"], TRACE_FILES["mistral"]]
 
 
 def merged_trace_file(out_dir: Path) -> tuple[Path, str]:
