@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from _common import TRACE_FILES, shared_data, write_report  # noqa: E402
+from replay_results import meets_target  # noqa: E402
 
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw, load_replay_questions  # noqa: E402
 from deepprune_agents.evaluation.replay_eval import EvalConfig, evaluate_async, load_judge  # noqa: E402
@@ -95,14 +96,16 @@ def apply_rule(rec: CaseRecord, pick: Pick) -> tuple[float, float]:
     correct: list[list[float]] = []
     tokens: list[list[float]] = []
     for qi, row in enumerate(rec.stats):
-        correct.append([rec.outcomes[pick(s)][0][qi][r] for r, s in enumerate(row)])
-        tokens.append([rec.outcomes[pick(s)][1][qi][r] for r, s in enumerate(row)])
+        picked = [(rec.outcomes[pick(s)], r) for r, s in enumerate(row)]
+        correct.append([outcome[0][qi][r] for outcome, r in picked])
+        tokens.append([outcome[1][qi][r] for outcome, r in picked])
     return accuracy(correct), mean_tokens(tokens)
 
 
 def passes(rec: CaseRecord, acc: float, tokens: float) -> bool:
-    """Issue 10's bar: within 1 point of cons@N and no more tokens than ESC."""
-    return acc >= rec.cons_accuracy - 0.01 - 1e-9 and tokens <= rec.esc_tokens
+    """Issue 10's bar (``replay_results.meets_target``): within 1 point of cons@N, no more tokens than ESC."""
+    method = {"accuracy": acc, "tokens": tokens}
+    return meets_target(method, {"accuracy": rec.cons_accuracy}, {"tokens": rec.esc_tokens})
 
 
 def fixed(keep: float) -> Pick:
@@ -137,16 +140,15 @@ def draw_stats(q: ReplayQuestion, n: int, run: int, spec: str) -> dict[str, floa
 
 
 async def record_case(questions: list[ReplayQuestion], n: int, runs: int) -> CaseRecord:
+    """Every draw's outcome at each keep fraction, the baselines once (they do not depend on it)."""
     judge = load_judge("constant")
-    rec: CaseRecord | None = None
-    for keep in KEEPS:
-        cfg = EvalConfig(n=n, runs=runs, judge="constant", policy="adaptive", both_policies=False)
-        report = await evaluate_async(questions, cfg.with_setting("adaptive_keep_fraction", keep), judge=judge)
-        rows = report["_rows"]
-        if rec is None:
-            rec = CaseRecord(accuracy(rows["cons"].correct), mean_tokens(rows["esc"].tokens))
-        rec.outcomes[keep] = (rows["deepprune"].correct, rows["deepprune"].tokens)
-    assert rec is not None
+    cfg = EvalConfig(n=n, runs=runs, judge="constant", policy="adaptive", both_policies=False)
+    rows = []
+    for i, keep in enumerate(KEEPS):
+        keep_cfg = cfg.with_setting("adaptive_keep_fraction", keep)
+        rows.append((await evaluate_async(questions, keep_cfg, judge=judge, baselines=i == 0))["_rows"])
+    rec = CaseRecord(accuracy(rows[0]["cons"].correct), mean_tokens(rows[0]["esc"].tokens))
+    rec.outcomes = {keep: (r["deepprune"].correct, r["deepprune"].tokens) for keep, r in zip(KEEPS, rows, strict=True)}
     rec.stats = [[draw_stats(q, n, r, cfg.truncate) for r in range(runs)] for q in questions]
     return rec
 

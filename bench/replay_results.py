@@ -448,7 +448,7 @@ def default_verdicts(reports: dict[str, Any], policy: str, judge: str) -> list[t
             out.append((label, n, None, "not measured"))
             continue
         cons, esc_m = methods["cons"], methods["esc"]
-        met = within_a_point(m, cons) and m["tokens"] <= esc_m["tokens"]
+        met = meets_target(m, cons, esc_m)
         out.append(
             (
                 label,
@@ -528,6 +528,11 @@ FRONTIER_JUDGE_ORDER = ("oracle", "trained", "blend-heldout", "context-heldout",
 def within_a_point(m: dict[str, Any], cons: dict[str, Any]) -> bool:
     """Issue 10's accuracy bar: at least cons@N's accuracy minus 1 point."""
     return bool(m["accuracy"] >= cons["accuracy"] - 0.01 - 1e-9)
+
+
+def meets_target(m: dict[str, Any], cons: dict[str, Any], esc: dict[str, Any]) -> bool:
+    """Issue 10's bar for a method at one (set, N): within a point of cons@N and no more tokens than ESC."""
+    return within_a_point(m, cons) and m["tokens"] <= esc["tokens"]
 
 
 def within_bar(methods: dict[str, Any], *, oracle: bool = False) -> list[tuple[float, float, str]]:
