@@ -21,7 +21,7 @@ has seen the test draws: an upper bound again). A case passes at accuracy >= con
 
     PYTHONPATH=$PWD .venv/bin/python bench/contest_thinning.py [--runs 10] [--json bench/out/contest_thinning.json]
 
-About 12 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
+About 8 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
 """
 
 from __future__ import annotations
