@@ -31,6 +31,16 @@ def shared_data() -> Path:
     return Path(os.environ.get("DEEPPRUNE_SHARED_DATA") or REPO / ".." / "shared" / "data").resolve()
 
 
+def traces_absent() -> bool:
+    """True, after saying so, when the shared trace folder is missing (a fresh clone has no data): the
+    benches that only read recorded traces then exit 0 with nothing to measure."""
+    traces = shared_data() / "traces"
+    if traces.is_dir():
+        return False
+    print(f"{traces} is absent: nothing to measure (see ../shared/data/README.md).")
+    return True
+
+
 def write_report(report: dict[str, Any], out: str | Path) -> None:
     """Write ``report`` to ``out`` and say where (every bench prints its figures and writes JSON)."""
     path = Path(out)

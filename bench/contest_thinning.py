@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import TRACE_FILES, shared_data, write_report  # noqa: E402
+from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
 from replay_results import meets_target  # noqa: E402
 
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw, load_replay_questions  # noqa: E402
@@ -158,8 +158,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10, help="bootstrap draws per question (default 10)")
     parser.add_argument("--json", dest="json_out", default="bench/out/contest_thinning.json", metavar="OUT")
     args = parser.parse_args()
-    if not TRACES.is_dir():
-        print(f"{TRACES} is absent: nothing to measure (see ../shared/data/README.md).")
+    if traces_absent():
         return 0
     loaded: dict[tuple[str, ...], list[ReplayQuestion]] = {}
     records: dict[str, CaseRecord] = {}

@@ -35,7 +35,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import shared_data, write_report  # noqa: E402
+from _common import traces_absent, write_report  # noqa: E402
 from judge_eval import TRUNCATION, datasets  # noqa: E402
 
 from deepprune_agents.judges.numbers import jaccard, number_set  # noqa: E402
@@ -99,8 +99,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.n < 2 or args.draws < 1:
         parser.error("--n must be >= 2 (a pair needs two traces) and --draws >= 1")
-    if not (shared_data() / "traces").is_dir():
-        print(f"{shared_data() / 'traces'} is absent: nothing to measure (see ../shared/data/README.md).")
+    if traces_absent():
         return 0
     report: dict[str, Any] = {"truncation": TRUNCATION, "n": args.n, "draws": args.draws, "sets": {}}
     for d in datasets(None):

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _common import TRACE_FILES, shared_data, write_report  # noqa: E402
+from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
 
 from deepprune_agents.answers import answers_equal  # noqa: E402
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
@@ -70,8 +70,7 @@ def main() -> int:
     parser.add_argument("--cap", type=int, default=40, help="traces per question (default 40)")
     parser.add_argument("--json", dest="json_out", default=None, metavar="OUT")
     args = parser.parse_args()
-    if not TRACES.is_dir():
-        print(f"{TRACES} is absent: nothing to measure (see ../shared/data/README.md).")
+    if traces_absent():
         return 0
     report: dict[str, Any] = {"truncate": args.truncate, "cap": args.cap, "sets": {}}
     for label, fname in SETS.items():

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from deepprune_agents.errors import JudgeError
 from deepprune_agents.judges.base import TracePair
@@ -65,6 +66,14 @@ class ContextJudge:
         """Blocking scorer of ``pairs`` in ``run`` (the pairs' own branches are added when missing)."""
         if not pairs:
             return []
+        probs = self.model.predict(self.features_in_run(pairs, run))
+        if not np.all(np.isfinite(probs)):
+            raise JudgeError("the context judge produced non-finite scores; its weights are corrupt.")
+        return [float(p) for p in probs]
+
+    def features_in_run(self, pairs: Sequence[TracePair], run: Sequence[PartialTrace]) -> npt.NDArray[np.float64]:
+        """The model's input rows of ``pairs`` in ``run``: ``CONTEXT_FEATURES`` (a variant judge measured by a
+        bench appends its own columns here)."""
         seen = {(t.trace_id, t.text) for t in run}
         texts = [t.text for t in run]
         for pair in pairs:
@@ -76,11 +85,7 @@ class ContextJudge:
             if len(self._info) > self.INFO_CACHE:
                 self._info.clear()
             ctx = self._context(tuple(texts))
-            x = context_features([(a.text, b.text) for a, b in pairs], ctx, self._info)
-        probs = self.model.predict(x)
-        if not np.all(np.isfinite(probs)):
-            raise JudgeError("the context judge produced non-finite scores; its weights are corrupt.")
-        return [float(p) for p in probs]
+            return context_features([(a.text, b.text) for a, b in pairs], ctx, self._info)
 
     def score_sync(self, pairs: Sequence[TracePair]) -> list[float]:
         """Blocking scorer with the batch's distinct branches as the run (see the module doc)."""
