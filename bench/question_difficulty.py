@@ -19,11 +19,10 @@ interface:
   replaying it (the engine passes no prompt to a judge). Issue 10's bar per case: accuracy >= cons@N - 1
   point and tokens <= ESC.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/question_difficulty.py [--policies] [--runs 10] \
-        [--json bench/out/question_difficulty.json]
+    PYTHONPATH=$PWD .venv/bin/python bench/question_difficulty.py [--policies] [--runs 10] [--json OUT]
 
-The headline takes seconds; ``--policies`` about 17 minutes on 2 cores. Skips (exit 0) when
-``../shared/data/traces`` is absent.
+Writes bench/out/question_difficulty.json unless ``--json`` says otherwise. The headline takes seconds,
+``--policies`` about 17 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
 """
 
 from __future__ import annotations
@@ -70,6 +69,7 @@ POLICIES = ("paper", "adaptive")
 HELDOUT_SET = {"mistral": "OVM Mistral", "llama": "OVM Llama"}
 
 Floats = npt.NDArray[np.float64]
+DEFAULT_JSON = ROOT / "bench" / "out" / "question_difficulty.json"
 
 
 def question_column(question: str) -> float:
@@ -206,8 +206,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--policies", action="store_true", help="also replay the paper and adaptive policies")
     parser.add_argument("--runs", type=int, default=10, help="draws per question for --policies (default 10)")
-    parser.add_argument("--json", dest="json_out", default=None, metavar="OUT")
+    parser.add_argument("--json", dest="json_out", default=str(DEFAULT_JSON), metavar="OUT")
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
     if traces_absent():
         return 0
     table = Table()
@@ -216,8 +218,7 @@ def main() -> int:
         print(f"{test}: " + ", ".join(f"{k} {v['auroc']:.3f} / {v['tnr']:.3f}" for k, v in row.items()))
     if args.policies:
         report["policies"] = {"runs": args.runs, "l2": POLICY_L2, "cases": policies(table, args.runs)}
-    if args.json_out:
-        write_report(report, args.json_out)
+    write_report(report, args.json_out)
     return 0
 
 
