@@ -21,7 +21,7 @@ has seen the test draws: an upper bound again). A case passes at accuracy >= con
 
     PYTHONPATH=$PWD .venv/bin/python bench/contest_thinning.py [--runs 10] [--json bench/out/contest_thinning.json]
 
-About 8 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
+About 5 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +43,15 @@ sys.path.insert(0, str(ROOT))
 from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
 from replay_results import meets_target  # noqa: E402
 
-from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw, load_replay_questions  # noqa: E402
-from deepprune_agents.evaluation.replay_eval import EvalConfig, evaluate_async, load_judge  # noqa: E402
+from deepprune_agents.evaluation.baselines import MethodOutcome  # noqa: E402
+from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
+from deepprune_agents.evaluation.replay_eval import (  # noqa: E402
+    EvalConfig,
+    MethodRows,
+    baseline_outcomes,
+    load_judge,
+    policy_run,
+)
 from deepprune_agents.judges.run_context import run_context  # noqa: E402
 from deepprune_agents.pruning.vote import answer_histogram, plurality_share  # noqa: E402
 from deepprune_agents.truncation import parse_truncation, truncate  # noqa: E402
@@ -132,7 +140,7 @@ def rules(records: Sequence[CaseRecord]) -> list[tuple[str, Pick]]:
 
 def draw_stats(q: ReplayQuestion, n: int, run: int, spec: str) -> dict[str, float]:
     """The contest statistics of one draw (see the module doc)."""
-    traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), n, run)]
+    traces = q.drawn(n, run)
     trunc = parse_truncation(spec)
     ctx = run_context([truncate(t.text, trunc, t.pieces) for t in traces])
     numbers, words = ctx.mean if ctx.mean is not None else (1.0, 1.0)
@@ -140,15 +148,22 @@ def draw_stats(q: ReplayQuestion, n: int, run: int, spec: str) -> dict[str, floa
 
 
 async def record_case(questions: list[ReplayQuestion], n: int, runs: int) -> CaseRecord:
-    """Every draw's outcome at each keep fraction, the baselines once (they do not depend on it)."""
+    """Every draw's outcome at each keep fraction, the baselines once per draw (they do not depend on it)."""
     judge = load_judge("constant")
-    cfg = EvalConfig(n=n, runs=runs, judge="constant", policy="adaptive", both_policies=False)
-    rows = []
-    for i, keep in enumerate(KEEPS):
-        keep_cfg = cfg.with_setting("adaptive_keep_fraction", keep)
-        rows.append((await evaluate_async(questions, keep_cfg, judge=judge, baselines=i == 0))["_rows"])
-    rec = CaseRecord(accuracy(rows[0]["cons"].correct), mean_tokens(rows[0]["esc"].tokens))
-    rec.outcomes = {keep: (r["deepprune"].correct, r["deepprune"].tokens) for keep, r in zip(KEEPS, rows, strict=True)}
+    cfg = EvalConfig(n=n, runs=runs, judge="constant")
+    keep_cfgs = {keep: cfg.with_setting("adaptive_keep_fraction", keep) for keep in KEEPS}
+    rows: dict[str | float, MethodRows] = defaultdict(MethodRows)
+    for qi, q in enumerate(questions):
+        for r in range(runs):
+            traces = q.drawn(n, r)
+            base = baseline_outcomes(cfg, traces, logprobs=False)
+            found: dict[str | float, MethodOutcome] = {"cons": base["cons"], "esc": base["esc"]}
+            for keep, keep_cfg in keep_cfgs.items():
+                found[keep] = await policy_run(keep_cfg, "adaptive", judge, traces)
+            for key, o in found.items():
+                rows[key].add(qi, q.is_correct(o.answer), o.tokens, o.judge_calls)
+    rec = CaseRecord(accuracy(rows["cons"].correct), mean_tokens(rows["esc"].tokens))
+    rec.outcomes = {keep: (rows[keep].correct, rows[keep].tokens) for keep in KEEPS}
     rec.stats = [[draw_stats(q, n, r, cfg.truncate) for r in range(runs)] for q in questions]
     return rec
 

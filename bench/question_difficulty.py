@@ -22,13 +22,15 @@ interface:
     PYTHONPATH=$PWD .venv/bin/python bench/question_difficulty.py [--policies] [--runs 10] [--json OUT]
 
 Writes bench/out/question_difficulty.json unless ``--json`` says otherwise. The headline takes seconds,
-``--policies`` about 17 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
+``--policies`` about 10 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,12 @@ sys.path.insert(0, str(ROOT))
 
 from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
 from contest_thinning import CASES  # noqa: E402
-from judge_eval import TRUNCATION, context_table, datasets  # noqa: E402
+from judge_eval import TRUNCATION, context_table, datasets, leave_one_out  # noqa: E402
 from replay_results import meets_target  # noqa: E402
 
+from deepprune_agents.evaluation.baselines import MethodOutcome  # noqa: E402
+from deepprune_agents.evaluation.replay_data import ReplayQuestion, load_replay_questions  # noqa: E402
+from deepprune_agents.evaluation.replay_eval import EvalConfig, MethodRows, baseline_outcomes, policy_run  # noqa: E402
 from deepprune_agents.judges.base import TracePair  # noqa: E402
 from deepprune_agents.judges.blend import BlendModel  # noqa: E402
 from deepprune_agents.judges.context import ContextJudge  # noqa: E402
@@ -104,11 +109,8 @@ class Table:
         self.sets = list(dict.fromkeys(names))
 
     def split(self, test: str) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """bench/judge_eval.py's leave-one-dataset-out split: train on every other set minus the test
-        set's questions (by text: OVM Mistral's split also drops OVM Llama, which answered the same ones)."""
-        te = self.dataset == test
-        tr = (self.dataset != test) & ~np.isin(self.group, np.unique(self.group[te]))
-        return tr, te
+        """bench/judge_eval.py's leave-one-dataset-out split of these pairs."""
+        return leave_one_out(self.dataset, self.group, test)
 
     def fit(self, test: str, design: str, l2: float) -> BlendModel:
         tr, _ = self.split(test)
@@ -158,40 +160,45 @@ class QuestionAwareJudge(ContextJudge):
 
 def policies(table: Table, runs: int) -> dict[str, Any]:
     """Per OVM case and design, each policy's accuracy and tokens beside cons@N and ESC, and the bar."""
-    from deepprune_agents.evaluation.replay_data import load_replay_questions
-    from deepprune_agents.evaluation.replay_eval import EvalConfig, evaluate
-
     traces = shared_data() / "traces"
     out: dict[str, Any] = {}
     for label, files, n in CASES:
         if files[0] not in HELDOUT_SET:
             continue
         questions = load_replay_questions([traces / TRACE_FILES[f] for f in files])
-        case: dict[str, Any] = {}
-        for design in DESIGNS:
-            judge = QuestionAwareJudge(table.fit(HELDOUT_SET[files[0]], design, POLICY_L2))
-            for policy in POLICIES:
-                per_q: dict[str, list[tuple[float, float]]] = {"deepprune": [], "cons": [], "esc": []}
-                for q in questions:  # one question at a time: the judge is told its question first
-                    judge.question = q.question or ""
-                    cfg = EvalConfig(n=n, runs=runs, judge="context", policy=policy, both_policies=False)
-                    methods = evaluate([q], cfg, judge=judge)["methods"]
-                    for k, v in per_q.items():
-                        v.append((methods[k]["accuracy"], methods[k]["tokens"]))
-                # every question has ``runs`` draws, so the mean over questions is the mean over draws
-                m = {
-                    k: dict(zip(("accuracy", "tokens"), np.mean(v, axis=0).tolist(), strict=True))
-                    for k, v in per_q.items()
-                }
-                case.setdefault("cons", m["cons"])
-                case.setdefault("esc", m["esc"])
-                case[f"{policy}/{design}"] = {
-                    **m["deepprune"],
-                    "meets_bar": meets_target(m["deepprune"], m["cons"], m["esc"]),
-                }
+        judges = {d: QuestionAwareJudge(table.fit(HELDOUT_SET[files[0]], d, POLICY_L2)) for d in DESIGNS}
+        rows = asyncio.run(replay(questions, n, runs, judges))
+        # every question has ``runs`` draws, so the mean over all draws is the replay evaluation's mean
+        m = {k: {"accuracy": float(np.mean(v.correct)), "tokens": float(np.mean(v.tokens))} for k, v in rows.items()}
+        case: dict[str, Any] = {"cons": m.pop("cons"), "esc": m.pop("esc")}
+        for method, figures in m.items():
+            case[method] = {**figures, "meets_bar": meets_target(figures, case["cons"], case["esc"])}
         out[label] = case
         print(_case_line(label, case), flush=True)
     return out
+
+
+async def replay(
+    questions: Sequence[ReplayQuestion], n: int, runs: int, judges: dict[str, QuestionAwareJudge]
+) -> dict[str, MethodRows]:
+    """Per method (``cons``, ``esc``, then ``policy/design``), every draw's outcome: the baselines once per
+    draw, every policy with every design's judge on the same draw. The judges are told each question before
+    its draws are replayed."""
+    cfg = EvalConfig(n=n, runs=runs, judge="context")
+    rows: dict[str, MethodRows] = defaultdict(MethodRows)
+    for qi, q in enumerate(questions):
+        for judge in judges.values():
+            judge.question = q.question or ""
+        for r in range(runs):
+            traces = q.drawn(n, r)
+            base = baseline_outcomes(cfg, traces, logprobs=False)
+            found: dict[str, MethodOutcome] = {"cons": base["cons"], "esc": base["esc"]}
+            for design, judge in judges.items():
+                for policy in POLICIES:
+                    found[f"{policy}/{design}"] = await policy_run(cfg, policy, judge, traces)
+            for method, o in found.items():
+                rows[method].add(qi, q.is_correct(o.answer), o.tokens, o.judge_calls)
+    return rows
 
 
 def _case_line(label: str, case: dict[str, Any]) -> str:

@@ -23,16 +23,16 @@ from typing import Any
 import numpy as np
 
 from deepprune_agents.errors import ConfigError
-from deepprune_agents.evaluation.replay_data import ReplayQuestion, draw
+from deepprune_agents.evaluation.replay_data import ReplayQuestion
 from deepprune_agents.evaluation.replay_eval import (
     POLICIES,
     EvalConfig,
     MethodRows,
     ProgressFn,
     _bootstrap_ci,
-    _policy_run,
     baseline_outcomes,
     load_judge,
+    policy_run,
     prewarm,
 )
 from deepprune_agents.judges.base import Judge
@@ -140,11 +140,11 @@ async def frontier_async(
             for j in judges:
                 prewarm(loaded[j], q, n, c)  # a no-op for judges without the shared encoder
             for r in range(c.runs):
-                traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), n, r)]
+                traces = q.drawn(n, r)
                 outcomes = baseline_outcomes(c, traces, logprobs)
                 for policy, judge in todo:
                     start = time.perf_counter()
-                    outcomes[f"{policy}/{judge}"] = await _policy_run(c, policy, loaded[judge], traces)
+                    outcomes[f"{policy}/{judge}"] = await policy_run(c, policy, loaded[judge], traces)
                     key = f"N={n} {policy}/{judge}"
                     timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
                 for name, o in outcomes.items():

@@ -144,6 +144,10 @@ class ReplayQuestion:
         """Whether a voted answer matches the ground truth (False without one)."""
         return self.ground_truth is not None and answer is not None and answers_equal(answer, self.ground_truth)
 
+    def drawn(self, n: int, run: int) -> list[ReplayTrace]:
+        """The ``n`` traces of bootstrap run ``run`` (``draw``): what every method of that run is served."""
+        return [self.traces[i] for i in draw(self.question_id, len(self.traces), n, run)]
+
 
 def from_question_traces(q: QuestionTraces, extract: Extractor = extract_answer) -> ReplayQuestion:
     traces = tuple(

@@ -232,7 +232,7 @@ def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int)
 ProgressFn = Callable[[str], None]
 
 
-async def _policy_run(cfg: EvalConfig, policy: str, judge: Judge, traces: Sequence[ReplayTrace]) -> MethodOutcome:
+async def policy_run(cfg: EvalConfig, policy: str, judge: Judge, traces: Sequence[ReplayTrace]) -> MethodOutcome:
     """One simulated run; its wall time is its longest branch (all start together, one token per tick)."""
     extract = make_extractor(cfg.answer_pattern) if cfg.answer_pattern is not None else None
     result = await simulate(make_policy(cfg.context(policy)), judge, traces, max_tokens=cfg.max_tokens, extract=extract)
@@ -307,14 +307,14 @@ async def evaluate_async(
         n_used.append(n)
         prewarm(judge, q, n, cfg)
         for r in range(cfg.runs):
-            traces = [q.traces[i] for i in draw(q.question_id, m, n, r)]
+            traces = q.drawn(n, r)
             outcomes: dict[str, MethodOutcome] = baseline_outcomes(cfg, traces, logprobs) if baselines else {}
             for policy in policies:
-                outcomes[f"oracle-{policy}"] = await _policy_run(cfg, policy, oracle_judge, traces)
+                outcomes[f"oracle-{policy}"] = await policy_run(cfg, policy, oracle_judge, traces)
                 if cfg.judge == "oracle":
                     outcomes[f"deepprune-{policy}"] = outcomes[f"oracle-{policy}"]
                 else:
-                    outcomes[f"deepprune-{policy}"] = await _policy_run(cfg, policy, judge, traces)
+                    outcomes[f"deepprune-{policy}"] = await policy_run(cfg, policy, judge, traces)
             for name, o in outcomes.items():
                 rows.setdefault(name, MethodRows()).add(qi, q.is_correct(o.answer), o.tokens, o.judge_calls, o.wall)
         if progress is not None:
@@ -405,7 +405,7 @@ async def sweep_async(
         for qi, q in enumerate(questions):
             n = len(q.traces) if cfg.n is None else cfg.n
             for r in range(cfg.runs):
-                traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), n, r)]
+                traces = q.drawn(n, r)
                 o = esc(traces, window=w, max_tokens=cfg.max_tokens)
                 rows_esc.add(qi, q.is_correct(o.answer), o.tokens, 0)
         curves["esc"].append(

@@ -72,7 +72,7 @@ async def engine_and_sim(
         result = await DeepPruneReasoner(ctx).ainvoke(q.question)
         assert server.wait_idle(5.0), "a stream was left open on the replay server"
         records = sorted(server.records(), key=lambda r: r.seed or 0)
-    traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), N, run)]
+    traces = q.drawn(N, run)
     assert [r.trace for r in records] == draw(q.question_id, len(q.traces), N, run)
     sim = await simulate(make_policy(ctx), get_judge(judge), traces, max_tokens=4096, reasoning=bool(reasoning))
     # the server's own count of what it sent is the engine's count (the client read all it was sent)
@@ -137,7 +137,7 @@ async def test_cons_matches_at_full_speed(questions: list[ReplayQuestion]) -> No
             n=8, policy="none", base_urls=[server.base_url], model="replay", seed=run_seed(3), max_tokens=4096
         )
         result = await DeepPruneReasoner(ctx).ainvoke(q.question)
-    traces = [q.traces[i] for i in draw(q.question_id, len(q.traces), 8, 3)]
+    traces = q.drawn(8, 3)
     sim = await simulate(make_policy(ctx), get_judge("numbers"), traces)
     assert figures_engine(result) == figures_sim(sim)
     assert result.tokens_generated == sum(t.n_tokens for t in traces)
