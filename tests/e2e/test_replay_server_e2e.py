@@ -111,7 +111,7 @@ async def test_metrics_like_vllm(server: ReplayServer) -> None:
 
 async def test_stall_fault_ends_in_a_read_timeout(server: ReplayServer) -> None:
     server.set_faults(FaultConfig(stall_after=3))
-    client = openai.AsyncOpenAI(base_url=server.base_url, api_key="x", timeout=httpx.Timeout(0.5), max_retries=0)
+    client = openai.AsyncOpenAI(base_url=server.base_url, api_key="x", timeout=0.5, max_retries=0)
     stream = await client.chat.completions.create(
         model="replay", messages=[{"role": "user", "content": QUESTION.question}], stream=True, seed=0
     )
