@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 QUESTION ?= Tom has 3 apples and buys 4 more. How many apples does he have now?
 
-.PHONY: demo test test-fast lint setup clean
+.PHONY: demo test test-fast test-latest lock lint setup clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	bash scripts/setup.sh $(VENV) $(PY)
 	touch $(STAMP)
 
@@ -24,5 +24,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e"
 
+# The newest versions pyproject.toml allows (no lock), in a venv of their own: what a library user may get today.
+test-latest:
+	DEEPPRUNE_UNLOCKED=1 $(MAKE) test VENV=.venv-latest
+
+# Refresh constraints.txt (the lock) from a fresh resolve; commit it once `make test` passes on it.
+lock:
+	bash scripts/lock.sh $(PY)
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-latest

