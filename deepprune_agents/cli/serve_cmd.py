@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
         "--policy", default=None, choices=KNOWN_POLICIES, help=f"default policy (default {DeepPruneContext.policy})"
     )
     proxy.add_argument("--model", default=None, help="default upstream model (default: the first one it lists)")
+    proxy.add_argument("--ui", action="store_true", help="serve a live page at / that shows each run's branches")
     add_knob_flags(p, title="policy knobs (proxy defaults; a request may override them)")
     p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
 
@@ -75,7 +76,7 @@ def run_proxy(args: argparse.Namespace) -> int:
     given = {"n": args.n, "judge": args.judge, "policy": args.policy, "model": args.model}
     given = {k: v for k, v in given.items() if v is not None}
     defaults = DeepPruneContext(base_urls=list(args.upstream), **given, **knob_values(args))
-    config = ProxyConfig(defaults, max_concurrent=args.max_concurrent)
+    config = ProxyConfig(defaults, max_concurrent=args.max_concurrent, ui=args.ui)
     # uvicorn re-raises the signal that stopped it once it has shut down; as KeyboardInterrupt it ends in
     # a clean exit status 0, like the embedded server's.
     in_main = threading.current_thread() is threading.main_thread()

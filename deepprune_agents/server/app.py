@@ -54,6 +54,7 @@ class ProxyConfig:
     max_concurrent: int = 4
     retry_after_s: int = 1
     api_key: str | None = field(default_factory=lambda: os.environ.get(ENV_PROXY_API_KEY) or None)
+    ui: bool = False  # serve the live page (server/ui.py) at /
 
     def __post_init__(self) -> None:
         if not self.defaults.base_urls:
@@ -257,10 +258,13 @@ class _RunResponse:
         await write(*first)
 
         async def on_event(event: dict[str, Any]) -> None:
+            out: list[dict[str, Any]] = []
             if self.opts.progress:
                 out = [wire.progress_chunk(cid, label, created, s, str(event.get("event"))) for s in lines.lines(event)]
-                if out:
-                    await write(*out)
+            if self.opts.events and (data := wire.event_chunk(cid, label, created, event)):
+                out.append(data)
+            if out:
+                await write(*out)
 
         async def keep_alive() -> None:
             await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
@@ -387,7 +391,11 @@ def build_app(config: ProxyConfig) -> Starlette:
             changes["system_prompt"] = (ctx.system_prompt + "\n\n" + system).strip()
         try:
             opts = RequestOptions(
-                context=ctx.replace(**changes), model=opts.model, progress=opts.progress, content=opts.content
+                context=ctx.replace(**changes),
+                model=opts.model,
+                progress=opts.progress,
+                content=opts.content,
+                events=opts.events,
             )
         except ConfigError as exc:
             return _error(400, str(exc))
@@ -409,6 +417,10 @@ def build_app(config: ProxyConfig) -> Starlette:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
     ]
+    if config.ui:
+        from deepprune_agents.server.ui import ui_routes
+
+        routes += ui_routes(config.defaults, key_required=config.api_key is not None)
     return Starlette(routes=routes)
 
 
@@ -458,4 +470,6 @@ def serve_forever(config: ProxyConfig, *, host: str, port: int) -> None:
         f"max {config.max_concurrent} concurrent runs{', API key required' if config.api_key else ''})",
         flush=True,
     )
+    if config.ui:
+        print(f"deepprune proxy: live page at http://{host}:{actual}/", flush=True)
     serve_foreground(build_app(config), sock)

@@ -35,7 +35,7 @@ ALLOWED: dict[str, type] = {
     **{spec.setting: spec.type for spec in all_specs(KNOB_CLASSES)},
 }
 # Options of the proxy itself (not settings of the run).
-PROXY_OPTIONS: dict[str, type] = {"progress": bool, "content": str}
+PROXY_OPTIONS: dict[str, type] = {"progress": bool, "content": str, "events": bool}
 CONTENT_MODES = ("branch", "answer")
 # Standard OpenAI body fields that map onto settings (``max_completion_tokens`` is the newer name).
 STANDARD_FIELDS = {
@@ -63,6 +63,7 @@ class RequestOptions:
     model: str | None  # the upstream model name, None = the upstream's first model
     progress: bool = True  # stream progress lines as delta.reasoning
     content: str = "branch"  # 'branch': the reply of a branch that agrees with the vote; 'answer': the answer only
+    events: bool = False  # stream each run event as structured data too (the live page: server/ui.py)
 
 
 def split_model(name: str | None) -> tuple[str | None, dict[str, str]]:
@@ -159,4 +160,10 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
         raise OptionsError(
             f"unknown judge {context.judge!r}: use one of {', '.join(known_judges())}.", "deepprune.judge"
         )
-    return RequestOptions(context=context, model=model, progress=proxy.get("progress", True), content=content)
+    return RequestOptions(
+        context=context,
+        model=model,
+        progress=proxy.get("progress", True),
+        content=content,
+        events=proxy.get("events", False),
+    )

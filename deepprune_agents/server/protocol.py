@@ -5,6 +5,11 @@ Progress chunks are marked: each carries a top-level ``"deepprune": {"progress":
 that shows thinking shows them; a DeepPrune backend pointed at this proxy (a proxy of a proxy) must skip
 reasoning from chunks so marked — they are our bookkeeping, not thinking to judge. Clients that read only
 ``delta.content`` (DeepPrune's backend today, most agents) never see them at all.
+
+With ``deepprune.events`` on (the live page asks for it), each run event also comes as a chunk with an
+empty delta and ``"deepprune": {"progress": true, "event": KIND, "data": {...}}``: the fields of
+``EVENT_FIELDS`` only (branch ids, statuses, token counts, text deltas, clusters, the vote), never the
+upstream URLs the ``start`` event carries inside the process.
 """
 
 from __future__ import annotations
@@ -87,6 +92,27 @@ def chunk(
 
 def progress_chunk(cid: str, model: str, created: int, line: str, event: str) -> dict[str, Any]:
     return chunk(cid, model, created, {"reasoning": line}, deepprune={"progress": True, "event": event})
+
+
+# Per run event of graph.py's stream writer: what a client may see of it (clusters are the policy's
+# member lists, in the order the run's result numbers them).
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "start": ("n", "model", "policy", "judge"),
+    "tokens": ("branches",),  # per branch that moved: id, tokens, status, delta (new text), answer once finished
+    "judge": ("round", "cancelled", "vote_decided", "clusters"),
+    "result": ("answer", "votes", "tokens_generated", "token_saving"),
+}
+
+
+def event_chunk(cid: str, model: str, created: int, event: dict[str, Any]) -> dict[str, Any] | None:
+    """The structured chunk of one run event (None for kinds a client has no use for): an empty delta, so
+    clients that read only content or reasoning skip it, and the event's public fields under ``deepprune``."""
+    kind = str(event.get("event"))
+    keep = EVENT_FIELDS.get(kind)
+    if keep is None:
+        return None
+    data = {k: event[k] for k in keep if k in event}
+    return chunk(cid, model, created, {}, deepprune={"progress": True, "event": kind, "data": data})
 
 
 def content_pieces(text: str, size: int = CONTENT_PIECE_CHARS) -> list[str]:
