@@ -1,6 +1,6 @@
 """Issue 34's "Done when" table: the staged fan-out policy against the baselines, on every shared trace set.
 
-    .venv/bin/python bench/staged_fanout.py                      # measure every set (about 40 min on 2 cores)
+    .venv/bin/python bench/staged_fanout.py                      # measure every set (about 30 min on 2 cores)
     .venv/bin/python bench/staged_fanout.py --sets mistral,llama # some sets; others keep their JSON
     .venv/bin/python bench/staged_fanout.py --render             # only re-render docs/staged_fanout.md
 
