@@ -258,9 +258,32 @@ class BranchPool:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        """Start every live branch that has no task yet (at fan-out, on resume, after ``launch``)."""
         for b in self.branches:
             if b.alive and b.task is None:
                 b.task = asyncio.create_task(self._run(b), name=f"deepprune-branch-{b.id}")
+
+    def hold(self, ids: Sequence[int]) -> None:
+        """Staged fan-out: keep these branches unstarted (their requests, seeds included, stay as they are)
+        until a policy decision launches them. Call before ``start``."""
+        for i in ids:
+            b = self.branches[i]
+            if b.status == "pending" and b.task is None and b.tokens == 0:
+                b.status = "unstarted"
+
+    def launch(self, ids: Sequence[int]) -> list[int]:
+        """Start unstarted branches (a later wave): the same requests and endpoints as the first wave's, so
+        they are scheduled, cancelled and resumed like them. Returns the ids actually started."""
+        started = []
+        for i in ids:
+            b = self.branches[i]
+            if b.status == "unstarted":
+                b.status = "pending"
+                started.append(i)
+        if started:
+            self.start()
+            self._notify()
+        return started
 
     async def _run(self, b: Branch) -> None:
         b.t_start = time.perf_counter()

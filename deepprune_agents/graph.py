@@ -248,6 +248,8 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
     run = LiveRun(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
     run.deadline = time.monotonic() + ctx.run_timeout_s
     runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
+    first = policy.first_wave(ctx.n)  # staged fan-out: the rest wait for a policy decision (judge node)
+    pool.hold([i for i in range(ctx.n) if i not in set(first)])
     pool.start()
     runtime.stream_writer(
         {
@@ -260,6 +262,8 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
             "judge": judge.name,
         }
     )
+    if len(first) < ctx.n:
+        runtime.stream_writer({"event": "launch", "branches": sorted(first), "why": "first wave"})
     return {
         "question": question,
         "run_id": run_id,
@@ -340,6 +344,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
             writer({"event": "judge_error", "error": str(exc)})
     await run.pool.cancel(decision.cancel, "pruned")
     await run.pool.cancel(decision.decided, "vote-decided")
+    run.pool.launch(decision.launch)  # the policy's ``launch`` event (in decision.events) says why
     run.touch()
     for event in decision.events:
         writer(event)

@@ -122,12 +122,13 @@ def cons_estimate(branches: Sequence[BranchRecord]) -> int:
 
     Finished and failed branches cost what they cost. A branch cancelled after t tokens would have run
     on to the mean length of the finished branches that are longer than t (E[L | L > t]); when no
-    finished branch is longer, t itself, so the estimate errs low rather than flattering pruning."""
+    finished branch is longer, t itself, so the estimate errs low rather than flattering pruning. A branch a
+    staged run never started counts as one cancelled at 0 tokens."""
     finished = [b.tokens for b in branches if b.status == "finished"]
     total = 0.0
     for b in branches:
         t = b.tokens
-        if b.status == "cancelled":
+        if b.status in ("cancelled", "unstarted"):  # an unstarted branch (staged fan-out) would have run it all
             longer = [n for n in finished if n > t]
             total += sum(longer) / len(longer) if longer else t
         else:

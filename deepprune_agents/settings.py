@@ -28,7 +28,7 @@ K = TypeVar("K", bound=Knobs)
 JudgeName = Literal["trained", "blend", "context", "numbers", "embedding", "oracle", "llm", "transformers", "constant"]
 
 # The one list of policy names: the CLI's choices and validate() both read it.
-PolicyName = Literal["adaptive", "paper", "periodic", "none"]
+PolicyName = Literal["adaptive", "paper", "periodic", "staged", "none"]
 KNOWN_POLICIES: tuple[PolicyName, ...] = get_args(PolicyName)
 
 # "The answer is N." rather than \boxed{}: small chat models (SmolLM2) follow it far more often, and the
@@ -70,7 +70,8 @@ class DeepPruneContext:
         default="adaptive",
         metadata={
             "description": "'adaptive' (thin clusters, stop on a safe vote), 'paper' (DeepPrune), "
-            "'periodic' (judge every judge_every tokens) or 'none' (cons@N)."
+            "'periodic' (judge every judge_every tokens), 'staged' (start a first wave, the rest when the judge "
+            "reads it as split or the answers need more votes) or 'none' (cons@N)."
         },
     )
     judge: JudgeName = field(

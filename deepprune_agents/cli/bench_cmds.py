@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(n=16)
     p.add_argument("--questions", type=int, default=10, help="how many of the built-in questions")
     p.add_argument("--json", dest="json_out", default="bench/out/live_vllm.json", metavar="OUT")
+    p.add_argument("--esc-window", type=int, default=5, help="also run ESC with windows of this size (0: skip)")
     p.set_defaults(func=run_live)
 
 
@@ -54,6 +55,10 @@ def print_report(report: dict[str, Any]) -> None:
         f"<= {targets['cancel_latency_p99_ms']}",
     )
     table.add_row("server abort latency p99 (ms)", fmt(report["server_abort_latency_p99_ms"]), "")
+    if "esc_wall_s" in report:
+        table.add_row("DP tokens / ESC tokens", fmt(report["deepprune_tokens_vs_esc"]), "<= 1")
+        table.add_row("DP wall / ESC wall", fmt(report["deepprune_wall_vs_esc"]), "")
+        table.add_row("accuracy ESC", f"{report['accuracy_esc']:.0%}", "")
     console.print(table)
 
 
@@ -82,7 +87,14 @@ def run_live(args: argparse.Namespace) -> int:
 
     runs = RunRegistry()
     report = _interrupt.run_command(
-        run_live_bench(ctx, root_url=root, questions=LIVE_QUESTIONS[: args.questions], progress=progress, runs=runs),
+        run_live_bench(
+            ctx,
+            root_url=root,
+            questions=LIVE_QUESTIONS[: args.questions],
+            progress=progress,
+            runs=runs,
+            esc_window=args.esc_window,
+        ),
         runs,
     )
     report["server"] = server_info

@@ -20,7 +20,7 @@ from deepprune_agents.errors import ConfigError
 from deepprune_agents.extras import require_extra
 
 # The eval's defaults are the settings' (DeepPruneContext), the ones `deepprune ask` and the Runnable use.
-POLICIES = ("paper", "periodic", "adaptive")
+POLICIES = ("paper", "periodic", "adaptive", "staged")  # replay_eval.POLICIES (not imported: numpy at start-up)
 FRONTIER_NS = (8, 16, 32, 64, 128)
 FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained", "constant")  # = evaluation.frontier's
 
@@ -147,6 +147,15 @@ def run_replay_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def delta_text(m: dict[str, Any]) -> str:
+    """A method's accuracy delta vs cons@N with its paired bootstrap 95% CI and question count."""
+    d = m.get("vs_cons")
+    if not d:
+        return ""
+    lo, hi = d["ci95"]
+    return f"{100 * d['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] q={d['questions']}"
+
+
 def print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -157,7 +166,8 @@ def print_report(report: dict[str, Any]) -> None:
         title=f"replay: N={report['n']}, {report['runs']} runs x {len(report['questions'])} questions, "
         f"judge {report['judge']}, policy {report['policy']}"
     )
-    for col in ("method", "accuracy", "95% CI", "tokens", "reduction", "judge calls", "of oracle saving"):
+    columns = ("method", "accuracy", "95% CI", "vs cons (pts, paired CI)", "tokens", "wall", "reduction", "judge calls")
+    for col in (*columns, "of oracle saving"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for name, m in methods.items():
         if name in ("deepprune", "oracle"):
@@ -168,7 +178,9 @@ def print_report(report: dict[str, Any]) -> None:
             name,
             f"{m['accuracy']:.1%}",
             f"{lo:.1%}-{hi:.1%}",
+            "" if name == "cons" else delta_text(m),
             f"{m['tokens']:.0f}",
+            f"{m['wall']:.0f}",
             f"{m['token_reduction']:.1%}",
             f"{m['judge_calls']:.1f}",
             "" if osf is None or name == "cons" else f"{osf:.0%}",
@@ -178,7 +190,7 @@ def print_report(report: dict[str, Any]) -> None:
     osf = report["oracle_saving_fraction"]
     console.print(
         f"deepprune ({report['policy']}): token reduction {report['token_reduction']:.1%} vs cons@N "
-        f"({cons['tokens']:.0f} tokens/question), accuracy {report['accuracy_delta']:+.1%} vs cons, "
+        f"({cons['tokens']:.0f} tokens/question), accuracy vs cons {delta_text(methods['deepprune'])} points, "
         f"oracle saving fraction {'n/a' if osf is None else f'{osf:.0%}'}"
     )
 
@@ -243,6 +255,7 @@ def run_frontier(args: argparse.Namespace, cfg: Any) -> int:
     for n, methods in report["points"].items():
         err.print(f"N={n}")
         for name, m in methods.items():
-            err.print(f"  {name:22s} acc {m['accuracy']:.3f}  tokens {m['tokens']:8.0f}  wall {m['wall']:6.0f}")
+            acc = f"acc {m['accuracy']:.3f} ({delta_text(m)})"
+            err.print(f"  {name:22s} {acc}  tokens {m['tokens']:8.0f}  wall {m['wall']:6.0f}")
     err.print(f"wrote {out}, {plots['tokens']}, {plots['wall']}")
     return 0

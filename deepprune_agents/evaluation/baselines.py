@@ -7,6 +7,8 @@ equal token speed, the traces of a batch starting together (sequential methods a
 Answers are the engine's (``extract_answer``).
 
 * ``cons_at_n``: plain self-consistency: all N traces to the end, majority vote.
+* ``subsample``: random subsampling, cons@k for k < N: k of the N traces, chosen at random (seeded), to
+  the end. What cancelling branches blindly (a quota, whatever they say) amounts to.
 * ``esc``: Early-Stopping Self-Consistency (Li et al., ICLR 2024): sample in windows of ``window``
   traces; stop after the first window whose answers are all equal (zero entropy); majority vote over
   everything sampled.
@@ -59,6 +61,16 @@ def cons_at_n(traces: Sequence[ReplayTrace], *, max_tokens: int | None = None) -
     vote = majority_vote([(i, t.answer) for i, t in enumerate(traces)])
     lengths = _lengths(traces, max_tokens)
     return MethodOutcome(vote.answer, sum(lengths), len(traces), len(vote.voters), wall=max(lengths, default=0))
+
+
+def subsample(traces: Sequence[ReplayTrace], k: int, *, seed: int = 0, max_tokens: int | None = None) -> MethodOutcome:
+    """cons@k over ``k`` traces of the draw chosen at random with ``seed`` (all of them when k >= N)."""
+    if k < 1:
+        raise ConfigError(f"random subsampling needs k >= 1 (got {k}).")
+    import random
+
+    chosen = sorted(random.Random(seed).sample(range(len(traces)), min(k, len(traces))))
+    return cons_at_n([traces[i] for i in chosen], max_tokens=max_tokens)
 
 
 def _unanimous(answers: Sequence[str | None]) -> bool:

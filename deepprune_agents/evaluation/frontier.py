@@ -32,6 +32,7 @@ from deepprune_agents.evaluation.replay_eval import (
     _bootstrap_ci,
     baseline_outcomes,
     load_judge,
+    paired_delta,
     policy_run,
     prewarm,
 )
@@ -43,7 +44,7 @@ FRONTIER_NS = (8, 16, 32, 64, 128)
 # ``constant`` scores every pair the same (no information): the control a judge's share of the savings is
 # measured against (free: no model).
 FRONTIER_JUDGES = ("oracle", "numbers", "embedding", "trained", "constant")
-BASELINES = ("cons", "esc", "ac")
+BASELINES = ("cons", "esc", "ac", "cons-half")
 NOT_MEASURED = {
     "llm": "the llm judge asks a chat model per pair (seconds per call on these CPUs); a frontier of "
     "thousands of placements would take hours, so it is left out",
@@ -69,6 +70,7 @@ def set_plurality_share(questions: Sequence[ReplayQuestion]) -> float:
 def method_stats(rows: MethodRows, cons: MethodRows | None, reps: int) -> dict[str, Any]:
     """Accuracy (mean over questions of the mean over runs, with its CI), tokens and wall per question."""
     per_q = np.array([np.mean(c) for c in rows.correct])
+    cons_q = np.array([np.mean(c) for c in cons.correct]) if cons is not None else None
     draws = sum(len(t) for t in rows.tokens)
     tokens = float(sum(sum(t) for t in rows.tokens))
     cons_tokens = float(sum(sum(t) for t in cons.tokens)) if cons is not None else 0.0
@@ -79,6 +81,7 @@ def method_stats(rows: MethodRows, cons: MethodRows | None, reps: int) -> dict[s
         "wall": float(sum(sum(w) for w in rows.wall)) / draws,
         "token_reduction": 1.0 - tokens / cons_tokens if cons_tokens else 0.0,
         "judge_calls": float(sum(sum(j) for j in rows.judge_calls)) / draws,
+        "vs_cons": paired_delta(per_q, cons_q, reps) if cons_q is not None else None,
     }
 
 
@@ -174,7 +177,16 @@ async def frontier_async(
     }
 
 
-STYLE = {"paper": "C0", "periodic": "C2", "adaptive": "C3", "cons": "k", "esc": "C1", "ac": "C4"}
+STYLE = {
+    "paper": "C0",
+    "periodic": "C2",
+    "adaptive": "C3",
+    "staged": "C6",
+    "cons": "k",
+    "esc": "C1",
+    "ac": "C4",
+    "cons-half": "C7",
+}
 MARKER = {
     "oracle": "*",
     "numbers": "s",

@@ -113,6 +113,36 @@ async def _server_tokens(root_url: str) -> float:
     return metric(await scrape_samples(root_url), "vllm:generation_tokens_total")
 
 
+async def live_esc(reasoner: Any, question: str, ctx: DeepPruneContext, root_url: str, window: int) -> dict[str, Any]:
+    """ESC on the live server: windows of ``window`` branches one after another (cons runs of ``window``
+    branches whose seeds continue the N-branch run's: window k has branches k*window ...), stopping after
+    the first window whose answers are all equal; majority vote over every branch sampled. Tokens from the
+    server's counter, wall time summed over the windows."""
+    from deepprune_agents.answers import group_answers
+    from deepprune_agents.pruning.vote import majority_vote
+
+    answers: list[str | None] = []
+    wall = tokens = 0.0
+    for start in range(0, ctx.n, window):
+        k = min(window, ctx.n - start)
+        await wait_until_idle(root_url, timeout_s=60)
+        before = await _server_tokens(root_url)
+        t0 = time.perf_counter()
+        result = await reasoner.ainvoke(
+            question, config={"configurable": {"policy": "none", "n": k, "seed": ctx.seed + start}}
+        )
+        wall += time.perf_counter() - t0
+        await wait_until_idle(root_url, timeout_s=60)
+        tokens += await _server_tokens(root_url) - before
+        got = [b.answer for b in result.branches]
+        answers += got
+        groups = group_answers(got) if all(a is not None for a in got) else []
+        if len(groups) == 1 and len(groups[0]) == len(got):
+            break
+    vote = majority_vote(list(enumerate(answers)))
+    return {"answer": vote.answer, "wall_s": wall, "server_tokens": tokens, "branches": len(answers)}
+
+
 async def run_live_bench(
     ctx: DeepPruneContext,
     *,
@@ -120,9 +150,11 @@ async def run_live_bench(
     questions: list[tuple[str, str]] | None = None,
     progress: Any = None,
     runs: RunRegistry | None = None,
+    esc_window: int = 0,
 ) -> dict[str, Any]:
-    """Run both methods on every question; returns the JSON-ready report. ``runs``: the registry the
-    reasoner keeps its live runs in (the CLI passes one so that Ctrl-C closes them)."""
+    """Run both methods on every question (and ESC with windows of ``esc_window`` branches when > 0);
+    returns the JSON-ready report. ``runs``: the registry the reasoner keeps its live runs in (the CLI
+    passes one so that Ctrl-C closes them)."""
     from deepprune_agents.reasoner import DeepPruneReasoner
 
     questions = questions or LIVE_QUESTIONS
@@ -163,6 +195,9 @@ async def run_live_bench(
                 server_lat.extend(srv)
                 row[method]["cancel_latency_ms"] = lat
                 row[method]["server_abort_latency_ms"] = srv
+        if esc_window > 0:
+            row["esc"] = await live_esc(reasoner, q, ctx, root_url, esc_window)
+            row["esc"]["correct"] = answers_equal(row["esc"]["answer"], truth)
         row["agree"] = answers_equal(row["cons"]["answer"], row["deepprune"]["answer"]) or (
             row["cons"]["answer"] is None and row["deepprune"]["answer"] is None
         )
@@ -202,4 +237,18 @@ async def run_live_bench(
         "deepprune_server_tokens": dp_tok,
         "targets": {"speedup": 2.0, "token_reduction": 0.60, "cancel_latency_p99_ms": 50.0},
         "rows": rows,
+        **(_esc_figures(rows, dp_wall, dp_tok) if esc_window > 0 else {}),
+    }
+
+
+def _esc_figures(rows: list[dict[str, Any]], dp_wall: float, dp_tok: float) -> dict[str, Any]:
+    """ESC's totals beside the policy's (issue 34's live bar: wall <= 1.1x cons@N's, tokens <= ESC's)."""
+    esc_wall = sum(r["esc"]["wall_s"] for r in rows)
+    esc_tok = sum(r["esc"]["server_tokens"] for r in rows)
+    return {
+        "esc_wall_s": esc_wall,
+        "esc_server_tokens": esc_tok,
+        "accuracy_esc": sum(r["esc"]["correct"] for r in rows) / len(rows),
+        "deepprune_tokens_vs_esc": dp_tok / esc_tok if esc_tok else None,
+        "deepprune_wall_vs_esc": dp_wall / esc_wall if esc_wall else None,
     }

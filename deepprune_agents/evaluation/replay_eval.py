@@ -44,6 +44,7 @@ from deepprune_agents.evaluation.baselines import (
     cons_at_n,
     deepconf_online,
     esc,
+    subsample,
 )
 from deepprune_agents.evaluation.replay_data import (
     ReplayQuestion,
@@ -59,7 +60,7 @@ from deepprune_agents.pruning import KNOB_CLASSES, KnobSet, default_knobs, make_
 from deepprune_agents.pruning.knobs import all_specs
 from deepprune_agents.settings import DeepPruneContext, JudgeName, PolicyName
 
-POLICIES = ("paper", "periodic", "adaptive")
+POLICIES = ("paper", "periodic", "adaptive", "staged")
 
 
 def setting_default(name: str) -> Any:
@@ -191,6 +192,20 @@ def _bootstrap_ci(per_question: np.ndarray, reps: int, seed: int = 0) -> list[fl
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
+def paired_delta(
+    per_question: np.ndarray, reference: np.ndarray, reps: int, seed: int = 0
+) -> dict[str, float | int | list[float]]:
+    """Accuracy delta (method - reference) with its paired bootstrap 95% CI over questions, and the number of
+    questions behind it: both methods ran on the same draws, so the questions are resampled together (a
+    question hard for both moves both means, not their difference)."""
+    diff = np.asarray(per_question, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
+    return {
+        "delta": float(diff.mean()) if len(diff) else math.nan,
+        "ci95": _bootstrap_ci(diff, reps, seed),
+        "questions": len(diff),
+    }
+
+
 def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int) -> dict[str, Any]:
     """The report's ``methods`` map plus the headline figures."""
 
@@ -219,6 +234,9 @@ def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int)
             "wall": float(sum(sum(w) for w in r.wall)) / draws,
             "oracle_saving_fraction": saving / oracle_saving if oracle_saving > 0 else None,
             "per_question_accuracy": [float(x) for x in per_q_acc],
+            "vs_cons": paired_delta(per_q_acc, np.array([np.mean(c) for c in rows["cons"].correct]), reps)
+            if "cons" in rows
+            else None,
         }
     dp, cons = methods[main], methods["cons"]
     return {
@@ -233,7 +251,8 @@ ProgressFn = Callable[[str], None]
 
 
 async def policy_run(cfg: EvalConfig, policy: str, judge: Judge, traces: Sequence[ReplayTrace]) -> MethodOutcome:
-    """One simulated run; its wall time is its longest branch (all start together, one token per tick)."""
+    """One simulated run; its wall time is the tick its last branch ended (one token per tick; a later
+    wave of a staged run starts when launched)."""
     extract = make_extractor(cfg.answer_pattern) if cfg.answer_pattern is not None else None
     result = await simulate(make_policy(cfg.context(policy)), judge, traces, max_tokens=cfg.max_tokens, extract=extract)
     return MethodOutcome(
@@ -242,7 +261,7 @@ async def policy_run(cfg: EvalConfig, policy: str, judge: Judge, traces: Sequenc
         len(traces),
         len(result.votes),
         judge_calls=result.judge_calls,
-        wall=max(result.branch_tokens, default=0),
+        wall=result.wall,
     )
 
 
@@ -252,6 +271,8 @@ def baseline_outcomes(cfg: EvalConfig, traces: Sequence[ReplayTrace], logprobs: 
         "cons": cons_at_n(traces, max_tokens=cfg.max_tokens),
         "esc": esc(traces, window=cfg.esc_window, max_tokens=cfg.max_tokens),
         "ac": adaptive_consistency(traces, max_tokens=cfg.max_tokens),  # the paper's Beta rule at 0.95
+        # blind thinning's equivalent: half of the branches, whatever they say (seeded by the draw's size)
+        "cons-half": subsample(traces, max(1, len(traces) // 2), seed=len(traces), max_tokens=cfg.max_tokens),
     }
     if logprobs:
         for label, keep in (("deepconf-low", 0.10), ("deepconf-high", 0.90)):

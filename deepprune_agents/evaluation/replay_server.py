@@ -37,6 +37,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -522,6 +523,10 @@ class _SSEResponse(Response):
         faults = state.faults
         now = time.time()
         t0 = state.epoch_for(str(r.question_id), self.seed, now) if state.lockstep else now
+        if state.lockstep and now > t0:
+            # A stream opened mid-run (a later wave of a staged run) starts at the next tick, in its seed's
+            # slot: the simulator gives a branch launched during tick t its first piece at tick t + 1.
+            t0 += (math.floor((now - t0) * state.tokens_per_s) + 1) / state.tokens_per_s
 
         async def write(data: str) -> None:
             await send({"type": "http.response.body", "body": data.encode("utf-8"), "more_body": True})

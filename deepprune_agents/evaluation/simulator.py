@@ -9,7 +9,11 @@ engine sees from the replay server in lockstep pacing:
   last live branch just ended) a judge round runs *before the next delivery*: ``policy.step`` on
   snapshots, then the branches it cancels stop where they are (their tokens are what they had);
 * after a round, the judge node checks ``ready`` again and runs another round at once while it holds;
-  once no branch is alive the policy votes.
+  once no branch is alive (and the last round launched nothing) the policy votes;
+* staged fan-out: only the policy's ``first_wave`` starts at tick 0, the others are ``unstarted`` until a
+  round's ``Decision.launch``; a branch launched during tick t receives its first piece at tick t + 1 (the
+  replay server starts a stream opened mid-run at the next tick, in its seed's slot). A run's wall time in
+  ticks is then ``max(start tick + tokens)`` over its branches (``SimResult.wall``).
 
 Checking ``ready`` after every single delivery costs O(N) snapshots each, O(N^2) per tick. Instead a tick
 is first checked whole, and only when a round is due there a bisection finds the first delivery that
@@ -77,6 +81,7 @@ class SimBranch(BaseBranch):
     # The run's extractor; None: the built-in one, whose answer of the full trace ReplayTrace already holds.
     extract: Extractor | None = field(default=None, repr=False)
     thinking: int = 0  # reasoning mode: how many of the trace's pieces are thinking
+    start_tick: int = 0  # the tick after which it received its first piece (a later wave: when launched)
     _views: dict[tuple[int, str], BranchView] = field(default_factory=dict, repr=False)
     _full_answer: list[str | None] = field(default_factory=list, repr=False)
 
@@ -136,6 +141,18 @@ class SimResult:
     pairs_scored: int = 0
     ticks: int = 0
     fallback: str | None = None
+    start_ticks: list[int | None] = field(default_factory=list)  # None: never launched
+
+    @property
+    def wall(self) -> int:
+        """When the answer was known, in ticks: the last piece any branch received (later waves start late)."""
+        return max(
+            (s + t for s, t in zip(self.start_ticks, self.branch_tokens, strict=True) if s is not None), default=0
+        )
+
+    @property
+    def launched(self) -> int:
+        return sum(1 for s in self.start_ticks if s is not None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +167,8 @@ class SimResult:
             "judge_calls": self.judge_calls,
             "pairs_scored": self.pairs_scored,
             "fallback": self.fallback,
+            "start_ticks": self.start_ticks,
+            "wall": self.wall,
         }
 
 
@@ -177,8 +196,11 @@ class _Sim:
             )
             for i, (t, k) in enumerate(served)
         ]
+        first = set(policy.first_wave(len(self.branches)))
         for b in self.branches:
-            if b.limit == 0:
+            if b.id not in first:
+                b.status = "unstarted"
+            elif b.limit == 0:
                 b.status = "finished"
         self.rounds = self.judge_calls = self.pairs_scored = self.ticks = 0
 
@@ -215,6 +237,10 @@ class _Sim:
                 b = self.branches[i]
                 if b.alive:
                     b.status, b.cancel_reason = "cancelled", reason
+        for i in decision.launch:  # a later wave: its first piece comes at the next tick
+            b = self.branches[i]
+            if b.status == "unstarted":
+                b.status, b.start_tick = ("finished" if b.limit == 0 else "running"), self.ticks
 
     async def _rounds(self) -> None:
         """One round, then more while the policy stays ready (the engine loops on its judge node)."""
@@ -286,6 +312,7 @@ class _Sim:
             pairs_scored=self.pairs_scored,
             ticks=self.ticks,
             fallback=outcome.fallback or exported.get("fallback"),
+            start_ticks=[None if b.status == "unstarted" else b.start_tick for b in self.branches],
         )
 
 

@@ -12,6 +12,7 @@ from deepprune_agents.pruning.clustering import ClusteringKnobs
 from deepprune_agents.pruning.knobs import Knobs, KnobSet
 from deepprune_agents.pruning.paper import PaperKnobs, PaperPolicy
 from deepprune_agents.pruning.periodic import PeriodicKnobs, PeriodicPolicy
+from deepprune_agents.pruning.staged import StagedKnobs, StagedPolicy
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import majority_vote, weighted_vote
 from deepprune_agents.truncation import parse_truncation
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # settings imports KNOB_CLASSES from here, so no import at ru
 
 # Every policy's knobs class: the settings, the command lines, the evaluation and the proxy derive their
 # knob fields, flags and options from this tuple. It changes only when a policy is added.
-KNOB_CLASSES: tuple[type[Knobs], ...] = (ClusteringKnobs, PaperKnobs, PeriodicKnobs, AdaptiveKnobs)
+KNOB_CLASSES: tuple[type[Knobs], ...] = (ClusteringKnobs, PaperKnobs, PeriodicKnobs, AdaptiveKnobs, StagedKnobs)
 
 
 def default_knobs(**settings: object) -> KnobSet:
@@ -30,9 +31,13 @@ def default_knobs(**settings: object) -> KnobSet:
 
 
 class PruningPolicy(Protocol):
-    """What the engine needs from a policy: when to judge, what to cancel, how to vote."""
+    """What the engine (and the simulator, through the same calls) needs from a policy: which branches start
+    at once (``first_wave``; the rest stay unstarted until a ``Decision.launch``), when to judge, what to
+    cancel or launch, how to vote."""
 
     name: str
+
+    def first_wave(self, n: int) -> list[int]: ...
 
     def ready(self, views: Sequence[BranchView]) -> bool: ...
 
@@ -49,6 +54,9 @@ class NoPrunePolicy:
     """Plain self-consistency (cons@N): never judges, never cancels. The baseline every figure is against."""
 
     name = "none"
+
+    def first_wave(self, n: int) -> list[int]:
+        return list(range(n))
 
     def ready(self, views: Sequence[BranchView]) -> bool:
         return False
@@ -82,7 +90,9 @@ def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
         return PeriodicPolicy(knobs=ctx.knobs(PeriodicKnobs), **common)
     if ctx.policy == "adaptive":
         return AdaptivePolicy(knobs=ctx.knobs(AdaptiveKnobs), **common)
-    raise ConfigError(f"unknown policy {ctx.policy!r}: use paper, periodic, adaptive or none.")
+    if ctx.policy == "staged":
+        return StagedPolicy(knobs=ctx.knobs(StagedKnobs), **common)
+    raise ConfigError(f"unknown policy {ctx.policy!r}: use paper, periodic, adaptive, staged or none.")
 
 
 __all__ = [
@@ -100,6 +110,8 @@ __all__ = [
     "PeriodicKnobs",
     "PeriodicPolicy",
     "PruningPolicy",
+    "StagedKnobs",
+    "StagedPolicy",
     "VoteResult",
     "default_knobs",
     "majority_vote",

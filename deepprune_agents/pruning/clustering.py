@@ -178,6 +178,10 @@ class GreedyClusteringPolicy:
         self.judge_timeout_s = judge_timeout_s
         self.clusters = Clusters()
 
+    def first_wave(self, n: int) -> list[int]:
+        """Every branch starts at once (the policies that only cancel)."""
+        return list(range(n))
+
     def _eligible(self, v: BranchView) -> bool:
         """Not yet placed, and long enough for its truncated prefix to be final (or finished)."""
         if v.id in self.clusters.of:

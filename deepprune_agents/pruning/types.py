@@ -13,7 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BranchStatus = Literal["pending", "running", "finished", "cancelled", "failed"]
+# "unstarted": a branch of a staged run that no wave has launched yet (staged fan-out: the policy decides when a
+# branch starts). It is not alive: it generates nothing, and a run whose live branches are done ends unless the
+# policy launches it. Its seed and its place in the draw are fixed from the start, so a draw is comparable
+# across policies whatever they launch.
+BranchStatus = Literal["pending", "running", "finished", "cancelled", "failed", "unstarted"]
 ALIVE: frozenset[str] = frozenset({"pending", "running"})
 
 
@@ -36,6 +40,10 @@ class BranchView:
     @property
     def finished(self) -> bool:
         return self.status == "finished"
+
+    @property
+    def unstarted(self) -> bool:
+        return self.status == "unstarted"
 
 
 @dataclass(kw_only=True)
@@ -83,10 +91,13 @@ class BaseBranch(ABC):
 
 @dataclass(slots=True)
 class Decision:
-    """What one judge round decided."""
+    """What one judge round decided: branches to cancel, and (staged fan-out) unstarted branches to launch.
+    Launches are policy output like cancellations, so the engine and the simulator carry out both the same
+    way; the policy says why in a ``launch`` event."""
 
     cancel: list[int] = field(default_factory=list)
     decided: list[int] = field(default_factory=list)  # cancelled because the vote can no longer change
+    launch: list[int] = field(default_factory=list)  # unstarted branches to start now
     judge_calls: int = 0
     pairs_scored: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)

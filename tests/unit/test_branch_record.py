@@ -122,3 +122,13 @@ def test_live_and_replayed_branches_give_a_policy_the_same_view(share: float) ->
     assert list(a.pieces or []) == list(b.pieces or [])
     assert (a.recorded_answer, b.recorded_answer) == (None, trace.recorded_answer)
     assert b.answer == ("7" if done else None)
+
+
+def test_an_unstarted_branch_counts_in_the_cons_estimate_as_a_whole_finished_branch() -> None:
+    """Staged fan-out: a branch never started would have run like the finished ones (their mean length)."""
+    records = [
+        BranchRecord(id=0, status="finished", tokens=10, answer="7"),
+        BranchRecord(id=1, status="finished", tokens=20, answer="7"),
+        BranchRecord(id=2, status="unstarted", tokens=0),
+    ]
+    assert cons_estimate(records) == 10 + 20 + 15

@@ -65,3 +65,43 @@ async def test_cancel_before_the_task_ever_ran() -> None:
     assert not pool.alive
     assert [b.status for b in pool.branches] == ["cancelled", "cancelled"]
     assert endpoints.endpoint.inflight == 0
+
+
+class AnswerStream:
+    async def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        yield StreamChunk(text="The answer is 7.", completion_tokens=5, finish_reason="stop")
+
+    async def close(self) -> None:
+        return None
+
+
+class CountingEndpoints(FakeEndpoints):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.seeds: list[int | None] = []
+
+    async def open(self, req: BranchRequest) -> tuple[FakeEndpoint, Any]:
+        self.seeds.append(req.seed)
+        self.endpoint.inflight += 1
+        return self.endpoint, AnswerStream()
+
+
+async def test_held_branches_stay_unstarted_until_launched_with_their_own_seeds() -> None:
+    """Staged fan-out: held branches open no request; a launch starts them with the requests (seeds) they
+    were built with; a checkpointed unstarted branch is restored unstarted, not restarted."""
+    endpoints = CountingEndpoints()
+    requests = [BranchRequest(model="m", seed=100 + i) for i in range(4)]
+    pool = BranchPool(endpoints, requests)  # type: ignore[arg-type]
+    pool.hold([2, 3])
+    pool.start()
+    await asyncio.wait_for(pool.wait_until(lambda: False, timeout_s=5), 6)
+    assert [b.status for b in pool.branches] == ["finished", "finished", "unstarted", "unstarted"]
+    assert sorted(endpoints.seeds) == [100, 101] and not pool.alive
+    restored = BranchPool.restore(endpoints, requests, pool.dumps())  # type: ignore[arg-type]
+    restored.start()
+    assert [b.status for b in restored.branches][2:] == ["unstarted", "unstarted"]
+    assert pool.launch([3, 0]) == [3]  # only unstarted branches start
+    await asyncio.wait_for(pool.wait_until(lambda: False, timeout_s=5), 6)
+    assert sorted(endpoints.seeds) == [100, 101, 103]
+    assert [b.status for b in pool.branches] == ["finished", "finished", "unstarted", "finished"]
+    assert endpoints.endpoint.inflight == 0

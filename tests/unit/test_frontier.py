@@ -38,8 +38,8 @@ def test_frontier_measures_every_policy_with_every_judge_and_is_deterministic(tm
     report = run()
     assert report["ns"] == [4, 8]  # 16 is more than the file has: its full set (8) instead
     methods = report["points"]["4"]
-    expected = {"cons", "esc", "ac", "deepconf-low", "deepconf-high"} | {
-        f"{p}/{j}" for p in ("paper", "periodic", "adaptive") for j in ("oracle", "numbers")
+    expected = {"cons", "esc", "ac", "cons-half", "deepconf-low", "deepconf-high"} | {
+        f"{p}/{j}" for p in ("paper", "periodic", "adaptive", "staged") for j in ("oracle", "numbers")
     }
     assert set(methods) == expected
     assert "periodic/numbers" not in report["points"]["8"] and "periodic/numbers at N=8" in report["skipped"]

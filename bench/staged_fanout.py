@@ -1,0 +1,224 @@
+"""Issue 34's "Done when" table: the staged fan-out policy against the baselines, on every shared trace set.
+
+    .venv/bin/python bench/staged_fanout.py                      # measure every set (about 30 min on 2 cores)
+    .venv/bin/python bench/staged_fanout.py --sets mistral,llama # some sets; others keep their JSON
+    .venv/bin/python bench/staged_fanout.py --render             # only re-render docs/staged_fanout.md
+
+Cases: every shared set at every N its files allow among 8, 16, 32, 64 (OVM Mistral and Llama: all four;
+MATH x8 and dates x10: 8), 10 runs per question, in the offline simulator (proven equal to the engine on
+the replay server, staged runs included, by tests/e2e/test_replay_equivalence.py). Methods: cons@N, ESC
+(window 5), Adaptive-Consistency, random subsampling cons@N/2 (what blind thinning is), and the policies
+``staged`` (numbers and constant judges), ``adaptive`` (constant: the default before issue 34), ``paper``
+and ``periodic`` (numbers judge), each with tokens and wall time (ticks, one token per tick). DeepConf-online
+needs log-probabilities, which none of these files records (reported as not measured).
+
+The checks, per case (project defaults otherwise):
+* bar: accuracy >= cons@N - 1 point, tokens <= ESC's, wall <= ESC's;
+* ahead of ESC: >= 10% fewer tokens or >= 20% less wall time (needed on at least 3 cases);
+* the judge pays: the same policy with the ``constant`` judge is >= 10% worse in tokens or in wall on at
+  least 3 cases, and on no case better on both by more than 2%.
+Every accuracy delta is printed with its paired bootstrap 95% CI over questions and the question count.
+Writes bench/out/staged/frontier_<set>.json (+ .tokens.png / .wall.png) and docs/staged_fanout.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import TRACE_FILES, shared_data, traces_absent
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out" / "staged"
+DOC = REPO / "docs" / "staged_fanout.md"
+SETS = {"mistral": "mistral", "llama": "llama", "math": "math", "dates": "dates"}
+CANDIDATE_NS = (8, 16, 32, 64)
+POLICIES = ("staged", "adaptive", "paper", "periodic")
+JUDGES = ("numbers", "constant")
+# (policy, judge, from N): combinations left out (not informative, or not the issue's baselines)
+SKIP = [("adaptive", "numbers", 0), ("paper", "constant", 0), ("periodic", "constant", 0)]
+CANDIDATE = "staged/numbers"  # the policy this bench checks (chosen on the frontier: docs/staged_fanout.md)
+TODAY = "adaptive/constant"  # the project default before issue 34
+
+
+def case_ns(questions: list[Any]) -> list[int]:
+    available = min(len(q.traces) for q in questions)
+    return [n for n in CANDIDATE_NS if n <= available]
+
+
+def measure(sets: list[str], runs: int) -> None:
+    from deepprune_agents.evaluation.frontier import frontier_async, write_frontier
+    from deepprune_agents.evaluation.replay_data import load_replay_questions
+    from deepprune_agents.evaluation.replay_eval import EvalConfig
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    for label in sets:
+        t0 = time.perf_counter()
+        questions = load_replay_questions([shared_data() / "traces" / TRACE_FILES[SETS[label]]])
+        ns = case_ns(questions)
+        report = asyncio.run(
+            frontier_async(
+                questions,
+                EvalConfig(runs=runs),
+                ns=ns,
+                judges=JUDGES,
+                policies=POLICIES,
+                skip=SKIP,
+                progress=lambda m, label=label: print(f"{label}: {m}", flush=True),
+            )
+        )
+        report["points"] = {n: p for n, p in report["points"].items() if int(n) in ns}  # not the full-set extra
+        report["ns"] = [int(n) for n in report["points"]]
+        report["trace_file"] = TRACE_FILES[SETS[label]]
+        write_frontier(report, OUT / f"frontier_{label}.json", title=f"{label}: staged fan-out vs baselines")
+        print(f"{label}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def delta_text(m: dict[str, Any]) -> str:
+    d = m.get("vs_cons") or {}
+    if not d:
+        return ""
+    lo, hi = d["ci95"]
+    return f"{100 * d['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] (q={d['questions']})"
+
+
+def checks(methods: dict[str, Any], name: str) -> dict[str, Any]:
+    """The bar and 'ahead of ESC' for one method at one case."""
+    m, cons, esc = methods[name], methods["cons"], methods["esc"]
+    acc_ok = m["accuracy"] >= cons["accuracy"] - 0.01 - 1e-9
+    tok_ok = m["tokens"] <= esc["tokens"] + 1e-9
+    wall_ok = m["wall"] <= esc["wall"] + 1e-9
+    ahead = m["tokens"] <= 0.9 * esc["tokens"] or m["wall"] <= 0.8 * esc["wall"]
+    return {"acc": acc_ok, "tokens": tok_ok, "wall": wall_ok, "bar": acc_ok and tok_ok and wall_ok, "ahead": ahead}
+
+
+def judge_pays(methods: dict[str, Any], name: str) -> tuple[bool, bool]:
+    """(constant judge >= 10% worse in tokens or wall, constant better on both by more than 2%)."""
+    policy = name.split("/")[0]
+    m, c = methods[name], methods.get(f"{policy}/constant")
+    if c is None or name.endswith("/constant"):
+        return False, False
+    worse = c["tokens"] >= 1.1 * m["tokens"] or c["wall"] >= 1.1 * m["wall"]
+    better_both = c["tokens"] < 0.98 * m["tokens"] and c["wall"] < 0.98 * m["wall"]
+    return worse, better_both
+
+
+def load_reports() -> dict[str, dict[str, Any]]:
+    return {label: json.loads(p.read_text()) for label in SETS if (p := OUT / f"frontier_{label}.json").exists()}
+
+
+def verdict_table(reports: dict[str, Any], name: str) -> tuple[list[str], dict[str, int]]:
+    lines = [
+        f"### `{name}`",
+        "",
+        "| case | accuracy vs cons@N, points [paired 95% CI] (questions) | tokens (ESC) | wall (ESC) | bar "
+        "| ahead of ESC | constant judge worse >= 10% | constant better on both > 2% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    tally = {"cases": 0, "bar": 0, "ahead": 0, "pays": 0, "constant_better": 0}
+    for label, r in reports.items():
+        for n, methods in r["points"].items():
+            if name not in methods:
+                continue
+            m, esc = methods[name], methods["esc"]
+            c = checks(methods, name)
+            worse, better = judge_pays(methods, name)
+            tally["cases"] += 1
+            tally["bar"] += c["bar"]
+            tally["ahead"] += c["ahead"]
+            tally["pays"] += worse
+            tally["constant_better"] += better
+            fails = [k for k in ("acc", "tokens", "wall") if not c[k]]
+            lines.append(
+                f"| {label} N={n} | {delta_text(m)} | {m['tokens']:.0f} ({esc['tokens']:.0f}) | {m['wall']:.0f} "
+                f"({esc['wall']:.0f}) | {'pass' if c['bar'] else 'FAIL: ' + ', '.join(fails)} | "
+                f"{'yes' if c['ahead'] else 'no'} | {'yes' if worse else 'no'} | {'YES' if better else 'no'} |"
+            )
+    lines += [
+        "",
+        f"Bar met on {tally['bar']} of {tally['cases']} cases; ahead of ESC on {tally['ahead']} (needed: 3); the "
+        f"constant judge >= 10% worse on {tally['pays']} (needed: 3), better on both by > 2% on "
+        f"{tally['constant_better']} (allowed: 0).",
+        "",
+    ]
+    return lines, tally
+
+
+def methods_table(reports: dict[str, Any]) -> list[str]:
+    names = ["cons", "esc", "ac", "cons-half", "staged/numbers", "staged/constant", "adaptive/constant"]
+    names += ["paper/numbers", "periodic/numbers"]
+    lines = [
+        "## Every method, tokens and wall time",
+        "",
+        "Cell: accuracy (delta vs cons@N in points, paired bootstrap 95% CI, questions) / tokens per question / wall "
+        "time in ticks (one token per tick; ESC, AC and DeepConf run their windows one after another).",
+        "",
+    ]
+    for label, r in reports.items():
+        lines += [f"### {label} ({r['questions']} questions, {r['runs']} runs)", ""]
+        ns = list(r["points"])
+        lines.append("| method | " + " | ".join(f"N={n}" for n in ns) + " |")
+        lines.append("|---|" + "---|" * len(ns))
+        for name in names:
+            cells = []
+            for n in ns:
+                m = r["points"][n].get(name)
+                cells.append(
+                    ""
+                    if m is None
+                    else f"{100 * m['accuracy']:.1f} ({delta_text(m)}) / {m['tokens']:.0f} / {m['wall']:.0f}"
+                )
+            if any(cells):
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", f"Plots: `{r['plots']['tokens']}`, `{r['plots']['wall']}` (bench/out/staged/).", ""]
+    return lines
+
+
+def render() -> str:
+    reports = load_reports()
+    head = [
+        "<!-- written by bench/staged_fanout.py --render; edit the script, not this table -->",
+        "## The Done-when table (issue 34)",
+        "",
+        "Command: `PYTHONPATH=$PWD .venv/bin/python bench/staged_fanout.py` (10 runs per question; offline simulator).",
+        "",
+    ]
+    body: list[str] = []
+    for name in (CANDIDATE, TODAY, "staged/constant"):
+        lines, _ = verdict_table(reports, name)
+        body += lines
+    return "\n".join(head + body + methods_table(reports)) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default=",".join(SETS), help="sets to measure (default: all)")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--render", action="store_true", help="only render the table from the JSON")
+    args = parser.parse_args()
+    if not args.render:
+        if traces_absent():
+            return 2
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        measure([s.strip() for s in args.sets.split(",") if s.strip()], args.runs)
+    text = render()
+    out = OUT / "done_when.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
