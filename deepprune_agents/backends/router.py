@@ -67,6 +67,7 @@ class RouterProcess:
         self.worker_urls = [root_url_of(u) for u in worker_urls]
         self.policy = policy
         self.port = port
+        self.metrics_port: int | None = None
         self.extra_args = tuple(extra_args)
         self.startup_timeout_s = startup_timeout_s
         self.log_path = log_path
@@ -99,6 +100,13 @@ class RouterProcess:
             *self.worker_urls,
             "--policy",
             self.policy,
+            # its own Prometheus exporter listens on a fixed port (29000) unless told: a second router on the
+            # machine would die on "Address already in use"
+            *(
+                ["--prometheus-host", "127.0.0.1", "--prometheus-port", str(self.metrics_port)]
+                if self.metrics_port
+                else []
+            ),
             # consistent_hash logs every request's key at INFO: a line per branch
             "--log-level",
             "warning",
@@ -115,6 +123,8 @@ class RouterProcess:
                 return self
             if self.port is None:
                 self.port = free_port()
+            if self.metrics_port is None:
+                self.metrics_port = free_port()
             if self.log_path is None:
                 self.log_path = Path(tempfile.gettempdir()) / f"vllm-router-{self.port}-{os.getpid()}.log"
             self._log_fh = self.log_path.open("wb")
