@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from typing import IO, Self
 
 import httpx
 
-from deepprune_agents.backends.embedded import EmbeddedServer, free_port, log_tail, root_url_of
+from deepprune_agents.backends.embedded import EmbeddedServer, _terminate_group, free_port, log_tail, root_url_of
 from deepprune_agents.errors import BackendUnavailableError, ConfigError
 
 ROUTER_EXECUTABLE = "vllm-router"
@@ -47,7 +46,25 @@ def router_executable() -> str | None:
     return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-class RouterProcess:
+class _Started:
+    """``with X(...) as x:`` starts and stops it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class RouterProcess(_Started):
     """``vllm-router`` in its own process group on 127.0.0.1, in front of ``worker_urls``.
 
     ``with RouterProcess([a.root_url, b.root_url]) as router: ... router.base_url ...``"""
@@ -164,32 +181,17 @@ class RouterProcess:
                 time.sleep(0.1)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout_s``. Idempotent."""
+        """SIGTERM the process group, SIGKILL after ``timeout_s`` (as the embedded server's). Idempotent."""
         with self._lock:
             proc, self._proc = self._proc, None
             if proc is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+                _terminate_group(proc, timeout_s)
             if self._log_fh is not None:
                 self._log_fh.close()
                 self._log_fh = None
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class Replicas:
+class Replicas(_Started):
     """N embedded vLLM-CPU servers, optionally behind vllm-router: ``base_urls`` is what a client uses
     (the router's one URL, or every replica's URL for the client's own placement)."""
 
@@ -235,11 +237,3 @@ class Replicas:
             self.router.stop()
         for server in self.servers:
             server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
