@@ -10,7 +10,8 @@ runs alternate between the two, so load from other processes on the machine fall
 
 Per run, from the replicas' own ``/metrics`` (deltas over the run): prefix-cache queries and hits (tokens;
 ``vllm:prefix_cache_queries`` / ``vllm:prefix_cache_hits``): the hit rate over the run's prompt tokens and
-the prompt tokens actually computed (queries - hits); aborted requests (``request_success_total{abort}``).
+the prompt tokens actually computed (queries - hits), tokens generated; aborts from the replicas' logs
+("Request <id> aborted.": vLLM 0.32 does not count client aborts in ``request_success_total``).
 From the client: time to first token per branch, wall time of the run. Half of each run's branches are
 cancelled once they have ``--cancel-at`` tokens (what a judge's pruning does): each must show up as an
 abort on its replica, and no request may be left running after the run.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import statistics
 import time
 import uuid
@@ -46,9 +48,33 @@ from deepprune_agents.settings import DEFAULT_SESSION_HEADER
 QUERIES = "vllm:prefix_cache_queries_total"
 HITS = "vllm:prefix_cache_hits_total"
 PROMPT = "vllm:prompt_tokens_total"
-SUCCESS = "vllm:request_success_total"
+GENERATED = "vllm:generation_tokens_total"
+# vLLM 0.32 does not count a request the client aborted in request_success_total{finished_reason="abort"}
+# (output_processor.abort_requests skips the finished-request stats); its log says so, with
+# --enable-log-requests (which the embedded server passes): "Request <id> aborted."
+ABORT_LINE = re.compile(rb"Request \S+ aborted\.")
 POLICIES = {"affinity": "consistent_hash", "spreading": "round_robin"}
 QUESTION = "Using the ledger above, which shelf holds the most crates? Think step by step."
+
+
+class AbortLog:
+    """Counts the "Request <id> aborted." lines the replicas log after ``mark()``: the abort evidence."""
+
+    def __init__(self, servers: list[EmbeddedServer]) -> None:
+        self.paths = [s.log_path for s in servers]
+        self.offsets = [0] * len(servers)
+
+    def mark(self) -> None:
+        self.offsets = [p.stat().st_size if p is not None else 0 for p in self.paths]
+
+    def count(self) -> int:
+        total = 0
+        for path, offset in zip(self.paths, self.offsets, strict=True):
+            if path is not None:
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    total += len(ABORT_LINE.findall(fh.read()))
+        return total
 
 
 @dataclass
@@ -66,7 +92,8 @@ class RunFigures:
     cancelled: int = 0
     aborted: int = 0
     left_running: int = 0
-    tokens: int = 0
+    tokens: int = 0  # what the client counted
+    generated: int = 0  # what the replicas generated (vllm:generation_tokens_total)
 
     @property
     def hit_rate(self) -> float:
@@ -123,7 +150,7 @@ async def counters(client: httpx.AsyncClient, servers: list[EmbeddedServer]) -> 
                 "queries": metric(samples, QUERIES),
                 "hits": metric(samples, HITS),
                 "prompt": metric(samples, PROMPT),
-                "aborts": metric(samples, SUCCESS, finished_reason="abort"),
+                "generated": metric(samples, GENERATED),
             }
         )
     return out
@@ -144,6 +171,8 @@ async def one_run(
         for k in range(args.n)
     ]  # fmt: skip
     before = await counters(client, servers)
+    aborts = AbortLog(servers)
+    aborts.mark()
     endpoints = EndpointPool([base_url], read_timeout_s=600.0)
     pool = BranchPool(endpoints, requests)
     t0 = time.perf_counter()
@@ -162,6 +191,7 @@ async def one_run(
         await endpoints.aclose()
     wall = time.perf_counter() - t0
     idle = [await wait_until_idle(s.root_url, 60.0, client=client) for s in servers]
+    await asyncio.sleep(0.5)  # the replicas' log lines of the last aborts
     after = await counters(client, servers)
     delta = [{k: a[k] - b[k] for k in a} for a, b in zip(after, before, strict=True)]
     figures = RunFigures(
@@ -176,7 +206,8 @@ async def one_run(
         wall_s=wall,
         ttft_s=[b.t_first_token - b.t_start for b in pool.branches if b.t_first_token and b.t_start],
         cancelled=sum(b.status == "cancelled" for b in pool.branches),
-        aborted=round(sum(d["aborts"] for d in delta)),
+        aborted=aborts.count(),
+        generated=round(sum(d["generated"] for d in delta)),
         left_running=sum(not ok for ok in idle),
         tokens=sum(b.tokens for b in pool.branches),
     )
@@ -200,6 +231,7 @@ def summary(rows: list[RunFigures]) -> dict[str, Any]:
         "ttft_median_s": statistics.median(ttft) if ttft else None,
         "ttft_mean_s": statistics.mean(ttft) if ttft else None,
         "wall_mean_s": statistics.mean(r.wall_s for r in rows),
+        "generated_per_run": statistics.mean(r.generated for r in rows),
         "cancelled": sum(r.cancelled for r in rows),
         "aborted": sum(r.aborted for r in rows),
         "left_running": sum(r.left_running for r in rows),
@@ -282,8 +314,7 @@ async def abort_latency(
 ) -> dict[str, list[float]]:
     """Seconds from closing a stream still in prefill (no token yet) to the abort on its replica, through
     the router and straight to a replica: each time a fresh prompt (nothing cached), closed 0.3 s after it
-    was opened; the replicas' running and waiting gauges are polled every 20 ms until both are 0, and the
-    abort counter must have moved."""
+    was opened; the replicas' logs are polled every 20 ms for the abort."""
     out: dict[str, list[float]] = {"through_router": [], "direct": []}
     for rep in range(reps):
         for where, url in (("through_router", router.base_url), ("direct", servers[rep % 2].base_url)):
@@ -291,7 +322,8 @@ async def abort_latency(
                 model=servers[0].model, messages=messages_for(5000 + 2 * rep + (where == "direct"), lines),
                 max_tokens=256, seed=rep, session_id=uuid.uuid4().hex, session_header=DEFAULT_SESSION_HEADER,
             )  # fmt: skip
-            before = sum(c["aborts"] for c in await counters(client, servers))
+            aborts = AbortLog(servers)
+            aborts.mark()
             endpoints = EndpointPool([url], read_timeout_s=600.0)
             try:  # the client goes away 0.3 s after sending, whether or not the response headers came back
                 opening = asyncio.ensure_future(endpoints.open(req))
@@ -307,13 +339,13 @@ async def abort_latency(
                         await opening
             finally:
                 await endpoints.aclose()
-            # the request is the only one on the replicas: gone from running and waiting = ended there
-            idle = await asyncio.gather(*(wait_until_idle(s.root_url, 300.0, poll_s=0.02) for s in servers))
-            if not all(idle):
-                raise RuntimeError(f"{where}: the closed request still ran on its replica 300 s later")
+            while not aborts.count():  # polled every 20 ms: the replica logs the abort as it happens
+                if time.perf_counter() - closed > 300:
+                    raise RuntimeError(f"{where}: the closed request was not aborted on its replica in 300 s")
+                await asyncio.sleep(0.02)
             out[where].append(time.perf_counter() - closed)
-            if sum(c["aborts"] for c in await counters(client, servers)) <= before:  # 256 tokens generated first
-                raise RuntimeError(f"{where}: the closed request ended on its replica without an abort")
+            if not all([await wait_until_idle(s.root_url, 60.0, client=client) for s in servers]):
+                raise RuntimeError(f"{where}: a request still ran on a replica after the abort")
     return out
 
 
