@@ -161,3 +161,18 @@ def test_session_settings_are_validated() -> None:
         DeepPruneContext(session_header="X Session")
     with pytest.raises(ConfigError, match="max_streams_per_endpoint"):
         DeepPruneContext(max_streams_per_endpoint=0)
+
+
+def test_a_branch_restored_from_a_checkpoint_resumes_under_the_runs_session() -> None:
+    """After a restart the graph rebuilds the requests with the checkpointed run id (graph.resume_run):
+    the resumed branch continues after its text and still carries the run's session."""
+    from deepprune_agents.engine import Branch
+    from deepprune_agents.result import BranchRecord
+
+    ctx = DeepPruneContext(n=2, max_tokens=100)
+    request = branch_requests("What is 3 + 4?", "m", ctx, "run-9")[1]
+    record = BranchRecord(id=1, status="running", tokens=5, text="3 + 4 is")
+    branch = Branch(id=1, request=request)
+    branch.restore(record)
+    assert branch.status == "pending" and branch.request.continuation
+    assert (branch.request.session_id, branch.request.session_header) == ("run-9", "X-Session-ID")
