@@ -160,8 +160,20 @@ async def endpoints_for(ctx: DeepPruneContext) -> tuple[EndpointPool, list[str]]
 
         server = await asyncio.to_thread(get_default_server)
         urls = [server.base_url]
-    pool = EndpointPool(urls, read_timeout_s=ctx.request_timeout_s, open_retries=ctx.open_retries)
+    pool = EndpointPool(
+        urls,
+        read_timeout_s=ctx.request_timeout_s,
+        open_retries=ctx.open_retries,
+        max_streams_per_endpoint=ctx.max_streams_per_endpoint,
+    )
     return pool, urls
+
+
+def worker_cap(ctx: DeepPruneContext, workers: int) -> int | None:
+    """``max_streams_per_endpoint`` for one of ``workers`` stream processes: each counts only its own
+    streams, and a run's branches are dealt over all of them."""
+    cap = ctx.max_streams_per_endpoint
+    return None if cap is None else max(1, -(-cap // workers))
 
 
 async def make_pool(
@@ -184,7 +196,7 @@ async def make_pool(
         cls = ShardedBranchPool
         kwargs = {
             "workers": await workers_for(workers),
-            "endpoints_cfg": (tuple(urls), ctx.request_timeout_s, ctx.open_retries),
+            "endpoints_cfg": (tuple(urls), ctx.request_timeout_s, ctx.open_retries, worker_cap(ctx, workers)),
         }
     if records is not None:
         return cls.restore(endpoints, requests, records, extract=extract, **kwargs)
@@ -207,7 +219,7 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: Run
     judge = await cached_judge(ctx)
     policy = make_policy(ctx)
     endpoints, urls = await endpoints_for(ctx)
-    requests = branch_requests(state["question"], state["model"], ctx)
+    requests = branch_requests(state["question"], state["model"], ctx, state["run_id"])
     pool = await make_pool(ctx, endpoints, urls, requests, state["branches"])
     policy.restore(state.get("policy_state") or {}, pool.views())
     run = LiveRun(
@@ -241,7 +253,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
         await endpoints.aclose()
         raise
     try:
-        pool = await make_pool(ctx, endpoints, urls, branch_requests(question, model, ctx))
+        pool = await make_pool(ctx, endpoints, urls, branch_requests(question, model, ctx, run_id))
     except BaseException:
         await endpoints.aclose()
         raise

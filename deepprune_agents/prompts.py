@@ -11,11 +11,12 @@ from deepprune_agents.settings import DeepPruneContext
 COMPLETIONS_TEMPLATE = "Question: {question}\nAnswer: Let's think step by step."
 
 
-def branch_requests(question: str, model: str, ctx: DeepPruneContext) -> list[BranchRequest]:
+def branch_requests(question: str, model: str, ctx: DeepPruneContext, run_id: str = "") -> list[BranchRequest]:
     """N requests that differ only in their seed (seed + i), so each branch is reproducible alone.
 
     The shared prefix (system prompt + question) is identical across branches on purpose: vLLM's
-    automatic prefix caching then computes it once for all N.
+    automatic prefix caching then computes it once for all N, provided they reach the same replica, so
+    every request carries the run's id (``session_id``, sent as ``ctx.session_header``).
     """
     messages = [{"role": "user", "content": question}]
     if ctx.system_prompt:
@@ -37,6 +38,8 @@ def branch_requests(question: str, model: str, ctx: DeepPruneContext) -> list[Br
             seed=ctx.seed + i,
             extra_body=request_extras(ctx),
             reasoning_format=check_reasoning_format(ctx.reasoning_format),
+            session_id=run_id,
+            session_header=ctx.session_header,
         )
         for i in range(ctx.n)
     ]

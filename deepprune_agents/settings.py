@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
@@ -36,6 +37,8 @@ KNOWN_POLICIES: tuple[PolicyName, ...] = get_args(PolicyName)
 # From this many branches the streams are read by worker processes unless stream_workers says otherwise:
 # in one process the loop lags by ~50 us x N per iteration at full speed (215 ms p99 at 512, bench/scale.py).
 AUTO_WORKERS_MIN_BRANCHES = 256
+DEFAULT_SESSION_HEADER = "X-Session-ID"  # what vllm-router's consistent_hash policy hashes
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
 DEFAULT_SYSTEM_PROMPT = "Solve the problem step by step. Finish with a line of the form 'The answer is N.'"
 
 
@@ -142,6 +145,21 @@ class DeepPruneContext:
     run_timeout_s: float = field(default=900.0, metadata={"description": "Deadline of a whole run."})
     judge_timeout_s: float = field(default=60.0, metadata={"description": "Deadline of one judge call."})
     open_retries: int = field(default=3, metadata={"description": "Retries when opening a stream."})
+    session_header: str = field(
+        default=DEFAULT_SESSION_HEADER,
+        metadata={
+            "description": "HTTP header that carries the run id on every branch request, so a router keeps a "
+            "run's branches on one replica (vllm-router --policy consistent_hash reads X-Session-ID). "
+            "Empty: no header."
+        },
+    )
+    max_streams_per_endpoint: int | None = field(
+        default=None,
+        metadata={
+            "description": "With several base_urls (no router): streams this process keeps on one endpoint "
+            "before a run's further branches spill to the next (None: no cap; a run stays on its endpoint)."
+        },
+    )
     stream_workers: int | None = field(
         default=None,
         metadata={
@@ -201,6 +219,20 @@ class DeepPruneContext:
         check_reasoning_format(self.reasoning_format)
         if not isinstance(self.chat_template_kwargs, dict):
             raise ConfigError('chat_template_kwargs must be a JSON object, e.g. {"enable_thinking": true}.')
+        if not isinstance(self.session_header, str) or (
+            self.session_header and not _HEADER_NAME.fullmatch(self.session_header)
+        ):
+            raise ConfigError(
+                f"session_header must be an HTTP header name such as X-Session-ID, or empty to send none "
+                f"(got {self.session_header!r})."
+            )
+        if self.max_streams_per_endpoint is not None and (
+            not isinstance(self.max_streams_per_endpoint, int) or self.max_streams_per_endpoint < 1
+        ):
+            raise ConfigError(
+                f"max_streams_per_endpoint must be None (no cap) or an integer >= 1 "
+                f"(got {self.max_streams_per_endpoint!r})."
+            )
         for url in self.base_urls:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"base URL {url!r} must start with http:// or https:// (e.g. http://host:8000/v1).")

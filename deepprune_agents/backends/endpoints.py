@@ -1,9 +1,11 @@
 """Several OpenAI-compatible endpoints behind one ``open()``.
 
-Branches go to the endpoint with the fewest open streams (ties: list order), which is all a user who
-outgrows one machine needs: point ``base_urls`` at several vLLM replicas, or at one vLLM router URL.
-An endpoint that fails to connect is skipped for a short cool-down, so the retry of a branch lands on
-another endpoint; that is how "an endpoint goes down, its branches move to the others" works without a
+With one base URL (one server, or a router such as vllm-router in front of many) the client does no
+placement: every branch request carries the run's session header and the router keeps the run together.
+With several base URLs and no router, a run's branches go to one endpoint, its home, and runs spread
+(``backends/placement.py`` states the rule). An endpoint that refuses (connection error, 429, 5xx on
+opening) is skipped for a short cool-down, so the retry of a branch lands on the next endpoint of the
+run's order; that is how "an endpoint goes down, its branches move to the others" works without a
 home-made cluster manager.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Sequence
 
 import openai
@@ -23,14 +26,24 @@ from deepprune_agents.backends.openai_stream import (
     is_retryable,
     translate_open_error,
 )
+from deepprune_agents.backends.placement import place
 from deepprune_agents.errors import BackendUnavailableError, ConfigError, ModelNotFoundError
 
 DOWN_COOLDOWN_S = 5.0
 OPEN_SPACING_S = 0.0005
 
+# Every live Endpoint of this process by base URL: a graph run owns its own EndpointPool, and the
+# per-endpoint cap and the fewest-streams rule count the streams of every run of the process.
+_LIVE: dict[str, weakref.WeakSet[Endpoint]] = {}
+
+
+def open_streams(base_url: str) -> int:
+    """Streams this process has open (or opening) on ``base_url``, over every EndpointPool."""
+    return sum(e.inflight for e in _LIVE.get(base_url.rstrip("/"), ()))
+
 
 class EndpointPool:
-    """Owns one client per base URL; opens branch streams on the least-loaded healthy endpoint."""
+    """Owns one client per base URL; opens each branch's stream where ``placement.place`` says."""
 
     def __init__(
         self,
@@ -39,20 +52,33 @@ class EndpointPool:
         read_timeout_s: float = 60.0,
         open_retries: int = 3,
         retry_wait_s: float = 0.25,
+        max_streams_per_endpoint: int | None = None,
     ) -> None:
         if not base_urls:
             raise ConfigError("no base URL given: pass base_urls=[...] (…/v1) or start `deepprune serve`.")
+        if max_streams_per_endpoint is not None and max_streams_per_endpoint < 1:
+            raise ConfigError(f"max_streams_per_endpoint must be >= 1 or None (got {max_streams_per_endpoint}).")
         self.endpoints = [Endpoint(u, read_timeout_s=read_timeout_s) for u in dict.fromkeys(base_urls)]
+        for e in self.endpoints:
+            _LIVE.setdefault(e.base_url, weakref.WeakSet()).add(e)
+        self.urls = [e.base_url for e in self.endpoints]
         self.open_retries = open_retries
         self.retry_wait_s = retry_wait_s
+        self.max_streams_per_endpoint = max_streams_per_endpoint
         self._next_open = 0.0
 
-    def pick(self) -> Endpoint:
-        """Least in-flight streams among endpoints not cooling down (all cooling down: least recent)."""
+    def pick(self, session: str = "") -> Endpoint:
+        """The endpoint for a new stream of run ``session`` (``placement.place``); endpoints cooling down
+        after a refusal are skipped (all cooling down: the one whose cool-down ends first)."""
+        if len(self.endpoints) == 1:
+            return self.endpoints[0]
         now = time.monotonic()
-        healthy = [e for e in self.endpoints if e.down_until <= now]
-        candidates = healthy or sorted(self.endpoints, key=lambda e: e.down_until)[:1]
-        return min(candidates, key=lambda e: e.inflight)
+        healthy = [e.down_until <= now for e in self.endpoints]
+        if not any(healthy):
+            soonest = min(range(len(self.endpoints)), key=lambda i: self.endpoints[i].down_until)
+            healthy[soonest] = True
+        loads = [open_streams(u) for u in self.urls]
+        return self.endpoints[place(session, self.urls, loads, healthy, self.max_streams_per_endpoint)]
 
     async def open(self, req: BranchRequest) -> tuple[Endpoint, BranchStream]:
         """Open a stream with retries on connection errors, 429 and 5xx; nothing else is retried.
@@ -70,16 +96,16 @@ class EndpointPool:
             async for attempt in retrying:
                 with attempt:
                     await self._paced()
-                    endpoint = self.pick()
+                    endpoint = self.pick(req.session_id)
                     # Reserve the slot before awaiting the open: N branches fanned out at once must see
-                    # each other's pending opens, or they would all land on the first endpoint.
+                    # each other's pending opens (the cap, and the fewest-streams rule for session-less ones).
                     endpoint.inflight += 1
                     try:
                         stream = await endpoint.open(req)
                     except BaseException as exc:
                         endpoint.inflight -= 1
                         last = (exc, endpoint)
-                        if isinstance(exc, openai.APIConnectionError):
+                        if is_retryable(exc):  # refused (down, 429, 5xx): the retry goes to the next endpoint
                             endpoint.failures += 1
                             endpoint.down_until = time.monotonic() + DOWN_COOLDOWN_S
                         raise
@@ -132,4 +158,5 @@ class EndpointPool:
 
     async def aclose(self) -> None:
         for endpoint in self.endpoints:
+            _LIVE.get(endpoint.base_url, weakref.WeakSet()).discard(endpoint)
             await endpoint.aclose()

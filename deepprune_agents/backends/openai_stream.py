@@ -60,9 +60,18 @@ class BranchRequest:
     top_p: float = 0.95
     seed: int | None = None
     extra_body: dict[str, Any] = field(default_factory=dict)
-    continuous_usage: bool = True
+    # Off by default: routers (vllm-router, sglang-router) drop ``stream_options.continuous_usage_stats``, so
+    # token counts come from counted chunks and the final usage chunk (``engine.Branch.apply_parts``), the
+    # same way direct and through a router.
+    continuous_usage: bool = False
     continuation: str = ""  # text already generated: resume after it instead of starting over
     reasoning_format: ReasoningFormat = "auto"  # how the stream carries thinking (backends/reasoning.py)
+    # The run this branch belongs to: sent as the ``session_header`` HTTP header (a router such as vllm-router
+    # with ``consistent_hash`` keeps a run's branches on one replica, where the shared prompt's KV cache is
+    # computed once) and the key of the client's own placement over several base URLs (``EndpointPool``).
+    # The same on every branch of a run, resumed ones included; empty header name: no header is sent.
+    session_id: str = ""
+    session_header: str = ""
 
     def resumed(self, text: str, tokens_done: int, reasoning: str = "") -> BranchRequest:
         """The request that continues this branch after ``text`` (resume from a checkpoint).
@@ -130,7 +139,7 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 
 class Endpoint:
-    """One base URL with its own client; ``inflight`` counts open streams for least-loaded placement."""
+    """One base URL with its own client; ``inflight`` counts its open streams (``EndpointPool`` placement)."""
 
     def __init__(self, base_url: str, *, read_timeout_s: float, connect_timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -184,7 +193,10 @@ class Endpoint:
         body = request_body(req)
         path = "/chat/completions" if req.endpoint == "chat" else "/completions"
         http = self._shard()
-        request = http.build_request("POST", self.base_url + path, content=json.dumps(body), headers=self._headers)
+        headers = self._headers
+        if req.session_header and req.session_id:  # one header per run, never one per branch (a router hashes it)
+            headers = {**headers, req.session_header: req.session_id}
+        request = http.build_request("POST", self.base_url + path, content=json.dumps(body), headers=headers)
         try:
             response = await http.send(request, stream=True)
         except httpx2.TimeoutException as exc:

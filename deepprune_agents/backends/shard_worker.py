@@ -75,12 +75,19 @@ class Worker:
             await asyncio.sleep(FLUSH_S)  # gather what arrives meanwhile into one message
             self.flush()
 
-    def start(self, cfg: tuple[tuple[str, ...], float, int], branches: list[tuple[int, BranchRequest]]) -> None:
-        """Open the branches' streams; ``cfg`` = (base URLs, read timeout s, open retries)."""
+    def start(
+        self, cfg: tuple[tuple[str, ...], float, int, int | None], branches: list[tuple[int, BranchRequest]]
+    ) -> None:
+        """Open the branches' streams; ``cfg`` = (base URLs, read timeout s, open retries, per-endpoint cap).
+
+        A run's home endpoint depends only on its session id (``backends/placement.py``), so every worker
+        sends the run's branches to the same one."""
         pool = self.pools.get(cfg)
         if pool is None:
-            urls, read_timeout_s, open_retries = cfg
-            pool = self.pools[cfg] = EndpointPool(urls, read_timeout_s=read_timeout_s, open_retries=open_retries)
+            urls, read_timeout_s, open_retries, cap = cfg
+            pool = self.pools[cfg] = EndpointPool(
+                urls, read_timeout_s=read_timeout_s, open_retries=open_retries, max_streams_per_endpoint=cap
+            )
         for gid, req in branches:
             self.tasks[gid] = asyncio.create_task(self.run(gid, req, pool))
 

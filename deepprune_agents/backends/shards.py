@@ -41,7 +41,8 @@ START_TIMEOUT_S = 60.0
 # the next loop iteration instead of one callback applying seconds of chunks while the loop waits.
 READ_BYTES = 64 * 1024
 Route = Callable[[int, str, Any], None]
-EndpointsCfg = tuple[tuple[str, ...], float, int]  # base URLs, read timeout (s), open retries
+# base URLs, read timeout (s), open retries, streams per endpoint before a run spills (None: no cap)
+EndpointsCfg = tuple[tuple[str, ...], float, int, int | None]
 
 
 class _Proc:

@@ -19,6 +19,7 @@ from deepprune_agents.errors import DeepPruneError
 SUBCOMMAND_MODULES = (
     "deepprune_agents.cli.ask_cmd",
     "deepprune_agents.cli.serve_cmd",
+    "deepprune_agents.cli.replicas_cmd",
     "deepprune_agents.cli.judge_cmds",
     "deepprune_agents.cli.bench_cmds",
     "deepprune_agents.cli.replay_cmds",

@@ -15,8 +15,10 @@ uvicorn) speaking vLLM's dialect:
   apart): the pace at which the engine becomes deterministic, which is what lets a test prove that the
   offline simulator gives the engine's figures;
 * every request is recorded (question, trace, tokens sent, start/end, whether and when the client
-  disconnected): ``GET /stats``; ``GET /metrics`` exposes ``vllm:num_requests_running`` and
-  ``vllm:generation_tokens_total`` so ``backends/metrics.py`` reads it like a vLLM server; ``GET /health``;
+  disconnected, the session header it carried: ``session_header``, X-Session-ID by default, so a test
+  behind a router sees which run each request belonged to): ``GET /stats``; ``GET /metrics`` exposes
+  ``vllm:num_requests_running`` and ``vllm:generation_tokens_total`` so ``backends/metrics.py`` reads it
+  like a vLLM server; ``GET /health``;
 * a fault mode (``FaultConfig``; at construction, ``--fault-*`` flags or ``POST /admin/faults``): 429/500
   on open (first k requests, or a rate), a stall after t tokens, a malformed SSE chunk after t tokens,
   an abrupt connection drop after t tokens;
@@ -68,6 +70,7 @@ from deepprune_agents.truncation import simple_tokenize
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "replay"
+DEFAULT_SESSION_HEADER = "X-Session-ID"
 DEFAULT_LOCKSTEP_LEAD_S = 0.5
 ReasoningMode = Literal["reasoning", "reasoning_content", "inline", "inline-open"]
 REASONING_MODES: tuple[str, ...] = get_args(ReasoningMode)
@@ -163,6 +166,7 @@ class RequestRecord:
     t_disconnect: float | None = None
     t_last_token: float | None = None
     fault: str | None = None
+    session: str | None = None  # the request's session header (its run, for a DeepPrune client), if any
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,10 +205,12 @@ class ReplayState:
         stagger_s: float = 0.0,
         lockstep_lead_s: float = DEFAULT_LOCKSTEP_LEAD_S,
         reasoning: str | None = None,
+        session_header: str = DEFAULT_SESSION_HEADER,
     ) -> None:
         if reasoning is not None and reasoning not in REASONING_MODES:
             raise ConfigError(f"unknown reasoning mode {reasoning!r}: use one of {', '.join(REASONING_MODES)}.")
         self.reasoning = reasoning
+        self.session_header = session_header
         if tokens_per_s < 0:
             raise ConfigError(f"tokens_per_s must be >= 0 (0: full speed), got {tokens_per_s}.")
         if lockstep and tokens_per_s <= 0:
@@ -646,6 +652,7 @@ def build_app(state: ReplayState) -> Starlette:
             seed=seed,
             max_tokens=max_tokens,
             t_start=time.time(),
+            session=request.headers.get(state.session_header) if state.session_header else None,
         )
         with state.lock:
             state.records.append(record)
@@ -708,6 +715,7 @@ class ReplayServer(ThreadedServer):
         stagger_s: float = 0.0,
         lockstep_lead_s: float = DEFAULT_LOCKSTEP_LEAD_S,
         reasoning: str | None = None,
+        session_header: str = DEFAULT_SESSION_HEADER,
     ) -> None:
         self.state = ReplayState(
             questions,
@@ -718,6 +726,7 @@ class ReplayServer(ThreadedServer):
             stagger_s=stagger_s,
             lockstep_lead_s=lockstep_lead_s,
             reasoning=reasoning,
+            session_header=session_header,
         )
         super().__init__(host=host, port=port)
 

@@ -70,13 +70,23 @@ def subprocess_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[st
         proc.wait(timeout=10)
 
 
-async def test_branches_spread_over_endpoints_at_fan_out() -> None:
-    """All N branches open at once: each endpoint must see its share, not just the first one."""
+async def test_a_run_stays_on_one_endpoint_and_spills_at_the_cap() -> None:
+    """All N branches open at once: they land on the run's one endpoint (its prompt is computed once
+    there), and with a per-endpoint cap the rest spill to the other endpoint."""
     with ReplayServer([QUESTION], tokens_per_s=200) as a, ReplayServer([QUESTION], tokens_per_s=200) as b:
         result = await DeepPruneReasoner(ctx(a.base_url, b.base_url, n=8)).ainvoke(QUESTION.question)
         assert result.finished == 8
+        assert sorted([len(a.records()), len(b.records())]) == [0, 8]
+        assert len({br.endpoint for br in result.branches}) == 1
+        a.reset()
+        b.reset()
+        result = await DeepPruneReasoner(ctx(a.base_url, b.base_url, n=8, max_streams_per_endpoint=4)).ainvoke(
+            QUESTION.question
+        )
+        assert result.finished == 8
         assert len(a.records()) == 4 and len(b.records()) == 4
         assert {br.endpoint for br in result.branches} == {a.base_url, b.base_url}
+        assert len({r.session for r in a.records() + b.records()}) == 1  # one run, one session header
 
 
 async def test_server_killed_mid_stream_the_other_endpoint_finishes(
@@ -84,7 +94,7 @@ async def test_server_killed_mid_stream_the_other_endpoint_finishes(
 ) -> None:
 
     doomed_url, proc = subprocess_server
-    reasoner = DeepPruneReasoner(ctx(doomed_url, paced.base_url))
+    reasoner = DeepPruneReasoner(ctx(doomed_url, paced.base_url, max_streams_per_endpoint=2))  # 2 on each
     task = asyncio.create_task(reasoner.ainvoke(QUESTION.question))
     async with httpx.AsyncClient(timeout=5) as client:
         deadline = time.monotonic() + 30
@@ -122,7 +132,9 @@ async def test_stalled_stream_times_out_and_names_the_setting(paced: ReplayServe
 
 async def test_dropped_connections_on_one_endpoint_keep_the_others(paced: ReplayServer) -> None:
     with ReplayServer([QUESTION], tokens_per_s=40, faults=FaultConfig(drop_after=5)) as dropping:
-        result = await DeepPruneReasoner(ctx(dropping.base_url, paced.base_url)).ainvoke(QUESTION.question)
+        result = await DeepPruneReasoner(
+            ctx(dropping.base_url, paced.base_url, max_streams_per_endpoint=2)  # two branches on each
+        ).ainvoke(QUESTION.question)
         assert dropping.wait_idle(5.0)
     failed = [b for b in result.branches if b.status == "failed"]
     assert len(failed) == 2 and all(b.tokens == 5 and b.text for b in failed)

@@ -394,7 +394,8 @@ def test_a_deepprune_client_behind_the_proxy_never_reads_progress_as_thinking(
 
 def test_several_upstreams_share_the_branches_and_list_models_once(make_proxy: Callable[..., ProxyServer]) -> None:
     with ReplayServer([QUESTION], tokens_per_s=200) as a, ReplayServer([QUESTION], tokens_per_s=200) as b:
-        ctx = DeepPruneContext(base_urls=[a.base_url, b.base_url], judge="numbers")
+        # a cap of 4 per upstream: one run's 8 branches fill its home upstream and spill to the other
+        ctx = DeepPruneContext(base_urls=[a.base_url, b.base_url], judge="numbers", max_streams_per_endpoint=4)
         with ProxyServer(ProxyConfig(ctx)) as proxy:
             client = openai.OpenAI(base_url=proxy.base_url, api_key="unused", max_retries=0)
             assert [m.id for m in client.models.list().data] == ["replay", "replay+deepprune"]
