@@ -648,6 +648,8 @@ class ProxyServer(ThreadedServer):
         self.app: Starlette | None = None
 
     def build(self) -> Starlette:
+        for error in warm_judges(self.config):
+            log.warning("a judge did not warm up: %s", scrub(error))
         self.app = build_app(self.config)
         return self.app
 

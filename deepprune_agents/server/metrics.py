@@ -8,8 +8,6 @@ status of every response, and from the queue.
 
 from __future__ import annotations
 
-from typing import Any
-
 from deepprune_agents.result import DeepPruneResult
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -87,16 +85,3 @@ class ProxyMetrics:
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
-
-
-def sample_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Parse an exposition with prometheus_client's own parser: ``{(sample name, labels): value}``
-    (tests and the benchmark read /metrics through it)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels: Any = tuple(sorted(s.labels.items()))
-            out[(s.name, labels)] = s.value
-    return out
