@@ -36,6 +36,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 Drain = Callable[[], Awaitable[None]]
+LINGER_S = 1.0  # on shutdown, how long a draining app still accepts connections (to refuse them properly)
 DRAIN_MARGIN_S = 10.0  # uvicorn's own deadline lies this far past the app's, so the app always ends first
 
 
@@ -64,6 +65,11 @@ def make_server(app: Any, drain: Drain | None = None, grace_s: float = 0.0) -> A
     class DrainingServer(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             task = asyncio.ensure_future(drain()) if drain is not None else None
+            if task is not None:
+                # Connections the kernel already queued would be reset when the listener closes: keep
+                # accepting a moment, so their requests are answered by the draining app (a 503 with
+                # Retry-After, which clients retry elsewhere) instead.
+                await asyncio.sleep(min(LINGER_S, grace_s))
             try:
                 await super().shutdown(sockets)
             finally:

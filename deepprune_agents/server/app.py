@@ -122,18 +122,20 @@ def _error(e: ClientError, upstreams: Sequence[str] = ()) -> JSONResponse:
     return JSONResponse(payload, status_code=e.status, headers=e.headers or None)
 
 
-async def _prompt_tokens(ctx: DeepPruneContext, model: str, messages: list[dict[str, Any]]) -> tuple[int, bool]:
+async def _prompt_tokens(
+    client: httpx.AsyncClient, ctx: DeepPruneContext, model: str, messages: list[dict[str, Any]]
+) -> tuple[int, bool]:
     """Prompt tokens of one branch, from vLLM's ``/tokenize`` (the same chat template the branches get);
     servers without it (the replay server, SGLang) get a whitespace estimate, flagged as such."""
     base = ctx.base_urls[0].rstrip("/")
     root = base[: -len("/v1")] if base.endswith("/v1") else base
     try:
-        async with httpx.AsyncClient(timeout=TOKENIZE_TIMEOUT_S) as client:
-            resp = await client.post(
-                root + "/tokenize",
-                json={"model": model, "messages": messages},
-                headers={"Authorization": f"Bearer {api_key_from_env()}"},
-            )
+        resp = await client.post(
+            root + "/tokenize",
+            json={"model": model, "messages": messages},
+            headers={"Authorization": f"Bearer {api_key_from_env()}"},
+            timeout=TOKENIZE_TIMEOUT_S,
+        )
         if resp.status_code == 200 and isinstance(resp.json().get("count"), int):
             return int(resp.json()["count"]), False
     except (httpx.HTTPError, ValueError):
@@ -168,6 +170,7 @@ class ProxyState:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5.0):
                 await self.idle.wait()
+        await self.upstreams.aclose()
 
     def opened(self, run: _RunResponse) -> None:
         self.open.add(run)
@@ -288,7 +291,7 @@ class _RunResponse:
         self._events = queue
         pump = asyncio.ensure_future(self._pump(queue))
         messages = ([{"role": "system", "content": ctx.system_prompt}] if ctx.system_prompt else []) + self.convo.turns
-        tokens = asyncio.ensure_future(_prompt_tokens(ctx, self.model, messages))
+        tokens = asyncio.ensure_future(_prompt_tokens(self.state.upstreams.http(), ctx, self.model, messages))
         try:
             while True:
                 try:

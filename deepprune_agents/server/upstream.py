@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from deepprune_agents.backends.openai_stream import api_key_from_env
+from deepprune_agents.backends.openai_stream import _ssl_context, api_key_from_env
 from deepprune_agents.server.errors import MODEL_NOT_FOUND, UPSTREAM_UNAVAILABLE, ClientError
 
 PROBE_TIMEOUT_S = 5.0
@@ -29,6 +29,21 @@ class Upstreams:
         self.cache_s = cache_s
         self._models: list[str] = []
         self._at = -1e9
+        self._http: httpx.AsyncClient | None = None
+        self._probing: asyncio.Future[list[list[str] | None]] | None = None
+
+    def http(self) -> httpx.AsyncClient:
+        """One client for every probe and /tokenize call of the app: a new client per request loaded the
+        CA bundle on the event loop each time (~30 ms), which with 64 requests arriving at once kept the
+        loop from accepting connections for seconds (bench/proxy.py, sigterm scenario)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, verify=_ssl_context())
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def _list_one(self, client: httpx.AsyncClient, url: str) -> list[str] | None:
         try:
@@ -41,9 +56,14 @@ class Upstreams:
         return [str(m["id"]) for m in data["data"] if isinstance(m, dict) and "id" in m]
 
     async def probe(self) -> list[list[str] | None]:
-        """Each upstream's model list, None where it did not answer (readiness, and the cache's refresh)."""
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
-            found = await asyncio.gather(*(self._list_one(client, url) for url in self.urls))
+        """Each upstream's model list, None where it did not answer (readiness, and the cache's refresh).
+        Callers that arrive while a probe runs share it (a burst of requests makes one probe)."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(self._probe())
+        return list(await asyncio.shield(self._probing))
+
+    async def _probe(self) -> list[list[str] | None]:
+        found = await asyncio.gather(*(self._list_one(self.http(), url) for url in self.urls))
         models: list[str] = []
         for ids in found:
             models += [m for m in ids or [] if m not in models]
