@@ -412,9 +412,9 @@ def test_several_upstreams_share_the_branches_and_list_models_once(make_proxy: C
 def test_a_silent_stream_sends_keep_alive_comments(
     make_proxy: Callable[..., ProxyServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deepprune_agents.server import app as proxy_app
+    from deepprune_agents.server import run as proxy_run
 
-    monkeypatch.setattr(proxy_app, "KEEPALIVE_S", 0.1)
+    monkeypatch.setattr(proxy_run, "KEEPALIVE_S", 0.1)
     with ReplayServer([QUESTION], tokens_per_s=10) as slow:
         proxy = make_proxy(slow.base_url)
         body = {"model": "replay", "messages": MESSAGES, "stream": True, "deepprune": {**FAST, "progress": False}}
