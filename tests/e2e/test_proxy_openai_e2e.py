@@ -2,6 +2,7 @@
 is read off a recording upstream (the replay server keeping every request body), what the client gets
 through the openai client on real sockets. Each test pins one finding of the issue."""
 
+# ruff: noqa: F811 (pytest fixtures imported from test_proxy_e2e are parameters here)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -10,12 +11,12 @@ from typing import Any
 import openai
 import pytest
 from proxy_helpers import RecordingReplayServer  # tests/e2e is on sys.path (rootdir import mode)
-from test_proxy_e2e import MESSAGES, QUESTION
+from test_proxy_e2e import MESSAGES, QUESTION, make_proxy  # noqa: F401 (a fixture)
 
 from deepprune_agents.evaluation.replay_server import FaultConfig
-from deepprune_agents.server.app import ProxyConfig, ProxyServer
+from deepprune_agents.server.app import ProxyServer
 from deepprune_agents.server.protocol import PROGRESS_PREFIX
-from deepprune_agents.settings import DEFAULT_SYSTEM_PROMPT, DeepPruneContext
+from deepprune_agents.settings import DEFAULT_SYSTEM_PROMPT
 
 FAST = {"n": 4, "judge": "numbers", "truncate": "tokens:12"}
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
@@ -29,18 +30,14 @@ def upstream() -> Iterator[RecordingReplayServer]:
 
 
 @pytest.fixture
-def client_of() -> Iterator[Callable[..., openai.OpenAI]]:
-    started: list[ProxyServer] = []
+def client_of(make_proxy: Callable[..., ProxyServer]) -> Callable[..., openai.OpenAI]:
+    """An openai client of a new proxy in front of ``upstream_url``; a fresh seed per request (seed=None)."""
 
     def make(upstream_url: str, **config: Any) -> openai.OpenAI:
-        ctx = DeepPruneContext(base_urls=[upstream_url], judge="numbers", truncate="tokens:12")
-        proxy = ProxyServer(ProxyConfig(ctx, **config)).start()
-        started.append(proxy)
+        proxy = make_proxy(upstream_url, **{"seed": None, **config})
         return openai.OpenAI(base_url=proxy.base_url, api_key="unused", max_retries=0)
 
-    yield make
-    for proxy in started:
-        proxy.stop()
+    return make
 
 
 def summary_of(reply: Any) -> dict[str, Any]:

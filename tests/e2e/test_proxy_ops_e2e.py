@@ -2,6 +2,7 @@
 line per request, readiness that checks the upstream, a queue at the concurrency cap, a body-size limit,
 CORS, JSON 404/405, judges loaded before serving. Real sockets, the replay server upstream."""
 
+# ruff: noqa: F811 (pytest fixtures imported from test_proxy_e2e are parameters here)
 from __future__ import annotations
 
 import json
@@ -9,42 +10,19 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import openai
 import pytest
 from proxy_helpers import RecordingReplayServer  # tests/e2e is on sys.path (rootdir import mode)
-from test_proxy_e2e import MESSAGES, QUESTION
+from test_proxy_e2e import MESSAGES, QUESTION, make_proxy, upstream  # noqa: F401 (fixtures)
 
 from deepprune_agents.evaluation.replay_server import FaultConfig, ReplayServer
 from deepprune_agents.server.app import ProxyConfig, ProxyServer
-from deepprune_agents.settings import DeepPruneContext
 
 FAST = {"n": 4, "judge": "numbers", "truncate": "tokens:12"}
-
-
-@pytest.fixture
-def upstream() -> Iterator[ReplayServer]:
-    with ReplayServer([QUESTION], tokens_per_s=300) as server:
-        yield server
-        assert server.wait_idle(5.0), "a branch stream was left open upstream"
-
-
-@pytest.fixture
-def make_proxy() -> Iterator[Callable[..., ProxyServer]]:
-    started: list[ProxyServer] = []
-
-    def make(upstream_url: str, **config: Any) -> ProxyServer:
-        ctx = DeepPruneContext(base_urls=[upstream_url], judge="numbers", truncate="tokens:12")
-        proxy = ProxyServer(ProxyConfig(ctx, **config)).start()
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        proxy.stop()
 
 
 def metrics_of(proxy: ProxyServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
