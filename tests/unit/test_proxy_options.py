@@ -216,3 +216,20 @@ def test_serve_upstream_names_the_extra_when_starlette_is_missing(
     assert main(["serve", "--upstream", "http://127.0.0.1:9/v1"]) == 2
     err = capsys.readouterr().err
     assert "needs uvicorn" in err and "deepprune-agents[proxy]" in err
+
+
+def test_branch_requests_carry_the_whole_conversation() -> None:
+    from deepprune_agents.prompts import branch_requests
+
+    turns = [
+        {"role": "user", "content": "3+4?"},
+        {"role": "assistant", "content": "7"},
+        {"role": "user", "content": [{"type": "text", "text": "and times 2?"}]},
+    ]
+    chat = branch_requests("and times 2?", "m", DEFAULTS.replace(n=2), turns)
+    assert [r.messages for r in chat] == [[{"role": "system", "content": DEFAULTS.system_prompt}, *turns]] * 2
+    assert [r.seed for r in chat] == [DEFAULTS.seed, DEFAULTS.seed + 1]
+    (raw,) = branch_requests("and times 2?", "m", DEFAULTS.replace(n=1, endpoint="completions"), turns)
+    assert "User: 3+4?\nAssistant: 7\nQuestion: and times 2?" in raw.prompt
+    (alone,) = branch_requests("q", "m", DEFAULTS.replace(n=1))
+    assert alone.messages[-1] == {"role": "user", "content": "q"}
