@@ -36,7 +36,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 Drain = Callable[[], Awaitable[None]]
-LINGER_S = 1.0  # on shutdown, how long a draining app still accepts connections (to refuse them properly)
+LINGER_S = 1.0  # on SIGTERM, how long a draining app still accepts connections (to refuse them properly)
 DRAIN_MARGIN_S = 10.0  # uvicorn's own deadline lies this far past the app's, so the app always ends first
 
 
@@ -54,7 +54,7 @@ def uvicorn_config(app: Any, grace_s: float = 2.0) -> Any:
     )
 
 
-def make_server(app: Any, drain: Drain | None = None, grace_s: float = 0.0) -> Any:
+def make_server(app: Any, drain: Drain | None = None, grace_s: float = 0.0, linger_s: float = 0.0) -> Any:
     """A uvicorn server; with ``drain``, shutting down (SIGTERM, Ctrl-C, ``stop()``) first starts
     ``drain()`` — the app's own graceful stop, which must end its open responses within ``grace_s`` —
     while uvicorn stops accepting and waits for the connections to close. Without it uvicorn would cancel
@@ -65,11 +65,11 @@ def make_server(app: Any, drain: Drain | None = None, grace_s: float = 0.0) -> A
     class DrainingServer(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             task = asyncio.ensure_future(drain()) if drain is not None else None
-            if task is not None:
+            if task is not None and linger_s > 0:
                 # Connections the kernel already queued would be reset when the listener closes: keep
                 # accepting a moment, so their requests are answered by the draining app (a 503 with
                 # Retry-After, which clients retry elsewhere) instead.
-                await asyncio.sleep(min(LINGER_S, grace_s))
+                await asyncio.sleep(min(linger_s, grace_s))
             try:
                 await super().shutdown(sockets)
             finally:
@@ -80,8 +80,8 @@ def make_server(app: Any, drain: Drain | None = None, grace_s: float = 0.0) -> A
 
 
 def serve_foreground(app: Any, sock: socket.socket, drain: Drain | None = None, grace_s: float = 0.0) -> None:
-    """Serve ``app`` on ``sock`` until Ctrl-C / SIGTERM (the CLI commands)."""
-    make_server(app, drain, grace_s).run(sockets=[sock])
+    """Serve ``app`` on ``sock`` until Ctrl-C / SIGTERM (the CLI commands; they linger, see ``make_server``)."""
+    make_server(app, drain, grace_s, LINGER_S).run(sockets=[sock])
 
 
 class ThreadedServer:

@@ -163,8 +163,9 @@ class RunResponse:
             self._release()
             self.state.closed(self)
         if disconnected:
+            if "outcome" not in self.info:  # a run that already ended was counted as such
+                self.state.metrics.record_failure("cancelled")
             self.info["outcome"] = "cancelled"
-            self.state.metrics.record_failure("cancelled")
             log.info("client went away: run %s cancelled, every branch closed upstream", self.cid)
 
     async def _watch(self, receive: Receive) -> None:

