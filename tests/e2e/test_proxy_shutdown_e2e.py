@@ -76,12 +76,17 @@ def test_sigterm_mid_stream_ends_every_client_cleanly_and_exits_0() -> None:
                 plain.update(status=resp.status_code, body=resp.json())
 
             threads.append(threading.Thread(target=ask_plain))
-            for t in threads:
+            short_thread = threads.pop(2)
+            for t in threads:  # the three long runs first, then the short one: it must still run at the signal
                 t.start()
-            deadline = time.monotonic() + 30
-            while slow.open_streams() < 12 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert slow.open_streams() == 12, "every branch should stream before the signal"
+            for t, streaming in ((None, 9), (short_thread, 12)):
+                if t is not None:
+                    t.start()
+                deadline = time.monotonic() + 30
+                while slow.open_streams() < streaming and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert slow.open_streams() == streaming, "every branch should stream before the signal"
+            threads.append(short_thread)
             proc.send_signal(signal.SIGTERM)
             for t in threads:
                 t.join(30)
