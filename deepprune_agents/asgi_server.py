@@ -3,13 +3,17 @@
 Two servers of ours run this way, the replay server (evaluation/) and the OpenAI-compatible proxy
 (server/): both bind first (so ``port=0`` picks a free port the caller can read back before serving),
 share the same uvicorn settings (no access log, no lifespan, a deep backlog for thousands of streams),
-and run in a daemon thread for tests and benchmarks or in the foreground for the CLI."""
+and run in a daemon thread for tests and benchmarks or in the foreground for the CLI. An app may bring
+its own graceful stop (``drain``), run when the server starts shutting down."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from starlette.applications import Starlette
@@ -31,7 +35,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: Starlette) -> Any:
+Drain = Callable[[], Awaitable[None]]
+LINGER_S = 1.0  # on SIGTERM, how long a draining app still accepts connections (to refuse them properly)
+DRAIN_MARGIN_S = 10.0  # uvicorn's own deadline lies this far past the app's, so the app always ends first
+
+
+def uvicorn_config(app: Any, grace_s: float = 2.0) -> Any:
     import uvicorn
 
     return uvicorn.Config(
@@ -41,15 +50,38 @@ def uvicorn_config(app: Starlette) -> Any:
         lifespan="off",
         timeout_keep_alive=30,
         backlog=2048,
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=math.ceil(grace_s),
     )
 
 
-def serve_foreground(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on ``sock`` until Ctrl-C / SIGTERM (the CLI commands)."""
+def make_server(app: Any, drain: Drain | None = None, grace_s: float = 0.0, linger_s: float = 0.0) -> Any:
+    """A uvicorn server; with ``drain``, shutting down (SIGTERM, Ctrl-C, ``stop()``) first starts
+    ``drain()`` — the app's own graceful stop, which must end its open responses within ``grace_s`` —
+    while uvicorn stops accepting and waits for the connections to close. Without it uvicorn would cancel
+    the responses still open after its timeout: clients cut without a word, and a CancelledError traceback
+    in the log."""
     import uvicorn
 
-    uvicorn.Server(uvicorn_config(app)).run(sockets=[sock])
+    class DrainingServer(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            task = asyncio.ensure_future(drain()) if drain is not None else None
+            if task is not None and linger_s > 0:
+                # Connections the kernel already queued would be reset when the listener closes: keep
+                # accepting a moment, so their requests are answered by the draining app (a 503 with
+                # Retry-After, which clients retry elsewhere) instead.
+                await asyncio.sleep(min(linger_s, grace_s))
+            try:
+                await super().shutdown(sockets)
+            finally:
+                if task is not None:
+                    await task
+
+    return DrainingServer(uvicorn_config(app, grace_s + DRAIN_MARGIN_S if drain is not None else 2.0))
+
+
+def serve_foreground(app: Any, sock: socket.socket, drain: Drain | None = None, grace_s: float = 0.0) -> None:
+    """Serve ``app`` on ``sock`` until Ctrl-C / SIGTERM (the CLI commands; they linger, see ``make_server``)."""
+    make_server(app, drain, grace_s, LINGER_S).run(sockets=[sock])
 
 
 class ThreadedServer:
@@ -63,8 +95,14 @@ class ThreadedServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
+    grace_s = 0.0  # how long ``drain`` may take
+
     def build(self) -> Starlette:
         raise NotImplementedError
+
+    def drain(self) -> Drain | None:
+        """The app's graceful stop (see ``make_server``); None: uvicorn's own."""
+        return None
 
     @property
     def root_url(self) -> str:
@@ -75,13 +113,12 @@ class ThreadedServer:
         return self.root_url + "/v1"
 
     def start(self, timeout_s: float = 10.0) -> Self:
-        import uvicorn
-
         if self._thread is not None:
             return self
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(self.build()))
+        app = self.build()
+        self._server = make_server(app, self.drain(), self.grace_s)
         name = "deepprune-" + self.label.replace(" ", "-")
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
         self._thread.start()
@@ -95,7 +132,7 @@ class ThreadedServer:
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=self.grace_s + 2 * DRAIN_MARGIN_S)
         self._server = self._thread = None
 
     def __enter__(self) -> Self:

@@ -58,6 +58,8 @@ class InputState(TypedDict):
     question: NotRequired[str]
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     run_id: NotRequired[str]
+    # OpenAI chat messages sent to every branch as they are (earlier turns, images): the proxy's input.
+    conversation: NotRequired[list[dict[str, Any]]]
 
 
 class State(InputState, total=False):
@@ -219,7 +221,9 @@ async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: Run
     judge = await cached_judge(ctx)
     policy = make_policy(ctx)
     endpoints, urls = await endpoints_for(ctx)
-    requests = branch_requests(state["question"], state["model"], ctx, state["run_id"])
+    requests = branch_requests(
+        state["question"], state["model"], ctx, run_id=state["run_id"], conversation=state.get("conversation")
+    )
     pool = await make_pool(ctx, endpoints, urls, requests, state["branches"])
     policy.restore(state.get("policy_state") or {}, pool.views())
     run = LiveRun(
@@ -238,7 +242,7 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
     ctx = context_of(runtime)
     question = state.get("question")
     if question is None:
-        question = question_from_messages(state.get("messages"))
+        question = question_from_messages(state.get("conversation") or state.get("messages"))
     if question is None:
         raise ConfigError("no question: pass 'question', or 'messages' ending in the human message to answer.")
     question = validate_question(question, ctx)
@@ -253,7 +257,12 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
         await endpoints.aclose()
         raise
     try:
-        pool = await make_pool(ctx, endpoints, urls, branch_requests(question, model, ctx, run_id))
+        pool = await make_pool(
+            ctx,
+            endpoints,
+            urls,
+            branch_requests(question, model, ctx, run_id=run_id, conversation=state.get("conversation")),
+        )
     except BaseException:
         await endpoints.aclose()
         raise

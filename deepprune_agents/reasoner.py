@@ -1,9 +1,10 @@
 """``DeepPruneReasoner``: the compiled graph as a LangChain Runnable.
 
 Input: a question string, a ``{"question": ...}`` dict, a prompt value or a list of messages (the last
-human message is the question), so it drops into LCEL as ``prompt | reasoner | parser``. Output: a
-``DeepPruneResult``. Settings come from the constructor and may be overridden per call through
-``config["configurable"]`` (the open_deep_research convention), e.g.
+human message is the question), so it drops into LCEL as ``prompt | reasoner | parser``; or
+``{"conversation": [OpenAI chat messages]}``: every branch gets the whole conversation, whose last user
+turn is the question. Output: a ``DeepPruneResult``. Settings come from the constructor and may be
+overridden per call through ``config["configurable"]`` (the open_deep_research convention), e.g.
 ``reasoner.with_config(configurable={"n": 16, "policy": "paper"})``.
 
 Progress is dispatched as LangChain custom events named ``deepprune`` (visible in ``astream_events``);
@@ -43,7 +44,9 @@ def question_of(value: Any) -> str:
     if isinstance(value, dict):
         if "question" in value:
             return str(value["question"])
-        if "messages" in value:
+        if "conversation" in value:  # OpenAI chat messages: the last user turn is the question
+            value = value["conversation"]
+        elif "messages" in value:
             value = value["messages"]
         else:
             raise ConfigError("a dict input needs a 'question' (or 'messages') key.")
@@ -141,9 +144,12 @@ class DeepPruneReasoner(Runnable[Any, DeepPruneResult]):
         if run_manager is not None:
             child = patch_config(child, callbacks=run_manager.get_child())
         final: dict[str, Any] | None = None
+        inputs: dict[str, Any] = {"question": question, "run_id": run_id}
+        if isinstance(input_, dict) and input_.get("conversation"):
+            inputs["conversation"] = input_["conversation"]  # sent to every branch as it is
         try:
             async for mode, chunk in self.graph.astream(
-                {"question": question, "run_id": run_id},
+                inputs,
                 config=child,
                 context=ctx,
                 stream_mode=["custom", "values"],

@@ -52,7 +52,7 @@ class BranchRequest:
     """Everything needed to (re)open one branch's stream. Serializable on purpose."""
 
     model: str
-    messages: list[dict[str, str]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # content: a string or OpenAI's parts
     prompt: str = ""
     endpoint: EndpointKind = "chat"
     max_tokens: int = 512

@@ -10,17 +10,22 @@ base URL and a model name (other languages, IDE assistants, chat front ends) get
 from __future__ import annotations
 
 import argparse
+import functools
 import signal
 import threading
+from dataclasses import fields
 from types import FrameType
 from typing import Any
 
 from rich.console import Console
 
 from deepprune_agents.backends.embedded import EmbeddedServer, log_tail
-from deepprune_agents.cli._eval_parser import add_knob_flags, knob_values
+from deepprune_agents.cli._eval_parser import from_args
+from deepprune_agents.cli.ask_cmd import add_run_options, context_from_args
 from deepprune_agents.errors import ConfigError, EmbeddedServerError
-from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
+from deepprune_agents.server.options import MODEL_FREE_JUDGES
+from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.settings_layers import parse_env_value
 
 
 def register(subparsers: Any) -> None:
@@ -43,28 +48,75 @@ def register(subparsers: Any) -> None:
         help="OpenAI-compatible base URL (…/v1) the branches run on; repeat for replicas. Its key: $DEEPPRUNE_API_KEY",
     )
     proxy.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    proxy.add_argument("--max-concurrent", type=int, default=4, help="runs at once; more get 429 (default 4)")
+    proxy.add_argument("--max-concurrent", type=int, default=4, help="runs at once (default 4)")
     proxy.add_argument(
-        "--n", type=int, default=None, help=f"default branches per request (default {DeepPruneContext.n})"
-    )
-    proxy.add_argument("--judge", default=None, help=f"default judge (default {DeepPruneContext.judge})")
+        "--queue", type=int, default=64, dest="queue_size",
+        help="requests that wait for a run slot at the cap; more get 429 (default 64)",
+    )  # fmt: skip
     proxy.add_argument(
-        "--policy", default=None, choices=KNOWN_POLICIES, help=f"default policy (default {DeepPruneContext.policy})"
+        "--queue-timeout", type=float, default=60.0, dest="queue_timeout_s",
+        help="seconds a request waits for a slot before a 503 (default 60)",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--max-body-bytes", type=int, default=8 * 2**20, help="larger request bodies get 413 (default 8 MiB)"
     )
-    proxy.add_argument("--model", default=None, help="default upstream model (default: the first one it lists)")
+    proxy.add_argument(
+        "--cors-origin", action="append", default=[], dest="cors_origins", metavar="ORIGIN",
+        help="allow browser pages from ORIGIN (repeat; '*' for any). Default: CORS off",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--allow-judge", action="append", default=[], dest="judges", metavar="JUDGE",
+        help="a judge requests may pick (repeat); each is loaded before serving. "
+        f"Default: --judge and {', '.join(MODEL_FREE_JUDGES)}",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--grace", type=float, default=20.0, dest="shutdown_grace_s",
+        help="on SIGTERM, seconds the open runs may finish before each gets an error (default 20)",
+    )  # fmt: skip
+    proxy.add_argument(
+        "--log-prompts", action="store_true", help="write each request's question in its access-log line"
+    )
+    proxy.add_argument("--no-access-log", action="store_true", help="no access-log line per request")
     proxy.add_argument("--ui", action="store_true", help="serve a live page at / that shows each run's branches")
-    add_knob_flags(p, title="policy knobs (proxy defaults; a request may override them)")
+    add_run_options(p)  # the proxy's defaults for every run; a request may override some
+    add_settings_flags(p.add_argument_group("more run settings (the proxy's defaults)"), p)
     p.set_defaults(func=_run_from_args, stops_on_ctrl_c=True)
 
 
+# Settings that are not flags of serve: the upstreams are --upstream, the rest are Python objects or JSON.
+NOT_FLAGS = {"base_urls", "judge_options", "extra_body", "answer_pattern"}
+
+
+def add_settings_flags(group: Any, parser: argparse.ArgumentParser) -> None:
+    """One flag per settings field that ``add_run_options`` has no flag for (``--max-n``, ``--top-p``,
+    ``--run-timeout-s``, ...), typed and explained by the field itself, so a new setting is a flag here
+    without a line of its own. Absent flags stay unset (the settings file and environment then apply)."""
+    taken = {opt for action in parser._actions for opt in action.option_strings}
+    for f in fields(DeepPruneContext):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in NOT_FLAGS or flag in taken:
+            continue
+        group.add_argument(
+            flag, dest=f.name, default=argparse.SUPPRESS, metavar=f.name.upper(),
+            type=functools.partial(_setting_value, f), help=str(f.metadata.get("description", f.name)),
+        )  # fmt: skip
+
+
+def _setting_value(f: Any, raw: str) -> Any:
+    try:
+        return parse_env_value(f, raw, "--" + f.name.replace("_", "-"))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run_from_args(args: argparse.Namespace) -> int:
-    if args.upstream:
+    if args.upstream or getattr(args, "base_urls", None):
         return run_proxy(args)
     return run_serve(args.port, startup_timeout_s=args.startup_timeout)
 
 
 def run_proxy(args: argparse.Namespace) -> int:
-    """``deepprune serve --upstream URL``: the proxy in the foreground until Ctrl-C."""
+    """``deepprune serve --upstream URL``: the proxy in the foreground until SIGTERM or Ctrl-C."""
     from deepprune_agents.server import require_server_deps
 
     require_server_deps()
@@ -73,16 +125,15 @@ def run_proxy(args: argparse.Namespace) -> int:
     port = 8000 if args.port is None else args.port
     if not 0 <= port < 65536:
         raise ConfigError(f"--port must be between 0 and 65535 (got {port}).")
-    given = {"n": args.n, "judge": args.judge, "policy": args.policy, "model": args.model}
-    given = {k: v for k, v in given.items() if v is not None}
-    defaults = DeepPruneContext(base_urls=list(args.upstream), **given, **knob_values(args))
-    config = ProxyConfig(defaults, max_concurrent=args.max_concurrent, ui=args.ui)
-    # uvicorn re-raises the signal that stopped it once it has shut down; as KeyboardInterrupt it ends in
+    args.base_urls = [*args.upstream, *getattr(args, "base_urls", [])]
+    defaults = context_from_args(args)
+    config = from_args(ProxyConfig, args, defaults=defaults, seed=getattr(args, "seed", None))
+    # uvicorn re-raises the signal that stopped it once it has drained; as KeyboardInterrupt it ends in
     # a clean exit status 0, like the embedded server's.
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
-        serve_forever(config, host=args.host, port=port)
+        serve_forever(config, host=args.host, port=port, access_log=not args.no_access_log)
     except KeyboardInterrupt:
         pass
     finally:

@@ -10,15 +10,19 @@ check model names against ``[A-Za-z0-9._:/+=,-]``, and ``+`` never occurs in Hug
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.pruning import KNOB_CLASSES
 from deepprune_agents.pruning.knobs import all_specs
+from deepprune_agents.server.errors import INVALID_VALUE, UNSUPPORTED_PARAMETER, UNSUPPORTED_VALUE
 from deepprune_agents.settings import DeepPruneContext
 
 SUFFIX = "+deepprune"
+MODEL_FREE_JUDGES = ("constant", "numbers")  # nothing to load: a proxy allows them beside its default judge
+OFFLINE_JUDGES = ("oracle",)  # reads recorded traces' known answers: meaningless on live branches
 
 # What a caller may set per request, and the type each value is read as. Endpoints, timeouts and caps
 # (base_urls, max_n, run_timeout_s, ...) are the operator's: a request must not be able to change them.
@@ -47,12 +51,86 @@ STANDARD_FIELDS = {
 }
 
 
-class OptionsError(ConfigError):
-    """A per-request option is invalid; ``param`` names the offending field (OpenAI's error ``param``)."""
+# Sampling fields passed as they are to every branch (through the run's extra_body), with their check.
+PASS_THROUGH: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "stop": (
+        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+        "a string or a list of strings",
+    ),
+    "presence_penalty": (lambda v: _number(v) and -2.0 <= v <= 2.0, "a number in [-2, 2]"),
+    "frequency_penalty": (lambda v: _number(v) and -2.0 <= v <= 2.0, "a number in [-2, 2]"),
+    "repetition_penalty": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "logit_bias": (
+        lambda v: (
+            isinstance(v, dict) and all(str(k).isdigit() and _number(x) and -100 <= x <= 100 for k, x in v.items())
+        ),
+        "an object of token id -> number in [-100, 100]",
+    ),
+    "user": (lambda v: isinstance(v, str), "a string"),
+}
 
-    def __init__(self, message: str, param: str | None = None) -> None:
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+class OptionsError(ConfigError):
+    """A per-request option is invalid; ``param`` names the offending field (OpenAI's error ``param``) and
+    ``code`` is OpenAI's error code for it."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = INVALID_VALUE) -> None:
         super().__init__(message)
         self.param = param
+        self.code = code
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """Fields of the chat contract this proxy cannot honour get a 400 that says so, rather than a 200
+    that silently ignored them (a client asking for tools or JSON would act on plain text)."""
+    tools = body.get("tools") or body.get("functions")
+    choice = body.get("tool_choice", body.get("function_call"))
+    if tools or choice not in (None, "none", "auto"):
+        param = "tools" if tools else "tool_choice"
+        raise OptionsError(
+            "tools are not supported: DeepPrune answers with N reasoning branches and a vote, and cannot call "
+            "tools. Send the request without 'tools' and 'tool_choice'.",
+            param,
+            UNSUPPORTED_PARAMETER,
+        )
+    fmt = body.get("response_format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        raise OptionsError(
+            "response_format is not supported: the reply is the voted branch's text (or, with "
+            'deepprune.content "answer", the answer alone). Send the request without response_format.',
+            "response_format",
+            UNSUPPORTED_PARAMETER,
+        )
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise OptionsError(
+            "logprobs are not supported: the reply is voted from several branches, so no single sequence of "
+            "token probabilities belongs to it. Send the request without logprobs.",
+            "logprobs",
+            UNSUPPORTED_PARAMETER,
+        )
+    if body.get("n") not in (None, 1):
+        raise OptionsError(
+            "n (choices) must be 1: the proxy returns one voted answer; ask for branches with deepprune.n.",
+            "n",
+            UNSUPPORTED_VALUE,
+        )
+
+
+def pass_through(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling fields every branch gets as they are (``stop``, penalties, ``logit_bias``, ``user``)."""
+    out: dict[str, Any] = {}
+    for name, (ok, wanted) in PASS_THROUGH.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not ok(value):
+            raise OptionsError(f"{name} must be {wanted} (got {value!r}).", name)
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,9 +194,14 @@ def _coerce(key: str, value: Any, kind: type, source: str) -> Any:
         raise OptionsError(f"{where} must be {wanted} (got {value!r}).", where) from None
 
 
-def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOptions:
+def parse_options(
+    body: dict[str, Any], defaults: DeepPruneContext, *, fresh_seed: int | None = None, judges: Sequence[str] = ()
+) -> RequestOptions:
     """Merge, in rising priority: the server's defaults, the standard OpenAI fields, the model suffix,
-    the ``deepprune`` body field. Unknown keys and bad values raise OptionsError naming the fix."""
+    the ``deepprune`` body field. Unknown keys and bad values raise OptionsError naming the fix.
+
+    ``fresh_seed``: the seed of a request that sets none (so "regenerate" samples anew), None to keep the
+    server's. ``judges``: the judges a request may pick (empty: every registered judge but ``oracle``)."""
     model, suffix = split_model(body.get("model"))
     raw = body.get("deepprune") or {}
     if not isinstance(raw, dict):
@@ -141,10 +224,14 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
                 )
             target = proxy if key in PROXY_OPTIONS else changes
             target[key] = _coerce(key, value, kind, source)
-    if body.get("n") not in (None, 1):
-        raise OptionsError(
-            "n (choices) must be 1: the proxy returns one voted answer; ask for branches with deepprune.n.", "n"
-        )
+    refuse_unsupported(body)
+    extras = pass_through(body)
+    if extras:
+        changes["extra_body"] = {**defaults.extra_body, **extras}
+    if "seed" not in changes and fresh_seed is not None:
+        changes["seed"] = fresh_seed
+    if changes.get("n", defaults.n) > defaults.max_n:
+        raise OptionsError(f"n={changes['n']} is over this server's limit of {defaults.max_n} branches.", "deepprune.n")
     content = proxy.get("content", "branch")
     if content not in CONTENT_MODES:
         raise OptionsError(
@@ -156,9 +243,10 @@ def parse_options(body: dict[str, Any], defaults: DeepPruneContext) -> RequestOp
         raise OptionsError(str(exc), "deepprune") from exc
     from deepprune_agents.judges import known_judges
 
-    if context.judge not in known_judges():
+    allowed = list(judges) or [j for j in known_judges() if j not in OFFLINE_JUDGES]
+    if context.judge not in allowed:
         raise OptionsError(
-            f"unknown judge {context.judge!r}: use one of {', '.join(known_judges())}.", "deepprune.judge"
+            f"judge {context.judge!r} is not available here: use one of {', '.join(allowed)}.", "deepprune.judge"
         )
     return RequestOptions(
         context=context,

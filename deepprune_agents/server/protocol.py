@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deepprune_agents.result import DeepPruneResult
+from deepprune_agents.result import BranchRecord, DeepPruneResult
+from deepprune_agents.server.errors import first_sentence
 
 PROGRESS_PREFIX = "deepprune: "
 CONTENT_PIECE_CHARS = 64  # the final answer is streamed in pieces of this size
 
 
+CONTENT_PARTS = ("text", "image_url")  # passed to every branch; the model server says whether it takes images
+CONVERSATION_ROLES = ("user", "assistant")
+SYSTEM_ROLES = ("system", "developer")
+
+
 class ChatMessage(BaseModel):
-    """One chat message; content may be a string or OpenAI's list of parts (only text parts are read)."""
+    """One chat message; content may be a string or OpenAI's list of parts (text and images)."""
 
     model_config = ConfigDict(extra="allow")
     role: str
@@ -37,6 +44,9 @@ class ChatMessage(BaseModel):
         if isinstance(self.content, list):
             return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
         return self.content or ""
+
+    def has_images(self) -> bool:
+        return isinstance(self.content, list) and any(p.get("type") == "image_url" for p in self.content)
 
 
 class StreamOptions(BaseModel):
@@ -55,20 +65,54 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
 
 
-def question_and_system(messages: list[ChatMessage]) -> tuple[str, str]:
-    """The question is the last user message; system (and developer) messages are joined into extra
-    system text. Earlier turns are not sent upstream: every branch solves the last question afresh."""
-    users = [m for m in messages if m.role == "user"]
-    question = users[-1].text().strip() if users else ""
-    system = "\n\n".join(m.text().strip() for m in messages if m.role in ("system", "developer") and m.text().strip())
-    return question, system
+@dataclass(frozen=True)
+class Conversation:
+    """A request's messages as the branches get them: the client's system text (appended to the
+    operator's system prompt), the turns in order ending in the user's question, and that question."""
+
+    system: str
+    turns: list[dict[str, Any]]
+    question: str
+    has_images: bool
 
 
-def error_body(
-    message: str, *, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """OpenAI's error shape: the openai client raises it with ``message`` as the text."""
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+class ConversationError(ValueError):
+    """The messages cannot be sent as they are; the text names the fix."""
+
+
+def conversation(messages: list[ChatMessage]) -> Conversation:
+    """Every turn goes to every branch (a follow-up is read with what it follows); system and developer
+    messages are joined into system text (chat templates take one system message, first)."""
+    system = "\n\n".join(m.text().strip() for m in messages if m.role in SYSTEM_ROLES and m.text().strip())
+    turns: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if m.role in SYSTEM_ROLES:
+            continue
+        if m.role not in CONVERSATION_ROLES:
+            raise ConversationError(
+                f"messages.{i}: role {m.role!r} is not supported: tools are not, so send user, assistant and "
+                "system messages only."
+            )
+        if isinstance(m.content, list):
+            for part in m.content:
+                if part.get("type") not in CONTENT_PARTS:
+                    raise ConversationError(
+                        f"messages.{i}: content part type {part.get('type')!r} is not supported: use "
+                        f"{' or '.join(CONTENT_PARTS)} parts."
+                    )
+        turn: dict[str, Any] = {"role": m.role, "content": m.content if m.content is not None else ""}
+        if isinstance(m.model_extra, dict) and isinstance(m.model_extra.get("name"), str):
+            turn["name"] = m.model_extra["name"]
+        turns.append(turn)
+    if not turns or turns[-1]["role"] != "user":
+        raise ConversationError(
+            "the conversation must end with a user message: the last user message is the question to solve."
+        )
+    question = next(m for m in reversed(messages) if m.role == "user").text().strip()
+    if not question:
+        raise ConversationError("the last user message has no text: the last user message is the question to solve.")
+    images = any(m.has_images() for m in messages)
+    return Conversation(system, turns, question, images)
 
 
 def new_completion_id() -> str:
@@ -116,27 +160,59 @@ def event_chunk(cid: str, model: str, created: int, event: dict[str, Any]) -> di
 
 
 def content_pieces(text: str, size: int = CONTENT_PIECE_CHARS) -> list[str]:
+    """``text`` in pieces of ``size`` characters (at least one piece, maybe empty)."""
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-def reply_text(result: DeepPruneResult, mode: str) -> str:
-    """The assistant message: in ``branch`` mode the full reply of the lowest-id finished branch that
-    voted for the winning answer (a worked solution ending in that answer), in ``answer`` mode the answer
-    alone. With no parsable answer, the first finished branch's reply (or nothing)."""
-    if mode == "answer":
-        return result.answer or ""
-    # A reasoning branch cut before its final content has text "" (its answer came from the thinking):
-    # such a branch cannot serve as the reply, the answer itself does.
+@dataclass(frozen=True)
+class Reply:
+    """The assistant message: its content, the reasoning of the branch it comes from (vLLM's ``reasoning``
+    field), and why it ended (``length`` when the branches that made it were cut)."""
+
+    content: str
+    reasoning: str
+    finish_reason: str
+
+
+def reply_branch(result: DeepPruneResult) -> BranchRecord | None:
+    """The lowest-id finished branch with text that voted for the winning answer (else one that gave it,
+    else the first finished one when there is no answer). A reasoning branch cut before its final content
+    has text "" (its answer came from the thinking): it cannot serve as the reply."""
     finished = [b for b in result.branches if b.status == "finished" and b.text.strip()]
     for b in finished:
         if result.answer is not None and b.answer == result.answer and b.voted:
-            return b.text
+            return b
     for b in finished:
         if result.answer is not None and b.answer == result.answer:
-            return b.text
-    if result.answer is not None:
-        return result.answer
-    return finished[0].text if finished else ""
+            return b
+    return finished[0] if finished and result.answer is None else None
+
+
+def reply(result: DeepPruneResult, mode: str, max_tokens: int) -> Reply:
+    """``branch`` mode: the reply branch's full text (a worked solution ending in the answer), else the
+    answer; ``answer`` mode: the answer alone. When no branch answered, a message that says why, never an
+    empty reply."""
+    branch = reply_branch(result)
+    voters = [b for b in result.branches if b.voted]
+    finished = [b for b in result.branches if b.status == "finished"]
+    cut = bool(finished) and all(b.finish_reason == "length" for b in finished)
+    content = branch.text if branch is not None and mode != "answer" else (result.answer or "")
+    length = (branch is not None and branch.finish_reason == "length") or (
+        bool(voters) and all(b.finish_reason == "length" for b in voters)
+    )
+    if not content.strip():
+        if cut:
+            content = (
+                f"No answer: all {len(finished)} branches that finished were cut at max_tokens={max_tokens} "
+                "before they answered; raise max_tokens."
+            )
+            length = True
+        elif not finished:
+            content = f"No answer: no branch finished ({result.cancelled} cancelled, {result.failed} failed)."
+        else:
+            content = f"No answer: none of the {len(finished)} branches that finished stated one."
+    reasoning = branch.reasoning if branch is not None else ""
+    return Reply(content, reasoning, "length" if length else "stop")
 
 
 def usage(result: DeepPruneResult, prompt_tokens_per_branch: int) -> dict[str, int]:
@@ -175,9 +251,12 @@ def deepprune_summary(result: DeepPruneResult, *, prompt_tokens_estimated: bool)
 
 
 def completion_body(
-    cid: str, model: str, created: int, content: str, use: dict[str, int], summary: dict[str, Any]
+    cid: str, model: str, created: int, answer: Reply, use: dict[str, int], summary: dict[str, Any]
 ) -> dict[str, Any]:
-    """The non-streamed ``chat.completion``."""
+    """The non-streamed ``chat.completion`` (``reasoning`` only when the reply branch thought aloud)."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+    if answer.reasoning:
+        message["reasoning"] = answer.reasoning
     return {
         "id": cid,
         "object": "chat.completion",
@@ -186,9 +265,9 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": answer.finish_reason,
             }
         ],
         "usage": use,
@@ -235,7 +314,8 @@ class ProgressLines:
                 out.append(f"{PROGRESS_PREFIX}vote decided: stopped branch(es) {ids}\n")
             return out
         if kind == "judge_error":
-            return [f"{PROGRESS_PREFIX}judge error, branches go on unpruned: {str(event.get('error'))[:120]}\n"]
+            error = first_sentence(str(event.get("error")))[:120]
+            return [f"{PROGRESS_PREFIX}judge error, branches go on unpruned: {error}\n"]
         if kind == "result":
             saving = float(event.get("token_saving") or 0.0)
             return [

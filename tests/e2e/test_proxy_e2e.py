@@ -52,7 +52,7 @@ def make_proxy() -> Iterator[Callable[..., ProxyServer]]:
 
     def make(upstream_url: str, **config: Any) -> ProxyServer:
         ctx = DeepPruneContext(base_urls=[upstream_url], judge="numbers", truncate="tokens:12")
-        proxy = ProxyServer(ProxyConfig(ctx, **config)).start()
+        proxy = ProxyServer(ProxyConfig(ctx, **{"seed": 0, **config})).start()  # seed 0: the same traces each run
         started.append(proxy)
         return proxy
 
@@ -259,7 +259,7 @@ def test_disconnect_while_waiting_for_a_non_streamed_reply_aborts_too(make_proxy
 
 def test_over_the_limit_answers_429_with_retry_after(make_proxy: Callable[..., ProxyServer]) -> None:
     with ReplayServer([QUESTION], tokens_per_s=10) as slow:
-        proxy = make_proxy(slow.base_url, max_concurrent=1, retry_after_s=3)
+        proxy = make_proxy(slow.base_url, max_concurrent=1, retry_after_s=3, queue_size=0)
         client = openai.OpenAI(base_url=proxy.base_url, api_key="unused", max_retries=0)
         stream = client.chat.completions.create(
             model="replay", messages=MESSAGES, stream=True, extra_body={"deepprune": {**FAST, "n": 2}},  # type: ignore[arg-type]
@@ -268,7 +268,7 @@ def test_over_the_limit_answers_429_with_retry_after(make_proxy: Callable[..., P
         with pytest.raises(openai.RateLimitError) as err:
             client.chat.completions.create(model="replay", messages=MESSAGES)  # type: ignore[arg-type]
         assert err.value.response.headers["retry-after"] == "3"
-        assert "--max-concurrent" in err.value.message
+        assert "busy" in err.value.message and err.value.code == "rate_limit_exceeded"
         stream.close()
         assert slow.wait_idle(5.0)
         deadline = time.monotonic() + 5  # the slot is free again once the cancelled run has closed
@@ -352,7 +352,8 @@ def test_keys_never_mixed_and_the_upstream_key_never_leaks(
             for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions")):
                 resp = http.request(method, path, headers=headers, json={"model": "replay", "messages": MESSAGES})
                 assert resp.status_code == 401, (key, path)
-                assert "DEEPPRUNE_PROXY_API_KEY" in resp.json()["error"]["message"]
+                assert resp.json()["error"]["code"] == "invalid_api_key"
+                assert "DEEPPRUNE" not in resp.json()["error"]["message"]  # the client cannot set the operator's env
                 exchanged.append(resp.text + str(resp.headers))
         good = {"Authorization": f"Bearer {proxy_key}"}
         for payload in (
@@ -363,7 +364,7 @@ def test_keys_never_mixed_and_the_upstream_key_never_leaks(
         ):
             resp = http.post("/v1/chat/completions", headers=good, json=payload)
             exchanged.append(resp.text + str(resp.headers))
-        assert resp.status_code == 200 and '"error"' in resp.text  # a streamed error event
+        assert resp.status_code == 404 and resp.json()["error"]["code"] == "model_not_found"  # before any stream
         resp = http.get("/v1/models", headers=good)
         assert resp.status_code == 200
         exchanged.append(resp.text + str(resp.headers))
@@ -372,7 +373,6 @@ def test_keys_never_mixed_and_the_upstream_key_never_leaks(
         assert upstream_key not in text
     for text in exchanged:  # what clients read does not show the operator's upstream URLs either
         assert server.base_url not in text and server.root_url not in text
-    assert any("upstream #0" in text for text in exchanged)
 
 
 def test_a_deepprune_client_behind_the_proxy_never_reads_progress_as_thinking(
@@ -413,9 +413,9 @@ def test_several_upstreams_share_the_branches_and_list_models_once(make_proxy: C
 def test_a_silent_stream_sends_keep_alive_comments(
     make_proxy: Callable[..., ProxyServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deepprune_agents.server import app as proxy_app
+    from deepprune_agents.server import run as proxy_run
 
-    monkeypatch.setattr(proxy_app, "KEEPALIVE_S", 0.1)
+    monkeypatch.setattr(proxy_run, "KEEPALIVE_S", 0.1)
     with ReplayServer([QUESTION], tokens_per_s=10) as slow:
         proxy = make_proxy(slow.base_url)
         body = {"model": "replay", "messages": MESSAGES, "stream": True, "deepprune": {**FAST, "progress": False}}
@@ -472,7 +472,7 @@ def test_the_cli_serves_until_sigterm(upstream: ReplayServer) -> None:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     try:
         assert proc.stdout is not None
-        assert "loading the numbers judge" in proc.stdout.readline()
+        assert "loading the judges a request may pick (numbers, constant)" in proc.stdout.readline()
         banner = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}/v1" in banner and "n=4" in banner and "max 2 concurrent" in banner
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)

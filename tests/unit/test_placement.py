@@ -126,7 +126,7 @@ async def test_every_branch_request_carries_the_runs_session_header_and_no_per_b
         return httpx2.Response(200, content=sse(), headers={"content-type": "text/event-stream"})
 
     ctx = DeepPruneContext(n=3, base_urls=["http://router:30000/v1"])
-    requests = branch_requests("What is 3 + 4?", "m", ctx, "run-42")
+    requests = branch_requests("What is 3 + 4?", "m", ctx, run_id="run-42")
     requests.append(requests[1].resumed("so far", 5))  # a resumed branch: the same session
     pool = EndpointPool(ctx.base_urls)
     endpoint = pool.endpoints[0]
@@ -144,7 +144,7 @@ async def test_every_branch_request_carries_the_runs_session_header_and_no_per_b
     assert len(headers) == 1
     assert json.loads(seen[-1].content)["continue_final_message"] is True
 
-    quiet = branch_requests("q", "m", DeepPruneContext(n=1, session_header=""), "run-42")[0]
+    quiet = branch_requests("q", "m", DeepPruneContext(n=1, session_header=""), run_id="run-42")[0]
     assert quiet.session_header == "" and quiet.session_id == "run-42"  # placement still knows the run
 
 
@@ -170,7 +170,7 @@ def test_a_branch_restored_from_a_checkpoint_resumes_under_the_runs_session() ->
     from deepprune_agents.result import BranchRecord
 
     ctx = DeepPruneContext(n=2, max_tokens=100)
-    request = branch_requests("What is 3 + 4?", "m", ctx, "run-9")[1]
+    request = branch_requests("What is 3 + 4?", "m", ctx, run_id="run-9")[1]
     record = BranchRecord(id=1, status="running", tokens=5, text="3 + 4 is")
     branch = Branch(id=1, request=request)
     branch.restore(record)

@@ -68,7 +68,8 @@ def test_suffix_strings_are_typed() -> None:
         ({"deepprune": [1, 2]}, "deepprune", "object"),
         ({"temperature": "hot"}, "temperature", "number"),
         ({"n": 3}, "n", "deepprune.n"),
-        ({"deepprune": {"n": 10_000}}, "deepprune", "max_n"),
+        ({"deepprune": {"n": 10_000}}, "deepprune.n", "limit of 512 branches"),
+        ({"deepprune": {"judge": "oracle"}}, "deepprune.judge", "not available here"),
     ],
 )
 def test_bad_values_name_the_field_and_the_fix(extra: dict[str, object], param: str, hint: str) -> None:
@@ -78,18 +79,66 @@ def test_bad_values_name_the_field_and_the_fix(extra: dict[str, object], param: 
     assert hint in str(err.value)
 
 
-def test_question_is_the_last_user_message_and_system_text_is_kept() -> None:
+def test_the_whole_conversation_goes_to_the_branches_and_system_text_is_kept() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
     req = wire.ChatCompletionRequest.model_validate(
         {
             "messages": [
                 {"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "first"},
                 {"role": "assistant", "content": "ok"},
-                {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}, {"type": "image_url"}]},
+                {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}, image]},
             ]
         }
     )
-    assert wire.question_and_system(req.messages) == ("What is 2+2?", "Be brief.")
+    convo = wire.conversation(req.messages)
+    assert (convo.question, convo.system, convo.has_images) == ("What is 2+2?", "Be brief.", True)
+    assert [t["role"] for t in convo.turns] == ["user", "assistant", "user"]
+    assert convo.turns[-1]["content"][1] == image  # passed as it is: the model server decides
+
+
+@pytest.mark.parametrize(
+    ("messages", "hint"),
+    [
+        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "end with a user message"),
+        ([{"role": "tool", "content": "42"}, {"role": "user", "content": "q"}], "tools are not"),
+        ([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}], "input_audio"),
+    ],
+)
+def test_conversations_that_cannot_be_sent_as_they_are_name_why(messages: list[dict[str, object]], hint: str) -> None:
+    req = wire.ChatCompletionRequest.model_validate({"messages": messages})
+    with pytest.raises(wire.ConversationError, match=hint):
+        wire.conversation(req.messages)
+
+
+@pytest.mark.parametrize(
+    ("extra", "param", "code"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools", "unsupported_parameter"),
+        ({"tool_choice": "required"}, "tool_choice", "unsupported_parameter"),
+        ({"response_format": {"type": "json_object"}}, "response_format", "unsupported_parameter"),
+        ({"logprobs": True}, "logprobs", "unsupported_parameter"),
+        ({"n": 2}, "n", "unsupported_value"),
+        ({"stop": 5}, "stop", "invalid_value"),
+        ({"presence_penalty": 3}, "presence_penalty", "invalid_value"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias", "invalid_value"),
+    ],
+)
+def test_what_the_proxy_cannot_honour_is_refused_with_an_openai_code(
+    extra: dict[str, object], param: str, code: str
+) -> None:
+    with pytest.raises(OptionsError) as err:
+        parse_options(body(**extra), DEFAULTS)
+    assert (err.value.param, err.value.code) == (param, code)
+
+
+def test_sampling_fields_reach_every_branch_and_a_seed_is_fresh_unless_set() -> None:
+    sampling = {"stop": ["\n\n"], "presence_penalty": 0.5, "frequency_penalty": -0.2, "logit_bias": {"42": -100},
+                "user": "u-1", "repetition_penalty": 1.1}  # fmt: skip
+    ctx = parse_options(body(**sampling), DEFAULTS.replace(extra_body={"top_k": 20}), fresh_seed=1234).context
+    assert ctx.extra_body == {"top_k": 20, **sampling} and ctx.seed == 1234
+    assert parse_options(body(seed=7), DEFAULTS, fresh_seed=1234).context.seed == 7
+    assert parse_options(body(), DEFAULTS).context.seed == DEFAULTS.seed  # the operator fixed the seed
 
 
 def test_progress_lines_report_each_state_change_once() -> None:
@@ -123,9 +172,24 @@ BRANCHES = [
 
 def test_reply_is_a_voting_branch_or_the_answer() -> None:
     result = result_of(BRANCHES, "7")
-    assert wire.reply_text(result, "branch") == "3+4=7. The answer is 7."
-    assert wire.reply_text(result, "answer") == "7"
-    assert wire.reply_text(result_of(BRANCHES, None), "branch") == "so 1. The answer is 1."
+    assert wire.reply(result, "branch", 512) == wire.Reply("3+4=7. The answer is 7.", "", "stop")
+    assert wire.reply(result, "answer", 512).content == "7"
+    assert wire.reply(result_of(BRANCHES, None), "branch", 512).content == "so 1. The answer is 1."
+
+
+def test_the_reply_says_length_and_why_when_the_branches_were_cut() -> None:
+    cut = [
+        BranchResult(id=0, status="finished", tokens=5, finish_reason="length", reasoning="Let me think", text=""),
+        BranchResult(id=1, status="finished", tokens=5, finish_reason="length", text=""),
+    ]
+    reply = wire.reply(result_of(cut, None), "branch", 5)
+    assert reply.finish_reason == "length" and "max_tokens=5" in reply.content
+    voted = [BranchResult(id=0, status="finished", tokens=5, finish_reason="length", answer="7", voted=True,
+                          reasoning="3+4", text="The answer is 7")]  # fmt: skip
+    reply = wire.reply(result_of(voted, "7"), "branch", 5)
+    assert reply == wire.Reply("The answer is 7", "3+4", "length")  # the winning branch's reasoning comes along
+    failed = wire.reply(result_of([BranchResult(id=0, status="failed", tokens=0)], None), "answer", 5)
+    assert failed.content.startswith("No answer") and failed.finish_reason == "stop"
 
 
 def test_usage_counts_every_branch_that_reached_the_server() -> None:
@@ -152,3 +216,20 @@ def test_serve_upstream_names_the_extra_when_starlette_is_missing(
     assert main(["serve", "--upstream", "http://127.0.0.1:9/v1"]) == 2
     err = capsys.readouterr().err
     assert "needs uvicorn" in err and "deepprune-agents[proxy]" in err
+
+
+def test_branch_requests_carry_the_whole_conversation() -> None:
+    from deepprune_agents.prompts import branch_requests
+
+    turns = [
+        {"role": "user", "content": "3+4?"},
+        {"role": "assistant", "content": "7"},
+        {"role": "user", "content": [{"type": "text", "text": "and times 2?"}]},
+    ]
+    chat = branch_requests("and times 2?", "m", DEFAULTS.replace(n=2), conversation=turns)
+    assert [r.messages for r in chat] == [[{"role": "system", "content": DEFAULTS.system_prompt}, *turns]] * 2
+    assert [r.seed for r in chat] == [DEFAULTS.seed, DEFAULTS.seed + 1]
+    (raw,) = branch_requests("and times 2?", "m", DEFAULTS.replace(n=1, endpoint="completions"), conversation=turns)
+    assert "User: 3+4?\nAssistant: 7\nQuestion: and times 2?" in raw.prompt
+    (alone,) = branch_requests("q", "m", DEFAULTS.replace(n=1))
+    assert alone.messages[-1] == {"role": "user", "content": "q"}
