@@ -31,7 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--n", type=int, default=2, help="replicas (default 2)")
     p.add_argument("--router", action="store_true", help="put vllm-router in front of the replicas")
     p.add_argument(
-        "--policy",
+        "--router-policy",
+        dest="router_policy",
         default=DEFAULT_POLICY,
         help=f"vllm-router policy (default {DEFAULT_POLICY}; {' or '.join(SESSION_POLICIES)} keep a run together)",
     )
@@ -44,7 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise ConfigError(f"--n must be >= 1 (got {args.n}).")
     out = Console()
-    replicas = Replicas(args.n, router=args.router, policy=args.policy, router_port=args.port,
+    replicas = Replicas(args.n, router=args.router, policy=args.router_policy, router_port=args.port,
                         startup_timeout_s=args.startup_timeout)  # fmt: skip
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
@@ -54,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         for s in replicas.servers:
             out.print(f"replica [bold]{s.base_url}[/] (log: {s.log_path})")
         if replicas.router is not None:
-            out.print(f"[bold green]vllm-router ({args.policy})[/] at [bold]{replicas.router.base_url}[/]")
+            out.print(f"[bold green]vllm-router ({args.router_policy})[/] at [bold]{replicas.router.base_url}[/]")
         urls = ",".join(replicas.base_urls)
         out.print(f"  use it: [cyan]export DEEPPRUNE_BASE_URL={urls}[/]")
         out.print("  Ctrl-C to stop.")

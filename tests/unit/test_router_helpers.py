@@ -33,5 +33,5 @@ def test_bad_input_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_replicas_subcommand_parses() -> None:
-    args = build_parser().parse_args(["replicas", "--n", "3", "--router", "--policy", "sticky_least_loaded"])
-    assert (args.n, args.router, args.policy) == (3, True, "sticky_least_loaded")
+    args = build_parser().parse_args(["replicas", "--n", "3", "--router", "--router-policy", "sticky_least_loaded"])
+    assert (args.n, args.router, args.router_policy) == (3, True, "sticky_least_loaded")
