@@ -430,7 +430,7 @@ def warm_judge(ctx: DeepPruneContext) -> str | None:
     """Load the default judge and score one pair before serving, so the first request does not wait
     for the model to load (seconds for the trained judge on a small CPU). Returns the error, if any:
     the proxy still serves, and runs record judge errors as they always do."""
-    from deepprune_agents.graph import cached_judge, warm_up
+    from deepprune_agents.run_builder import cached_judge, warm_up
 
     async def warm() -> str | None:
         judge = await cached_judge(ctx)
