@@ -39,6 +39,7 @@ def test_the_judge_appends_the_question_column_to_the_context_rows() -> None:
     np.testing.assert_allclose(rows[:, :-1], ContextJudge().features_in_run(pairs, run))
     np.testing.assert_allclose(rows[:, -1], -math.log(4), rtol=1e-12)
     easy = judge.score_in_run(pairs, run)
-    assert easy[0] == pytest.approx(easy[1], rel=1e-12)  # a constant within one question: it cannot tell its branches apart
+    # a constant within one question: it cannot tell its branches apart
+    assert easy[0] == pytest.approx(easy[1], rel=1e-12)
     judge.question = "A question with 1, 2, 3, 4, 5, 6 and 7 in it."
     assert judge.score_in_run(pairs, run)[0] < easy[0]  # more numbers in the question: less likely to agree
