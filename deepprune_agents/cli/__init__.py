@@ -135,10 +135,13 @@ def console() -> None:
     without the interpreter's last garbage collections. Those walk every object the imports made
     (openai's and LangChain's thousands of pydantic classes) and took longer than the imports' own
     share of ``deepprune ask`` on 2 cores (bench/startup.py); frozen objects are skipped, while atexit
-    handlers and the streams' flushing still run. ``main`` alone, called in a process that goes on
-    (tests), freezes nothing."""
+    handlers and the streams' flushing still run. Not after torch was loaded (a model judge, training):
+    its compiler's bindings count the objects left at exit and would print a leak warning for each one
+    the freeze keeps, and such a command takes seconds anyway. ``main`` alone, called in a process that
+    goes on (tests), freezes nothing."""
     code = main()
-    gc.freeze()
+    if "torch" not in sys.modules:
+        gc.freeze()
     sys.exit(code)
 
 
