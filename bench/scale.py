@@ -155,11 +155,11 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
         request_timeout_s=120,
         stream_workers=args.workers,
     )
-    from deepprune_agents import graph
+    from deepprune_agents import run_builder
 
     # Time every judge round on the loop's thread (CPU), without touching engine code: wrap the policy.
     rounds_ms: list[float] = []
-    original_make_policy = graph.make_policy
+    original_make_policy = run_builder.make_policy
 
     def timed_policy(c: Any) -> Any:
         policy = original_make_policy(c)
@@ -175,7 +175,7 @@ async def one_run(server: Server, question: str, args: argparse.Namespace) -> di
         policy.step = timed_step
         return policy
 
-    graph.make_policy = timed_policy
+    run_builder.make_policy = timed_policy
     reasoner = DeepPruneReasoner(ctx)
     me = psutil.Process()
     lags: list[float] = []

@@ -3,10 +3,8 @@ read them are calling us from inside an agent loop and need the fix, not a stack
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover - result.py imports the pruning package, which imports this module
-    from deepprune_agents.result import BranchRecordDict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class DeepPruneError(Exception):
@@ -39,11 +37,13 @@ class StreamBrokenError(BackendError):
 
 
 class AllBranchesFailedError(BackendError):
-    """Every branch failed: there is nothing to vote on. ``branches`` keeps each branch's text so far."""
+    """Every branch failed: there is nothing to vote on. ``branches`` keeps each branch's text so far, as
+    the JSON records of ``result.BranchRecordDict`` (typed as plain mappings here: this module is the
+    bottom layer that every other imports, so it names no type from above it)."""
 
-    def __init__(self, message: str, branches: list[BranchRecordDict] | None = None) -> None:
+    def __init__(self, message: str, branches: Sequence[Mapping[str, Any]] | None = None) -> None:
         super().__init__(message)
-        self.branches = branches or []
+        self.branches: list[Mapping[str, Any]] = list(branches or [])
 
 
 class EmbeddedServerError(DeepPruneError):

@@ -7,6 +7,10 @@ the branches' views, cancels what it prunes, and writes the branches' records (`
 into the state. Branches keep generating while the judge thinks, so no branch ever waits on it, and no
 token is generated twice.
 
+The nodes stay thin: ``fan_out`` validates the question and starts the run, ``judge`` runs one round,
+``vote`` votes. Building the run (judge, policy, endpoints, requests, pool), and rebuilding it from a
+checkpoint after a restart, happens in ``run_builder``, which the nodes call.
+
 Custom stream events (``stream_mode="custom"``), all dicts with an ``event`` key:
 ``start``, ``tokens`` (per-branch deltas), ``cluster``/``merge`` (placement), ``judge`` (a round:
 cancelled ids, clusters), ``result``.
@@ -15,8 +19,6 @@ cancelled ids, clusters), ``result``.
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import time
 import uuid
 from typing import Annotated, Any, Literal, NotRequired
@@ -30,19 +32,14 @@ from langgraph.runtime import Runtime
 # pydantic builds Studio's input form from the state schema, and on Python < 3.12 only from this TypedDict.
 from typing_extensions import TypedDict
 
-from deepprune_agents.answers import make_extractor
-from deepprune_agents.backends.endpoints import EndpointPool
-from deepprune_agents.backends.openai_stream import BranchRequest
-from deepprune_agents.engine import BranchPool, LiveRun, RunRegistry
-from deepprune_agents.errors import AllBranchesFailedError, ConfigError, DeepPruneError, JudgeError
+from deepprune_agents.engine import LiveRun, RunRegistry
+from deepprune_agents.errors import AllBranchesFailedError, ConfigError, JudgeError
 from deepprune_agents.judges.base import Judge
-from deepprune_agents.prompts import branch_requests
-from deepprune_agents.pruning import PruningPolicy, make_policy
-from deepprune_agents.pruning.clustering import call_judge
+from deepprune_agents.pruning import PruningPolicy
 from deepprune_agents.pruning.types import BranchView, Decision
 from deepprune_agents.result import BranchRecordDict, DeepPruneResult, DeepPruneResultDict
+from deepprune_agents.run_builder import live_run, start_run
 from deepprune_agents.settings import DeepPruneContext
-from deepprune_agents.traces import PartialTrace
 
 RECURSION_LIMIT = 100_000  # one super-step per judge round: long runs must never hit LangGraph's default
 JUDGE_ERROR_BACKOFF_S = 1.0
@@ -123,122 +120,8 @@ def validate_question(question: Any, ctx: DeepPruneContext) -> str:
     return question
 
 
-@functools.lru_cache(maxsize=16)
-def _judge(name: str, options_json: str) -> Judge:
-    from deepprune_agents.judges import get_judge
-
-    return get_judge(name, **json.loads(options_json))
-
-
-_WARM: set[int] = set()
-
-
-async def cached_judge(ctx: DeepPruneContext) -> Judge:
-    """Judges load models: build each (name, options) once per process. Building imports torch and reads
-    weights, so it runs in a worker thread (LangGraph's dev server rejects blocking calls on the loop)."""
-    return await asyncio.to_thread(_judge, ctx.judge, json.dumps(ctx.judge_options, sort_keys=True, default=str))
-
-
-async def warm_up(judge: Judge, timeout_s: float) -> str | None:
-    """Score one pair before any branch starts, so loading the judge's model does not delay the first
-    round while branches run on unpruned. A failure is returned (recorded), not raised: the run then
-    goes on and the judge rounds record their own errors."""
-    if id(judge) in _WARM:
-        return None
-    probe = PartialTrace(text="2 + 2 = 4")
-    try:
-        await call_judge(judge, [(probe, probe)], timeout_s)
-    except JudgeError as exc:
-        return str(exc)
-    _WARM.add(id(judge))
-    return None
-
-
-async def endpoints_for(ctx: DeepPruneContext) -> tuple[EndpointPool, list[str]]:
-    """The configured base URLs, or the embedded vLLM server when none is configured."""
-    urls = list(ctx.base_urls)
-    if not urls:
-        from deepprune_agents.backends.embedded import get_default_server
-
-        server = await asyncio.to_thread(get_default_server)
-        urls = [server.base_url]
-    pool = EndpointPool(
-        urls,
-        read_timeout_s=ctx.request_timeout_s,
-        open_retries=ctx.open_retries,
-        max_streams_per_endpoint=ctx.max_streams_per_endpoint,
-    )
-    return pool, urls
-
-
-def worker_cap(ctx: DeepPruneContext, workers: int) -> int | None:
-    """``max_streams_per_endpoint`` for one of ``workers`` stream processes: each counts only its own
-    streams, and a run's branches are dealt over all of them."""
-    cap = ctx.max_streams_per_endpoint
-    return None if cap is None else max(1, -(-cap // workers))
-
-
-async def make_pool(
-    ctx: DeepPruneContext,
-    endpoints: EndpointPool,
-    urls: list[str],
-    requests: list[BranchRequest],
-    records: list[BranchRecordDict] | None = None,
-) -> BranchPool:
-    """The run's branch pool: in this process, or over ``ctx.stream_workers`` worker processes; rebuilt
-    from checkpointed ``records`` when given (a resumed run)."""
-    extract = make_extractor(ctx.answer_pattern)
-    kwargs: dict[str, Any] = {}
-    cls: type[BranchPool] = BranchPool
-    workers = ctx.workers_for_run()
-    if workers > 0:
-        from deepprune_agents.backends.shards import workers_for
-        from deepprune_agents.sharded_pool import ShardedBranchPool
-
-        cls = ShardedBranchPool
-        kwargs = {
-            "workers": await workers_for(workers),
-            "endpoints_cfg": (tuple(urls), ctx.request_timeout_s, ctx.open_retries, worker_cap(ctx, workers)),
-        }
-    if records is not None:
-        return cls.restore(endpoints, requests, records, extract=extract, **kwargs)
-    return cls(endpoints, requests, extract=extract, **kwargs)
-
-
-async def _run_of(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> LiveRun:
-    """The live run of this graph run, or — after a restart from a checkpoint — a resumed one."""
-    run = runs.get(state.get("run_id", ""))
-    if run is not None:
-        return run
-    if not state.get("branches") or not state.get("model"):
-        raise DeepPruneError(f"run {state.get('run_id')!r} has no branches to resume: start the question again.")
-    return await resume_run(state, ctx, writer, runs)
-
-
-async def resume_run(state: State, ctx: DeepPruneContext, writer: Any, runs: RunRegistry) -> LiveRun:
-    """Rebuild the run from checkpointed state: finished branches are kept as they are, branches that were
-    still generating continue after their text, and the policy picks up its clusters."""
-    judge = await cached_judge(ctx)
-    policy = make_policy(ctx)
-    endpoints, urls = await endpoints_for(ctx)
-    requests = branch_requests(
-        state["question"], state["model"], ctx, run_id=state["run_id"], conversation=state.get("conversation")
-    )
-    pool = await make_pool(ctx, endpoints, urls, requests, state["branches"])
-    policy.restore(state.get("policy_state") or {}, pool.views())
-    run = LiveRun(
-        run_id=state["run_id"], pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True
-    )
-    run.deadline = time.monotonic() + ctx.run_timeout_s
-    runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
-    restarted = [b.id for b in pool.branches if b.alive]
-    pool.start()
-    writer({"event": "resume", "run_id": run.run_id, "restarted": restarted})
-    return run
-
-
 async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
-    """Validate, resolve the model, and start N branch streams."""
+    """Validate the question and start the run (``run_builder.start_run``: N branch streams)."""
     ctx = context_of(runtime)
     question = state.get("question")
     if question is None:
@@ -246,55 +129,33 @@ async def fan_out(state: State, runtime: Runtime[DeepPruneContext], runs: RunReg
     if question is None:
         raise ConfigError("no question: pass 'question', or 'messages' ending in the human message to answer.")
     question = validate_question(question, ctx)
-    run_id = state.get("run_id") or uuid.uuid4().hex
-    judge = await cached_judge(ctx)
-    policy = make_policy(ctx)
-    warm_error = None if policy.name == "none" else await warm_up(judge, ctx.judge_timeout_s)
-    endpoints, urls = await endpoints_for(ctx)
-    try:
-        model = await endpoints.resolve_model(ctx.model)
-    except BaseException:
-        await endpoints.aclose()
-        raise
-    try:
-        pool = await make_pool(
-            ctx,
-            endpoints,
-            urls,
-            branch_requests(question, model, ctx, run_id=run_id, conversation=state.get("conversation")),
-        )
-    except BaseException:
-        await endpoints.aclose()
-        raise
-    run = LiveRun(run_id=run_id, pool=pool, policy=policy, judge=judge, endpoints=endpoints, owns_endpoints=True)
-    run.deadline = time.monotonic() + ctx.run_timeout_s
-    runs.register(run, lease_s=max(120.0, 4 * ctx.judge_timeout_s))
-    first = policy.first_wave(ctx.n)  # staged fan-out: the rest wait for a policy decision (judge node)
-    pool.hold([i for i in range(ctx.n) if i not in set(first)])
-    pool.start()
+    started = await start_run(
+        question, state.get("run_id") or uuid.uuid4().hex, ctx, runs, conversation=state.get("conversation")
+    )
+    run = started.run
     runtime.stream_writer(
         {
             "event": "start",
-            "run_id": run_id,
+            "run_id": run.run_id,
             "n": ctx.n,
-            "model": model,
-            "endpoints": urls,
-            "policy": policy.name,
-            "judge": judge.name,
+            "model": started.model,
+            "endpoints": started.urls,
+            "policy": run.policy.name,
+            "judge": run.judge.name,
         }
     )
-    if len(first) < ctx.n:
-        runtime.stream_writer({"event": "launch", "branches": sorted(first), "why": "first wave"})
+    if len(started.first_wave) < ctx.n:
+        runtime.stream_writer({"event": "launch", "branches": started.first_wave, "why": "first wave"})
     return {
         "question": question,
-        "run_id": run_id,
-        "model": model,
-        "branches": pool.dumps(),
+        "run_id": run.run_id,
+        "model": started.model,
+        "branches": run.pool.dumps(),
         "clusters": [],
         "rounds": 0,
         "judge_calls": 0,
         "pairs_scored": 0,
-        "judge_errors": [warm_error] if warm_error else [],
+        "judge_errors": [started.warm_error] if started.warm_error else [],
         "deadline_hit": False,
         "started_at": time.time(),
     }
@@ -335,7 +196,7 @@ async def policy_step(policy: PruningPolicy, views: list[BranchView], judge: Jud
 async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
     """One judge round: wait until due, run the policy, cancel what it prunes, record the branches."""
     writer = runtime.stream_writer
-    run = await _run_of(state, context_of(runtime), writer, runs)
+    run = await live_run(state, context_of(runtime), writer, runs)
     run.touch()
     judge_errors = list(state.get("judge_errors", []))
     judging = len(judge_errors) < MAX_JUDGE_ERRORS
@@ -399,7 +260,7 @@ def after_judge(state: State, runs: RunRegistry) -> Literal["judge", "vote"]:
 
 async def vote(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
     """Vote over the survivors, close the run, publish the result."""
-    run = await _run_of(state, context_of(runtime), runtime.stream_writer, runs)
+    run = await live_run(state, context_of(runtime), runtime.stream_writer, runs)
     try:
         views = run.pool.views()
         outcome = run.policy.vote(views)

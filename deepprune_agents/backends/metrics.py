@@ -5,15 +5,14 @@ branches really aborted) are about the *server's* work. ``vllm:generation_tokens
 ``vllm:num_requests_running`` are the independent evidence; counting chunks on the client side would
 only measure what we read, not what the GPU/CPU spent.
 
-Parsing is a pure function (``parse_prometheus``) so it is unit-tested without a server.
+Parsing is a pure function (``parse_prometheus``, over ``prometheus_client``'s parser) so it is
+unit-tested without a server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,51 +41,30 @@ class Sample:
         return self.name == name and all(self.labels.get(k) == v for k, v in labels.items())
 
 
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_LINE = re.compile(rf"^(?P<name>{_NAME})(?:\{{(?P<labels>.*)\}})?\s+(?P<value>\S+)(?:\s+-?\d+)?\s*$")
-_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+def _parsed(text: str) -> list[Sample]:
+    """Every sample of ``text``; ValueError when a line is malformed."""
+    from prometheus_client.parser import text_string_to_metric_families
 
-
-def _parse_value(raw: str) -> float | None:
-    special = {"+Inf": math.inf, "-Inf": -math.inf, "Inf": math.inf, "NaN": math.nan}
-    if raw in special:
-        return special[raw]
-    try:
-        return float(raw)
-    except ValueError:
-        return None
-
-
-def _parse_labels(raw: str) -> dict[str, str] | None:
-    labels: dict[str, str] = {}
-    pos = 0
-    raw = raw.strip()
-    while pos < len(raw):
-        m = _LABEL.match(raw, pos)
-        if m is None:
-            return None
-        labels[m.group(1)] = re.sub(r"\\[\\\"n]", lambda e: _UNESCAPE[e.group(0)], m.group(2))
-        pos = m.end()
-    return labels
+    return [
+        Sample(s.name, float(s.value), dict(s.labels))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
 
 
 def parse_prometheus(text: str) -> list[Sample]:
-    """Parse the Prometheus text exposition format; comments and malformed lines are skipped, not fatal
-    (a metrics endpoint must never crash a run)."""
+    """Parse the Prometheus text exposition format (``prometheus_client``'s parser). Comments are skipped,
+    and so are malformed lines, not fatal: a metrics endpoint must never crash a run. The parser rejects
+    a whole text for one bad line, so such a text is parsed again line by line, keeping the good ones."""
+    try:
+        return _parsed(text)
+    except ValueError:
+        pass
     samples: list[Sample] = []
     for line in text.split("\n"):  # the format is \n-delimited; a raw \r may sit in a label value
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _LINE.match(line)
-        if m is None:
-            continue
-        value = _parse_value(m.group("value"))
-        labels = _parse_labels(m.group("labels") or "")
-        if value is None or labels is None:
-            continue
-        samples.append(Sample(m.group("name"), value, labels))
+        if line.strip() and not line.lstrip().startswith("#"):
+            with contextlib.suppress(ValueError):
+                samples.extend(_parsed(line))
     return samples
 
 

@@ -1,7 +1,5 @@
 """``python -m deepprune_agents.cli``: same as the ``deepprune`` console script."""
 
-import sys
+from deepprune_agents.cli import console
 
-from deepprune_agents.cli import main
-
-sys.exit(main())
+console()

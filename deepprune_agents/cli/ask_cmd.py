@@ -10,17 +10,15 @@ from collections.abc import AsyncGenerator
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
 from deepprune_agents.cli import _interrupt
 from deepprune_agents.cli._eval_parser import add_answer_pattern_arg, add_knob_flags
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import KNOWN_POLICIES, DeepPruneContext
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich is imported where a table is drawn: `ask --json` never draws one
+    from rich.table import Table
+    from rich.text import Text
+
     from deepprune_agents.engine import RunRegistry
 
 STATUS_STYLE = {
@@ -98,12 +96,17 @@ NO_ANSWER = "— no answer"
 
 def _answer_cell(row: dict[str, Any]) -> Text | str:
     """A finished branch without an extractable answer shows as such (it casts no vote), not as blank."""
+    from rich.text import Text
+
     if row.get("answer") is not None:
         return str(row["answer"])
     return Text(NO_ANSWER, style="dim red") if row.get("status") == "finished" else ""
 
 
 def _table(rows: dict[int, dict[str, Any]], header: str) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=header, expand=True)
     for col, kw in (
         ("#", {"justify": "right"}),
@@ -130,6 +133,9 @@ def _table(rows: dict[int, dict[str, Any]], header: str) -> Table:
 
 
 def _summary(result: DeepPruneResult) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(show_header=False, title="result")
     t.add_row("answer", Text(str(result.answer), style="bold green"))
     t.add_row("votes", json.dumps(result.votes))
@@ -186,6 +192,9 @@ class _Board:
 
 
 async def _ask(question: str, ctx: DeepPruneContext, live_view: bool, runs: RunRegistry) -> DeepPruneResult:
+    from rich.console import Console, Group
+    from rich.live import Live
+
     from deepprune_agents.reasoner import DeepPruneReasoner
 
     reasoner = DeepPruneReasoner(ctx, runs=runs)
@@ -221,5 +230,7 @@ def run_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(result.model_dump_json(indent=2))
     elif not live_view:
+        from rich.console import Console
+
         Console().print(_summary(result))
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from deepprune_agents.errors import ConfigError
 from deepprune_agents.judges.base import Judge
@@ -17,8 +17,7 @@ from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
 from deepprune_agents.pruning.vote import majority_vote, weighted_vote
 from deepprune_agents.truncation import parse_truncation
 
-if TYPE_CHECKING:  # settings imports KNOB_CLASSES from here, so no import at run time
-    from deepprune_agents.settings import DeepPruneContext
+K = TypeVar("K", bound=Knobs)
 
 # Every policy's knobs class: the settings, the command lines, the evaluation and the proxy derive their
 # knob fields, flags and options from this tuple. It changes only when a policy is added.
@@ -74,7 +73,27 @@ class NoPrunePolicy:
         """Nothing to restore: this policy keeps no state."""
 
 
-def make_policy(ctx: DeepPruneContext) -> PruningPolicy:
+class PolicySettings(Protocol):
+    """What ``make_policy`` reads from the settings. ``settings.DeepPruneContext`` provides it; the
+    settings derive their knob fields from ``KNOB_CLASSES`` here, so this package names no settings type
+    (imports go one way: settings -> pruning)."""
+
+    @property
+    def policy(self) -> str: ...
+
+    @property
+    def truncate(self) -> str: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def judge_timeout_s(self) -> float: ...
+
+    def knobs(self, kind: type[K]) -> K: ...
+
+
+def make_policy(ctx: PolicySettings) -> PruningPolicy:
     """Build the policy named in the settings, handing it its knobs objects from the settings."""
     if ctx.policy == "none":
         return NoPrunePolicy()
@@ -109,6 +128,7 @@ __all__ = [
     "PaperPolicy",
     "PeriodicKnobs",
     "PeriodicPolicy",
+    "PolicySettings",
     "PruningPolicy",
     "StagedKnobs",
     "StagedPolicy",

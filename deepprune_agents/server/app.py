@@ -268,8 +268,8 @@ def warm_judges(config: ProxyConfig) -> list[str]:
     """Load every judge a request may pick and score one pair, before serving, so no request waits for a
     model to load (seconds for the trained judge on a small CPU). Returns the errors, if any: the proxy
     still serves, and runs record judge errors as they always do."""
-    from deepprune_agents.graph import cached_judge, warm_up
     from deepprune_agents.reasoner import run_sync
+    from deepprune_agents.run_builder import cached_judge, warm_up
 
     async def warm(name: str) -> str | None:
         ctx = config.defaults.replace(judge=name)

@@ -42,25 +42,25 @@ _sent = False
 
 def _arm(phase: str) -> None:
     import deepprune_agents.cli as cli
-    from deepprune_agents import graph
+    from deepprune_agents import graph, run_builder
     from deepprune_agents.cli import ask_cmd
 
     if phase == "parse":
         original_build = cli.build_parser
 
-        def build_parser() -> Any:
+        def build_parser(*args: Any) -> Any:
             _ctrl_c()
-            return original_build()
+            return original_build(*args)
 
         cli.build_parser = build_parser  # type: ignore[assignment]
     elif phase == "fan_out":
-        original_judge = graph.cached_judge
+        original_judge = run_builder.cached_judge
 
         async def cached_judge(ctx: Any) -> Any:
             _ctrl_c()
             return await original_judge(ctx)
 
-        graph.cached_judge = cached_judge  # type: ignore[assignment]
+        run_builder.cached_judge = cached_judge  # type: ignore[assignment]
     elif phase == "streaming":
         original_events = graph._progress_events
 
@@ -72,7 +72,7 @@ def _arm(phase: str) -> None:
 
         graph._progress_events = progress_events  # type: ignore[assignment]
     elif phase == "judge":
-        original_policy = graph.make_policy
+        original_policy = run_builder.make_policy
 
         def make_policy(ctx: Any) -> Any:
             policy = original_policy(ctx)
@@ -86,7 +86,7 @@ def _arm(phase: str) -> None:
             policy.step = step
             return policy
 
-        graph.make_policy = make_policy  # type: ignore[assignment]
+        run_builder.make_policy = make_policy  # type: ignore[assignment]
     elif phase == "vote":
         original_vote = graph.vote
 

@@ -83,3 +83,11 @@ def test_round_trip_of_rendered_samples(values: list[float], label: str) -> None
     assert [s.value for s in samples] == values
     assert all(s.labels["k"] == label for s in samples)
     assert math.isclose(totals(samples)["x_total"], math.fsum(values), rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_one_malformed_line_costs_only_itself() -> None:
+    """prometheus_client's parser rejects a whole text for one bad line: the rest must still count."""
+    broken = VLLM_SNIPPET.replace("process_cpu_seconds_total 12.5", "process_cpu_seconds_total twelve")
+    assert totals(parse_prometheus(broken)) == {
+        k: v for k, v in totals(parse_prometheus(VLLM_SNIPPET)).items() if k != "process_cpu_seconds_total"
+    }
