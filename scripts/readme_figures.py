@@ -237,12 +237,12 @@ def judge_section() -> Section:
 
 def judge_context_section() -> Section:
     """Why no pair judge nears AUROC 0.85 at 32 tokens: ``bench/out/judge_context.json``
-    (``bench/judge_context.py``). A section of its own, so that a machine without that file keeps the
+    (``research/judge_context.py``). A section of its own, so that a machine without that file keeps the
     README's paragraph while the judge table above is re-rendered."""
     out = ["### Why no pair judge nears AUROC 0.85 at 32 tokens", ""]
     f = REPO / "bench" / "out" / "judge_context.json"
     if not f.is_file():
-        cmd = "python bench/judge_context.py --json bench/out/judge_context.json"
+        cmd = "python research/judge_context.py --json bench/out/judge_context.json"
         return Placeholder([*out, f"_Not measured yet: run `{cmd}`._", ""])
     r = json.loads(f.read_text(encoding="utf-8"))
     sets = r["sets"]
@@ -253,7 +253,7 @@ def judge_context_section() -> Section:
     return [
         *out,
         "Why no judge here comes near AUROC 0.85 at 32 tokens on OVM (`PYTHONPATH=$PWD .venv/bin/python "
-        f"bench/judge_context.py`: {r['n']} traces drawn per question, the pairs among them, {r['draws']} draws): a "
+        f"research/judge_context.py`: {r['n']} traces drawn per question, the pairs among them, {r['draws']} draws): a "
         "pooled AUROC ranks the pairs of all questions together, and on OVM most of it is knowing *which question* "
         "is contested. A judge that knew only each question's true agreement rate (a ceiling: it reads the recorded "
         f"answers) would score {two('oracle_question_rate_auroc')} on OVM Mistral / Llama, while the numbers score "

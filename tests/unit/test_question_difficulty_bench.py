@@ -1,4 +1,4 @@
-"""bench/question_difficulty.py's pure part: the question's column and the judge that appends it to the
+"""research/question_difficulty.py's pure part: the question's column and the judge that appends it to the
 `context` judge's rows (the refactored ``ContextJudge.features_in_run``)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from bench_scripts import load_bench
+from bench_scripts import load_research
 
 from deepprune_agents.judges.blend import BlendModel
 from deepprune_agents.judges.context import ContextJudge
 from deepprune_agents.traces import PartialTrace
 
-qd = load_bench("question_difficulty")
+qd = load_research("question_difficulty")
 
 
 def _t(i: int, text: str) -> PartialTrace:
@@ -39,6 +39,7 @@ def test_the_judge_appends_the_question_column_to_the_context_rows() -> None:
     np.testing.assert_allclose(rows[:, :-1], ContextJudge().features_in_run(pairs, run))
     np.testing.assert_allclose(rows[:, -1], -math.log(4), rtol=1e-12)
     easy = judge.score_in_run(pairs, run)
-    assert easy[0] == pytest.approx(easy[1], rel=1e-12)  # a constant within one question: it cannot tell its branches apart
+    # a constant within one question: it cannot tell its branches apart
+    assert easy[0] == pytest.approx(easy[1], rel=1e-12)
     judge.question = "A question with 1, 2, 3, 4, 5, 6 and 7 in it."
     assert judge.score_in_run(pairs, run)[0] < easy[0]  # more numbers in the question: less likely to agree
