@@ -41,9 +41,9 @@ def _num(v: float | None, fmt: str = "{:.2f}") -> str:
 
 
 class Placeholder(NamedTuple):
-    """What a section renders when its inputs are not on this machine. ``render`` keeps the README's own
+    """What a section renders when its inputs are not on this machine. ``render`` keeps the page's own
     text for that section instead (the live runs' and load runs' JSON lives in the git-ignored bench/out),
-    and writes these lines only where the README has nothing to keep."""
+    and writes these lines only where the page has nothing to keep."""
 
     lines: list[str]
 
@@ -243,7 +243,7 @@ def judge_section() -> Section:
 def judge_context_section() -> Section:
     """Why no pair judge nears AUROC 0.85 at 32 tokens: ``bench/out/judge_context.json``
     (``research/judge_context.py``). A section of its own, so that a machine without that file keeps the
-    README's paragraph while the judge table above is re-rendered."""
+    page's paragraph while the judge table above is re-rendered."""
     out = ["### Why no pair judge nears AUROC 0.85 at 32 tokens", ""]
     f = REPO / "bench" / "out" / "judge_context.json"
     if not f.is_file():

@@ -165,3 +165,39 @@ def test_the_live_section_is_read_from_the_reports(monkeypatch: pytest.MonkeyPat
     assert "cancelled exactly 8 of the 16 branches on 2 of the 3 question runs" in text
     assert "slower than cons@16 on 1" in text
     assert "run `python bench/server_dtype.py`" in text  # its report is absent here: the command, not a number
+
+
+def test_the_headline_items_and_the_dtype_table_are_read_from_the_reports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's live, load and soak items and docs/live.md's dtype table, each from its JSON alone."""
+    import json
+
+    rf = load_script()
+    out = tmp_path / "bench" / "out"
+    out.mkdir(parents=True)
+    (out / "live_vllm_a.json").write_text(json.dumps(_live_report("adaptive", [8, 8, 7], "float32")))
+    lag = {"p50": 0.2, "p99": 13.4, "max": 232.0}
+    (out / "scale_2048.json").write_text(
+        json.dumps({"n": 2048, "stream_workers": 2, "loop_lag_ms": lag, "branches_lost": 0, "open_streams_after": 0})
+    )
+    samples = [{"tcp_sockets": 1, "asyncio_tasks": 1}, {"tcp_sockets": 2, "asyncio_tasks": 1}]
+    (out / "soak.json").write_text(json.dumps({"runs": 200, "growth": {"rss_mb": 1.6}, "samples": samples}))
+    rows = {
+        "bfloat16": [{"streams": 1, "tok_per_s": 13.6}, {"streams": 8, "tok_per_s": 28.3}],
+        "float32": [{"streams": 1, "tok_per_s": 12.6}, {"streams": 8, "tok_per_s": 73.3}],
+    }
+    dtype = {"native_bf16_flags": [], "serving_dtype": "float32", "tokens_per_completion": 100, "results": rows}
+    (out / "server_dtype.json").write_text(json.dumps(dtype))
+    monkeypatch.setattr(rf, "REPO", tmp_path)
+    live = rf.headline_live()
+    assert live[0].startswith("- **Live on vLLM-CPU** (embedded SmolLM2-135M, 2 cores, N = 16, `adaptive`")
+    assert "1.50x sooner and 42.0% fewer server tokens than cons@16" in live[0] and "7.1 ms (p99)" in live[0]
+    assert "2,048 branches" in rf.headline_load()[0] and "lag p99 13 ms, 0 branches lost" in rf.headline_load()[0]
+    assert "RSS +1.6 MB, TCP sockets 1 -> 2" in rf.headline_soak()[0]
+    table = "\n".join(rf.server_dtype_section())
+    assert "| dtype | 1 stream | 8 streams |" in table
+    assert "| float32 (ours here) | 12.6 | 73.3 |" in table and "| bfloat16 (vLLM's default) | 13.6 | 28.3 |" in table
+    assert "native bfloat16 flags: none" in table
+    # the live section reads the same report for its per-stream speeds; 16 streams were not measured here
+    assert "`bench/server_dtype.py` did not measure 8 and 16 streams" in "\n".join(rf.live_section())
