@@ -64,6 +64,13 @@ def _load_bench(name: str) -> Any:
     return module
 
 
+def bench_report(name: str) -> Any:
+    """``bench/out/<name>`` read as JSON, or None when it is not on this machine (bench/out is git-ignored, so a
+    section built on it then keeps its page's text)."""
+    f = REPO / "bench" / "out" / name
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+
+
 def _measured(r: dict[str, Any], f: Path) -> str:
     """The report's date (``measured_at``), else the file's: reports before the field carry none."""
     stamp = r.get("measured_at")
@@ -81,10 +88,9 @@ def live_reports() -> list[tuple[Path, dict[str, Any], str]]:
 
 def _thinning_rate() -> str:
     """Per-stream speed of the serving dtype at 16 and 8 streams, from ``bench/server_dtype.py``'s report."""
-    f = REPO / "bench" / "out" / "server_dtype.json"
-    if not f.is_file():
+    r = bench_report("server_dtype.json")
+    if r is None:
         return "run `python bench/server_dtype.py` for the per-stream speeds"
-    r = json.loads(f.read_text(encoding="utf-8"))
     dtype = r["serving_dtype"]
     rate = {row["streams"]: row["tok_per_s"] for row in r["results"][dtype]}
     if 16 not in rate or 8 not in rate:
@@ -245,11 +251,10 @@ def judge_context_section() -> Section:
     (``research/judge_context.py``). A section of its own, so that a machine without that file keeps the
     page's paragraph while the judge table above is re-rendered."""
     out = ["### Why no pair judge nears AUROC 0.85 at 32 tokens", ""]
-    f = REPO / "bench" / "out" / "judge_context.json"
-    if not f.is_file():
+    r = bench_report("judge_context.json")
+    if r is None:
         cmd = "python research/judge_context.py --json bench/out/judge_context.json"
         return Placeholder([*out, f"_Not measured yet: run `{cmd}`._", ""])
-    r = json.loads(f.read_text(encoding="utf-8"))
     sets = r["sets"]
 
     def two(key: str) -> str:
@@ -292,11 +297,10 @@ def replay_section() -> Section:
 
 
 def soak_section() -> Section:
-    f = REPO / "bench" / "out" / "soak.json"
+    r = bench_report("soak.json")
     out = ["### Soak: sequential pruned runs in one process", ""]
-    if not f.is_file():
+    if r is None:
         return Placeholder([*out, "_Not measured yet: run `python bench/soak.py`._", ""])
-    r = json.loads(f.read_text())
     g = r["growth"]
     first, last = r["samples"][0], r["samples"][-1]
     return [
@@ -338,10 +342,9 @@ LOAD_TEXT = [
 def server_dtype_section() -> Section:
     """Decode throughput per dtype and stream count: ``bench/out/server_dtype.json`` (``bench/server_dtype.py``)."""
     out = ["### Server dtype: decode throughput per dtype (`bench/server_dtype.py`)", ""]
-    f = REPO / "bench" / "out" / "server_dtype.json"
-    if not f.is_file():
+    r = bench_report("server_dtype.json")
+    if r is None:
         return Placeholder([*out, "_Not measured yet: run `python bench/server_dtype.py`._", ""])
-    r = json.loads(f.read_text(encoding="utf-8"))
     results: dict[str, list[dict[str, Any]]] = r["results"]
     streams = [row["streams"] for row in next(iter(results.values()))]
     native = ", ".join(r["native_bf16_flags"]) or "none"
@@ -481,10 +484,9 @@ def headline_judges() -> Section:
 
 def headline_load() -> Section:
     head = "- **Load**"
-    f = REPO / "bench" / "out" / "scale_2048.json"
-    if not f.is_file():
+    r = bench_report("scale_2048.json")
+    if r is None:
         return Placeholder([f"{head}: run `python bench/scale.py --n 2048` ([docs/load.md](docs/load.md))."])
-    r = json.loads(f.read_text(encoding="utf-8"))
     return [
         f"{head}: {r['n']:,} branches in one process, streams read by {r.get('stream_workers', 0)} worker "
         f"processes: event-loop lag p99 {r['loop_lag_ms']['p99']:.0f} ms, {r['branches_lost']} branches lost, "
@@ -494,10 +496,9 @@ def headline_load() -> Section:
 
 def headline_soak() -> Section:
     head = "- **Soak**"
-    f = REPO / "bench" / "out" / "soak.json"
-    if not f.is_file():
+    r = bench_report("soak.json")
+    if r is None:
         return Placeholder([f"{head}: run `python bench/soak.py` ([docs/load.md](docs/load.md))."])
-    r = json.loads(f.read_text(encoding="utf-8"))
     first, last = r["samples"][0], r["samples"][-1]
     return [
         f"{head}: {r['runs']} pruned runs in a row in one process: RSS {r['growth']['rss_mb']:+.1f} MB, TCP sockets "
