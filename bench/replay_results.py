@@ -1,4 +1,4 @@
-"""The README's results section, from measurements on the OVM GSM8K test traces, in one command.
+"""The replay results (docs/replay_results.md, docs/policy_frontier.md), from the recorded traces, in one command.
 
     .venv/bin/python bench/replay_results.py            # measure (bench/out/replay/*.json), then render
     .venv/bin/python bench/replay_results.py --render   # only re-render docs/replay_results.md from the JSON

@@ -39,7 +39,7 @@ spaced 0.5 ms apart; the judge node's O(N) "round due?" check on every loop iter
 Since then (this issue's second step): from 256 branches the streams run in worker processes
 (``stream_workers``, backends/shards.py), each sending the orchestrator one batch of chunks per ~10 ms;
 large judge rounds with local judges run on a thread (graph.policy_step); views are rebuilt only for
-branches that changed. The README's Load table has the figures of both layouts (``--workers 0``: the
+branches that changed. docs/load.md's Load table has the figures of both layouts (``--workers 0``: the
 streams on the orchestrator's loop, as below).
 
 What was left in one process, and why it could not reach 20 ms here: (1) with every stream busy, one loop iteration

@@ -1,18 +1,23 @@
-"""Fill the README's figures section from the benchmark outputs, in one command.
+"""Keep the measured figures of the README and of the docs pages in sync with the benchmark outputs, in one command.
 
-    .venv/bin/python scripts/readme_figures.py
+    PYTHONPATH=$PWD .venv/bin/python scripts/readme_figures.py [--sections live,judge] [--check]
 
 Reads what the benchmarks wrote (run them first; each prints its figures too):
 
 * ``bench/out/live_vllm_*.json`` — ``python bench/live_vllm.py --policy P --judge J --json ...`` on the embedded
-  vLLM-CPU server (issue 2: wall time, server tokens, answer agreement, cancellation latency);
-* ``docs/judge_results.md`` — ``python bench/judge_eval.py`` (issue 3; the tokens:32 rows are quoted);
-* ``docs/replay_results.md`` — ``python bench/replay_results.py`` (issue 4; the N = 16 and 64 rows are quoted);
-* ``bench/out/soak.json`` — ``python bench/soak.py`` (issue 6).
+  vLLM-CPU server (wall time, server tokens, answer agreement, cancellation latency);
+* ``bench/out/server_dtype.json`` — ``python bench/server_dtype.py`` (decode throughput per dtype);
+* ``docs/judge_results.md`` — ``python bench/judge_eval.py`` (the tokens:32 rows are quoted);
+* ``bench/out/judge_context.json`` — ``python research/judge_context.py --json bench/out/judge_context.json``;
+* ``docs/frontier_*.json`` — ``python bench/replay_results.py --frontier`` (the default policy's targets);
+* ``docs/replay_results.md`` — ``python bench/replay_results.py`` (the N = 16 and 64 rows are quoted);
+* ``bench/out/scale*.json`` — ``python bench/scale.py`` and ``bench/out/soak.json`` — ``python bench/soak.py``.
 
-and rewrites the part of README.md between ``<!-- figures:begin -->`` and ``<!-- figures:end -->``. A section whose
-input is not on this machine (the live and load runs write to the git-ignored bench/out) keeps the README's text;
-where the README has none, a line says which command produces it. Nothing is ever typed in by hand.
+Each page in ``PAGES`` (the README's headline list, and the measurement record in docs/) has one block between
+``<!-- figures:begin -->`` and ``<!-- figures:end -->``; this rewrites each block from its sections. A section
+whose input is not on this machine (the live, load and soak runs write to the git-ignored bench/out) keeps the
+page's text; where the page has none, a line says which command produces it. Nothing is ever typed in by hand.
+``--check`` writes nothing and exits 1 when a page is out of date.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
 BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
 
 
@@ -37,9 +41,9 @@ def _num(v: float | None, fmt: str = "{:.2f}") -> str:
 
 
 class Placeholder(NamedTuple):
-    """What a section renders when its inputs are not on this machine. ``render`` keeps the README's own
+    """What a section renders when its inputs are not on this machine. ``render`` keeps the page's own
     text for that section instead (the live runs' and load runs' JSON lives in the git-ignored bench/out),
-    and writes these lines only where the README has nothing to keep."""
+    and writes these lines only where the page has nothing to keep."""
 
     lines: list[str]
 
@@ -60,6 +64,13 @@ def _load_bench(name: str) -> Any:
     return module
 
 
+def bench_report(name: str) -> Any:
+    """``bench/out/<name>`` read as JSON, or None when it is not on this machine (bench/out is git-ignored, so a
+    section built on it then keeps its page's text)."""
+    f = REPO / "bench" / "out" / name
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else None
+
+
 def _measured(r: dict[str, Any], f: Path) -> str:
     """The report's date (``measured_at``), else the file's: reports before the field carry none."""
     stamp = r.get("measured_at")
@@ -77,10 +88,9 @@ def live_reports() -> list[tuple[Path, dict[str, Any], str]]:
 
 def _thinning_rate() -> str:
     """Per-stream speed of the serving dtype at 16 and 8 streams, from ``bench/server_dtype.py``'s report."""
-    f = REPO / "bench" / "out" / "server_dtype.json"
-    if not f.is_file():
+    r = bench_report("server_dtype.json")
+    if r is None:
         return "run `python bench/server_dtype.py` for the per-stream speeds"
-    r = json.loads(f.read_text(encoding="utf-8"))
     dtype = r["serving_dtype"]
     rate = {row["streams"]: row["tok_per_s"] for row in r["results"][dtype]}
     if 16 not in rate or 8 not in rate:
@@ -102,9 +112,9 @@ def live_section() -> Section:
         "Command: `python bench/live_vllm.py --policy P --judge J --json bench/out/live_vllm_P.json` (10 built-in "
         "one- or two-step word problems, N = 16, both methods back to back with the same seeds; tokens from the "
         "server's `vllm:generation_tokens_total`). Targets: speedup >= 2, token reduction >= 60%, p99 cancel "
-        "latency <= 50 ms. Newest run first; *dtype* is the embedded server's (see Quick start) where the report "
-        "records it. Wall seconds depend on the machine and the dtype (a CPU without native bfloat16 emulates it): "
-        "compare speedups and reductions across rows, not seconds.",
+        'latency <= 50 ms. Newest run first; *dtype* is the embedded server\'s (see "Server dtype" below) where '
+        "the report records it. Wall seconds depend on the machine and the dtype (a CPU without native bfloat16 "
+        "emulates it): compare speedups and reductions across rows, not seconds.",
         "",
         "| measured | dtype | policy | judge | speedup | token reduction | answer agreement | accuracy cons / DP | "
         "cancel p50 / p99 ms (client) | server abort p50 / p99 ms | cons / DP wall s | cons / DP tokens |",
@@ -128,7 +138,8 @@ def live_section() -> Section:
         "",
         f"SmolLM2-135M is right in {min(correct)} to {max(correct)} of 16 branches per question in these runs, so "
         "which cluster survives decides the answer almost by chance: agreement and accuracy in this table measure "
-        "that noise, not the judge (the accuracy comparison is the recorded-trace table below). Wall time is "
+        "that noise, not the judge (the accuracy comparison is on recorded traces, [policies.md](policies.md)). "
+        "Wall time is "
         f"bounded by the longest surviving branch, and thinning 16 streams to 8 at token 32 makes {_thinning_rate()}, "
         "which caps the speedup well below the token reduction.",
         "",
@@ -191,7 +202,7 @@ def _frontier_at(n: int) -> str:
         f"The recorded 7B traces sit at {shares}, and on them at N = {n} no method with a real judge that stays "
         f"within 1 point of cons@{n} saves more than {_pct(best_tok)} of the tokens or answers more than "
         f'{best_wall:.2f}x sooner (section "The most any method saves within the accuracy bar" in '
-        f"[docs/policy_frontier.md](docs/policy_frontier.md)).{tail}"
+        f"[policy_frontier.md](policy_frontier.md)).{tail}"
     )
 
 
@@ -237,14 +248,13 @@ def judge_section() -> Section:
 
 def judge_context_section() -> Section:
     """Why no pair judge nears AUROC 0.85 at 32 tokens: ``bench/out/judge_context.json``
-    (``bench/judge_context.py``). A section of its own, so that a machine without that file keeps the
-    README's paragraph while the judge table above is re-rendered."""
+    (``research/judge_context.py``). A section of its own, so that a machine without that file keeps the
+    page's paragraph while the judge table above is re-rendered."""
     out = ["### Why no pair judge nears AUROC 0.85 at 32 tokens", ""]
-    f = REPO / "bench" / "out" / "judge_context.json"
-    if not f.is_file():
-        cmd = "python bench/judge_context.py --json bench/out/judge_context.json"
+    r = bench_report("judge_context.json")
+    if r is None:
+        cmd = "python research/judge_context.py --json bench/out/judge_context.json"
         return Placeholder([*out, f"_Not measured yet: run `{cmd}`._", ""])
-    r = json.loads(f.read_text(encoding="utf-8"))
     sets = r["sets"]
 
     def two(key: str) -> str:
@@ -253,7 +263,7 @@ def judge_context_section() -> Section:
     return [
         *out,
         "Why no judge here comes near AUROC 0.85 at 32 tokens on OVM (`PYTHONPATH=$PWD .venv/bin/python "
-        f"bench/judge_context.py`: {r['n']} traces drawn per question, the pairs among them, {r['draws']} draws): a "
+        f"research/judge_context.py`: {r['n']} traces drawn per question, the pairs among them, {r['draws']} draws): a "
         "pooled AUROC ranks the pairs of all questions together, and on OVM most of it is knowing *which question* "
         "is contested. A judge that knew only each question's true agreement rate (a ceiling: it reads the recorded "
         f"answers) would score {two('oracle_question_rate_auroc')} on OVM Mistral / Llama, while the numbers score "
@@ -287,11 +297,10 @@ def replay_section() -> Section:
 
 
 def soak_section() -> Section:
-    f = REPO / "bench" / "out" / "soak.json"
+    r = bench_report("soak.json")
     out = ["### Soak: sequential pruned runs in one process", ""]
-    if not f.is_file():
+    if r is None:
         return Placeholder([*out, "_Not measured yet: run `python bench/soak.py`._", ""])
-    r = json.loads(f.read_text())
     g = r["growth"]
     first, last = r["samples"][0], r["samples"][-1]
     return [
@@ -330,70 +339,285 @@ LOAD_TEXT = [
 ]
 
 
-SECTIONS = {  # name: (renderer, the start of its heading)
+def server_dtype_section() -> Section:
+    """Decode throughput per dtype and stream count: ``bench/out/server_dtype.json`` (``bench/server_dtype.py``)."""
+    out = ["### Server dtype: decode throughput per dtype (`bench/server_dtype.py`)", ""]
+    r = bench_report("server_dtype.json")
+    if r is None:
+        return Placeholder([*out, "_Not measured yet: run `python bench/server_dtype.py`._", ""])
+    results: dict[str, list[dict[str, Any]]] = r["results"]
+    streams = [row["streams"] for row in next(iter(results.values()))]
+    native = ", ".join(r["native_bf16_flags"]) or "none"
+    label = {"bfloat16": "bfloat16 (vLLM's default)"}
+    rows = [
+        f"| {label.get(d, d)}{' (ours here)' if d == r['serving_dtype'] else ''} | "
+        + " | ".join(f"{row['tok_per_s']}" for row in rows_)
+        + " |"
+        for d, rows_ in results.items()
+    ]
+    return [
+        *out,
+        "The embedded server computes in **float32 unless the CPU has native bfloat16** (AVX512-BF16 or AMX on x86, "
+        "BF16 on ARM; `backends/embedded.py`, `serving_dtype`), and gives float32 twice the KV cache so the same "
+        "number of tokens fit. vLLM's default is the checkpoint's bfloat16, which a CPU without those instructions "
+        f"emulates. Command: `PYTHONPATH=$PWD .venv/bin/python bench/server_dtype.py` ({r['tokens_per_completion']}"
+        f"-token completions; this CPU's native bfloat16 flags: {native}). Generated tokens per second:",
+        "",
+        "| dtype | " + " | ".join(f"{c} stream{'s' if c != 1 else ''}" for c in streams) + " |",
+        "|---|" + "---|" * len(streams),
+        *rows,
+        "",
+        "`DEEPPRUNE_EMBEDDED_DTYPE=bfloat16` (or `--dtype` among the server's extra arguments) chooses otherwise.",
+        "",
+    ]
+
+
+def _frontier_reports() -> dict[str, Any]:
+    """docs/frontier_*.json (``bench/replay_results.py --frontier``, committed) by set label."""
+    rr = _load_bench("replay_results")
+    return {
+        k: json.loads(p.read_text()) for k in rr.FRONTIER_SETS if (p := REPO / "docs" / f"frontier_{k}.json").is_file()
+    }
+
+
+SET_NAMES = {"mistral": "OVM Mistral", "llama": "OVM Llama", "math": "MATH x8", "dates": "dates x10"}
+
+
+def default_section() -> Section:
+    """The default policy (``adaptive`` + ``constant``) at issue 10's five targets, beside cons@N, ESC and the
+    embedding judge, from docs/frontier_*.json."""
+    out = ["### The default at its five targets (`bench/replay_results.py --frontier`)", ""]
+    reports = _frontier_reports()
+    rr = _load_bench("replay_results")
+    rows = []
+    for label, n in rr.TARGETS:
+        m = rr.target_methods(reports, label, n)
+        if not m:
+            continue
+
+        def cell(k: str, wall: bool = True, m: dict[str, Any] = m) -> str:
+            x = m.get(k)
+            if x is None:
+                return "not measured"
+            return f"{_pct(x['accuracy'])} / {x['tokens']:.0f}" + (f" / {x['wall']:.0f}" if wall else "")
+
+        rows.append(
+            f"| {SET_NAMES[label]}, {n} | {cell('cons', False)} | {cell('esc')} | {cell('adaptive/constant')} | "
+            f"{cell('adaptive/embedding')} |"
+        )
+    if not rows:
+        return Placeholder([*out, "_Not measured yet: run `python bench/replay_results.py --frontier`._", ""])
+    return [
+        *out,
+        "Command: `python bench/replay_results.py --frontier` (10 runs per configuration; every method, N and plot "
+        "in [policy_frontier.md](policy_frontier.md)). The bar: accuracy >= cons@N - 1 point and tokens <= ESC. "
+        "Wall time is in tokens at equal speed (parallel branches start together; ESC pays its windows in sequence).",
+        "",
+        "| set, N | cons@N acc / tokens | ESC acc / tokens / wall | adaptive + constant (default) acc / tokens / wall "
+        "| adaptive + embedding acc / tokens / wall |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+# ------------------------------------------------------------------------------- the README's headline list
+def headline_live() -> Section:
+    head = "- **Live on vLLM-CPU**"
+    reports = live_reports()
+    if not reports:
+        return Placeholder(
+            [f"{head}: not measured yet: run `python bench/live_vllm.py` ([docs/live.md](docs/live.md))."]
+        )
+    _, r, day = reports[0]
+    return [
+        f"{head} (embedded SmolLM2-135M, 2 cores, N = {r['n']}, `{r['policy']}` + `{r['judge']}`, newest run "
+        f"{day}): {_num(r['speedup'])}x sooner and {_pct(r['token_reduction'])} fewer server tokens than "
+        f"cons@{r['n']}; a cancel closes its stream in {_num(r['cancel_latency_p99_ms'], '{:.1f}')} ms (p99). "
+        "[docs/live.md](docs/live.md)"
+    ]
+
+
+def headline_default() -> Section:
+    head = "- **The default on recorded 7B traces**"
+    reports = _frontier_reports()
+    rr = _load_bench("replay_results")
+    verdicts = [v for v in rr.default_verdicts(reports, "adaptive", "constant") if v[2] is not None]
+    m = rr.target_methods(reports, "mistral", 64)
+    if not verdicts or not m or "adaptive/constant" not in m:
+        return Placeholder(
+            [f"{head}: run `python bench/replay_results.py --frontier` ([docs/policies.md](docs/policies.md))."]
+        )
+    d, cons, esc = m["adaptive/constant"], m["cons"], m["esc"]
+    return [
+        f"{head} (`adaptive` + `constant`): within 1 point of cons@N with fewer tokens than ESC on "
+        f"{sum(bool(v[2]) for v in verdicts)} of {len(verdicts)} targets; OVM Mistral at N = 64: "
+        f"{_pct(d['accuracy'])} with {d['tokens']:.0f} tokens per question, against cons@64's {_pct(cons['accuracy'])} "
+        f"with {cons['tokens']:.0f} and ESC's {esc['tokens']:.0f}. [docs/policies.md](docs/policies.md)"
+    ]
+
+
+def headline_judges() -> Section:
+    head = "- **Judges at 32 tokens**"
+    md = REPO / "docs" / "judge_results.md"
+    table = _table_rows(md, lambda c: True) if md.is_file() else []
+    if not table:
+        return Placeholder([f"{head}: run `python bench/judge_eval.py` ([docs/judges.md](docs/judges.md))."])
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    cols = [i for i, h in enumerate(header) if h.endswith(" AUROC")]
+    rows = {c[0]: c for line in table[2:] if (c := [x.strip() for x in line.strip("|").split("|")])}
+    fair = {k: v for k, v in rows.items() if k not in ("trained (shipped)", "llm (cited)")}  # in-sample, cited
+
+    def auroc(row: list[str]) -> list[float]:
+        return [float(row[i]) for i in cols]
+
+    best = max(fair, key=lambda k: sum(auroc(fair[k])))
+    sets = " / ".join(header[i].removesuffix(" AUROC") for i in cols)
+    return [
+        f"{head} (AUROC on unseen questions of an unseen generator, {sets}): best `{best}` "
+        f"{' / '.join(fair[best][i] for i in cols)}, the numbers heuristic "
+        f"{' / '.join(rows['numbers'][i] for i in cols)}; "
+        f"{'none reaches' if max(max(auroc(v)) for v in fair.values()) < 0.85 else 'one reaches'} 0.85. "
+        "[docs/judges.md](docs/judges.md)"
+    ]
+
+
+def headline_load() -> Section:
+    head = "- **Load**"
+    r = bench_report("scale_2048.json")
+    if r is None:
+        return Placeholder([f"{head}: run `python bench/scale.py --n 2048` ([docs/load.md](docs/load.md))."])
+    return [
+        f"{head}: {r['n']:,} branches in one process, streams read by {r.get('stream_workers', 0)} worker "
+        f"processes: event-loop lag p99 {r['loop_lag_ms']['p99']:.0f} ms, {r['branches_lost']} branches lost, "
+        f"{r['open_streams_after']} streams open after. [docs/load.md](docs/load.md)"
+    ]
+
+
+def headline_soak() -> Section:
+    head = "- **Soak**"
+    r = bench_report("soak.json")
+    if r is None:
+        return Placeholder([f"{head}: run `python bench/soak.py` ([docs/load.md](docs/load.md))."])
+    first, last = r["samples"][0], r["samples"][-1]
+    return [
+        f"{head}: {r['runs']} pruned runs in a row in one process: RSS {r['growth']['rss_mb']:+.1f} MB, TCP sockets "
+        f"{first['tcp_sockets']:.0f} -> {last['tcp_sockets']:.0f}, asyncio tasks {first['asyncio_tasks']:.0f} -> "
+        f"{last['asyncio_tasks']:.0f}. [docs/load.md](docs/load.md)"
+    ]
+
+
+SECTIONS = {  # name: (renderer, the start of its first line: a page's sections are cut there)
+    "headline_live": (headline_live, "- **Live on vLLM-CPU**"),
+    "headline_default": (headline_default, "- **The default on recorded 7B traces**"),
+    "headline_judges": (headline_judges, "- **Judges at 32 tokens**"),
+    "headline_load": (headline_load, "- **Load**"),
+    "headline_soak": (headline_soak, "- **Soak**"),
     "live": (live_section, "### Live:"),
+    "server_dtype": (server_dtype_section, "### Server dtype"),
     "judge": (judge_section, "### Judges"),
     "judge_context": (judge_context_section, "### Why no pair judge"),
+    "default": (default_section, "### The default at its five targets"),
     "replay": (replay_section, "### Token savings"),
     "load": (load_section, "### Load:"),
     "soak": (soak_section, "### Soak:"),
 }
 
+PAGES = {  # the page (from the repository root): its sections, in order
+    "README.md": ("headline_live", "headline_default", "headline_judges", "headline_load", "headline_soak"),
+    "docs/live.md": ("live", "server_dtype"),
+    "docs/judges.md": ("judge", "judge_context"),
+    "docs/policies.md": ("default", "replay"),
+    "docs/load.md": ("load", "soak"),
+}
 
-def split_sections(block: str) -> list[list[str]]:
-    """The figures block (between the markers) cut at its ``### `` headings, in order."""
+
+def split_sections(block: str, headings: list[str] | None = None) -> list[list[str]]:
+    """The figures block (between the markers) cut where a line starts with one of ``headings`` (default: at
+    ``### `` headings), in order."""
+    starts = tuple(headings) if headings else ("### ",)
     out: list[list[str]] = []
     for line in block.strip("\n").splitlines():
-        if line.startswith("### ") or not out:
+        if line.startswith(starts) or not out:
             out.append([])
         out[-1].append(line)
     return out
 
 
-def render(old_block: str = "", only: set[str] | None = None) -> str:
-    """The whole block. A section whose inputs are not on this machine keeps its text from ``old_block`` (a
-    placeholder only where there is none), so a full render never wipes measured figures; with ``only``, the
-    other sections are kept as they stand too."""
-    old = split_sections(old_block)
+def render(old_block: str = "", only: set[str] | None = None, names: tuple[str, ...] | None = None) -> str:
+    """The whole block of a page made of the sections ``names`` (default: every section). A section whose
+    inputs are not on this machine keeps its text from ``old_block`` (a placeholder only where there is none),
+    so a full render never wipes measured figures; with ``only``, the other sections are kept as they stand too.
+    A list item's section (its heading starts with ``- ``) is one line, so the items follow each other."""
+    names = names or tuple(SECTIONS)
+    old = split_sections(old_block, [SECTIONS[n][1] for n in names])
     lines = [BEGIN, ""]
-    for name, (section, heading) in SECTIONS.items():
+    for name in names:
+        section, heading = SECTIONS[name]
+        item = heading.startswith("- ")
         kept = next((sec for sec in old if sec[0].startswith(heading)), None)
+        if kept is not None and not item:
+            kept = kept if kept[-1] == "" else [*kept, ""]
+        elif kept is not None:
+            kept = [line for line in kept if line]
         if kept is not None and only is not None and name not in only:
-            lines += kept if kept[-1] == "" else [*kept, ""]
+            lines += kept
             continue
         new = section()
         if isinstance(new, Placeholder):
             if kept is not None:
-                print(f"{name}: inputs not on this machine, kept the README's section", file=sys.stderr)
-                lines += kept if kept[-1] == "" else [*kept, ""]
+                print(f"{name}: inputs not on this machine, kept the page's section", file=sys.stderr)
+                lines += kept
                 continue
             new = new.lines
         lines += new
+    if lines[-1] != "":
+        lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def update(page: str, only: set[str] | None = None) -> tuple[str, str]:
+    """The page's text now and with its block re-rendered."""
+    path = REPO / page
+    text = path.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{page} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    block, tail = rest.split(END, 1)
+    return text, head + render(block, only, PAGES[page]) + tail
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Fill the README's figures section from the benchmark outputs.")
+    ap = argparse.ArgumentParser(
+        description="Fill the figures of the README and the docs pages from the benchmark outputs."
+    )
     ap.add_argument(
         "--sections",
         default="",
-        help=f"re-render only these ({','.join(SECTIONS)}); the others stay as they are in the README",
+        help=f"re-render only these ({','.join(SECTIONS)}); the others stay as they are on their pages",
     )
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page is not up to date")
     args = ap.parse_args(argv)
     only = {x.strip() for x in args.sections.split(",") if x.strip()} or None
     if only and not only <= set(SECTIONS):
         ap.error(f"unknown sections {sorted(only - set(SECTIONS))}: use {', '.join(SECTIONS)}")
-    text = README.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        print(f"README.md has no {BEGIN} ... {END} block", file=sys.stderr)
+    stale = []
+    for page, names in PAGES.items():
+        if only is not None and not only & set(names):
+            continue
+        old, new = update(page, only)
+        if new == old:
+            continue
+        stale.append(page)
+        if not args.check:
+            (REPO / page).write_text(new, encoding="utf-8")
+            print(f"updated {page}")
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)} (run scripts/readme_figures.py)", file=sys.stderr)
         return 1
-    head, rest = text.split(BEGIN, 1)
-    block, tail = rest.split(END, 1)
-    README.write_text(head + render(block, only) + tail, encoding="utf-8")
-    print(f"updated {README}")
     return 0
 
 

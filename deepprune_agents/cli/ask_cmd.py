@@ -33,7 +33,7 @@ STATUS_STYLE = {
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs the engine (ask, bench live). Only the flags given reach
     the settings (``context_from_args``): an absent flag leaves the value to the settings file, the
-    environment or the default (README, "Settings: where a value comes from")."""
+    environment or the default (docs/usage.md, "Settings: where a value comes from")."""
     first = len(p._actions)
     p.add_argument("--n", type=int, default=8, help="number of branches (default 8)")
     p.add_argument(

@@ -98,7 +98,7 @@ def run_live(args: argparse.Namespace) -> int:
         runs,
     )
     report["server"] = server_info
-    report["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")  # the README's "measured" column
+    report["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")  # docs/live.md's "measured" column
     out = Path(args.json_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -2,7 +2,7 @@
 
 Why a pair judge needs it: a pooled AUROC ranks the pairs of all questions together, and on OVM most of
 it is knowing how contested each question is (a judge that knew only each question's true agreement
-rate would score 0.876 / 0.882 on OVM Mistral / Llama, `bench/judge_context.py`), which two prefixes
+rate would score 0.876 / 0.882 on OVM Mistral / Llama, `research/judge_context.py`), which two prefixes
 alone barely show. The run's other branches carry part of it, without any answer or training:
 
 * the run's **mean** similarity: branches of an easy question compute the same quantities early, those

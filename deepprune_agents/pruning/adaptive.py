@@ -160,7 +160,7 @@ class AdaptivePolicy(GreedyClusteringPolicy):
         agree vs 71 % of all pairs; MATH, 45 %, 95 % vs 92 %; OVM GSM8K, where 32 tokens already
         compute, 1.5 % / 0.4 %. Thinning a cluster of copies at ``keep_fraction`` is then cons@k for a
         smaller k, which flips near-ties (dates: -1.0 point vs cons@10 with the embedding judge).
-        The figures: ``bench/prefix_copies.py``."""
+        The figures: ``research/prefix_copies.py``."""
         seen: set[str] = set()
         for b in members:
             if b not in self._words:

@@ -4,7 +4,7 @@ DeepPrune trains its judge on the *pair* (both prefixes in one input, so attenti
 by token) with focal loss and oversampling. Our other learned judges read each prefix alone (a frozen
 MiniLM embedding per text, cached), which is why they cost about a millisecond per pair; a cross-encoder
 needs one forward pass per pair and cannot cache anything. This module exists to measure what that buys
-on unseen questions (``bench/cross_encoder.py``), not to ship a judge: the answer decides whether a
+on unseen questions (``research/cross_encoder.py``), not to ship a judge: the answer decides whether a
 pair-reading judge is worth its latency here.
 
 Why only the top layers are trained: on 2 CPU cores a full fine-tune step of MiniLM (batch 16) took 2-18 s

@@ -1,11 +1,11 @@
-"""bench/contest_thinning.py's pure part: replaying recorded per-draw outcomes under a per-draw keep rule,
+"""research/contest_thinning.py's pure part: replaying recorded per-draw outcomes under a per-draw keep rule,
 and issue 10's bar."""
 
 from __future__ import annotations
 
-from bench_scripts import load_bench
+from bench_scripts import load_research
 
-ct = load_bench("contest_thinning")
+ct = load_research("contest_thinning")
 
 
 def _record() -> object:

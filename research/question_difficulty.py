@@ -1,6 +1,6 @@
 """Would knowing how hard a *question* is bring the `context` judge to issue 11's AUROC bar, and would it pay?
 
-`bench/judge_context.py` shows that most of a pooled AUROC on OVM is knowing which question is contested
+`research/judge_context.py` shows that most of a pooled AUROC on OVM is knowing which question is contested
 (a judge told each question's true agreement rate scores 0.876 / 0.882), and the run's prefixes carry
 only part of that. The question itself carries more: the count of distinct numbers in its text (a word
 problem with more quantities has more steps to get wrong) ranks pairs by agreement, on its own, better
@@ -14,12 +14,12 @@ interface:
   shipped penalty) and 1.0. AUROC / TNR at FNR 0.2 per test set; the column alone too. Within one question
   the column is a constant, so it cannot change which branch of a run a judge picks.
 * **policies** (``--policies``): the two fits at L2 1.0 as judges of the paper and adaptive policies on
-  the OVM cases of bench/contest_thinning.py (issue 10's OVM targets and the 20-question sets), each
+  the OVM cases of research/contest_thinning.py (issue 10's OVM targets and the 20-question sets), each
   split's fit on the set it never saw, 10 runs; the bench hands the judge each question's count before
   replaying it (the engine passes no prompt to a judge). Issue 10's bar per case: accuracy >= cons@N - 1
   point and tokens <= ESC.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/question_difficulty.py [--policies] [--runs 10] [--json OUT]
+    PYTHONPATH=$PWD .venv/bin/python research/question_difficulty.py [--policies] [--runs 10] [--json OUT]
 
 Writes bench/out/question_difficulty.json unless ``--json`` says otherwise. The headline takes seconds,
 ``--policies`` about 10 minutes on 2 cores. Skips (exit 0) when ``../shared/data/traces`` is absent.
@@ -39,11 +39,12 @@ import numpy as np
 import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # the package, and bench/'s shared modules
 
 from _common import TRACE_FILES, shared_data, traces_absent, write_report  # noqa: E402
+from _judge_eval.data import TRUNCATION, context_table, datasets  # noqa: E402
+from _judge_eval.protocol import leave_one_out  # noqa: E402
 from contest_thinning import CASES  # noqa: E402
-from judge_eval import TRUNCATION, context_table, datasets, leave_one_out  # noqa: E402
 from replay_results import meets_target  # noqa: E402
 
 from deepprune_agents.evaluation.baselines import MethodOutcome  # noqa: E402

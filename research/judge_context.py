@@ -16,7 +16,7 @@ the headline truncation (first 32 tokens), this prints and writes:
   (of the two branches, the smaller mean numbers score to the run's other branches: an outlier is less
   likely to share the answer) and ``numbers_plus_context`` (numbers + question_mean + min_centrality).
 
-    PYTHONPATH=$PWD .venv/bin/python bench/judge_context.py [--n 16] [--draws 5] [--json bench/out/judge_context.json]
+    PYTHONPATH=$PWD .venv/bin/python research/judge_context.py [--n 16] [--draws 5] [--json OUT]
 
 Skips (exit 0, with a message) when ``../shared/data/traces`` is absent (a fresh clone has no data).
 """
@@ -33,10 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # the package, and bench/'s shared modules
 
 from _common import traces_absent, write_report  # noqa: E402
-from judge_eval import TRUNCATION, datasets  # noqa: E402
+from _judge_eval.data import TRUNCATION, datasets  # noqa: E402
 
 from deepprune_agents.judges.numbers import jaccard, number_set  # noqa: E402
 from deepprune_agents.trace_io import load_traces  # noqa: E402
