@@ -20,9 +20,9 @@ import pytest
 from test_replay_server_e2e import RIGHT, WRONG  # tests/e2e is on sys.path (rootdir import mode)
 
 from deepprune_agents.cli import main as cli_main
-from deepprune_agents.evaluation import replay_server
 from deepprune_agents.evaluation.replay_data import ReplayQuestion, make_trace
 from deepprune_agents.evaluation.replay_server import FaultConfig, ReplayServer
+from deepprune_agents.evaluation.replay_server import runner as replay_runner  # where ReplayServer finds build_app
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.server.app import ProxyConfig, ProxyServer
 from deepprune_agents.server.protocol import PROGRESS_PREFIX
@@ -314,7 +314,7 @@ def test_models_lists_the_upstream_and_health_is_open(
 def recording_upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ReplayServer, list[str]]]:
     """The replay server behind a wrapper that records every Authorization header it receives."""
     seen: list[str] = []
-    build = replay_server.build_app
+    build = replay_runner.build_app
 
     def recording_app(state: Any) -> Any:
         app = build(state)
@@ -326,9 +326,9 @@ def recording_upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Replay
 
         return wrapped
 
-    monkeypatch.setattr(replay_server, "build_app", recording_app)
+    monkeypatch.setattr(replay_runner, "build_app", recording_app)
     with ReplayServer([QUESTION], tokens_per_s=200) as server:
-        monkeypatch.setattr(replay_server, "build_app", build)
+        monkeypatch.setattr(replay_runner, "build_app", build)
         yield server, seen
         assert server.wait_idle(5.0)
 
