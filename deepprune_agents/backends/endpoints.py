@@ -16,7 +16,6 @@ import time
 import weakref
 from collections.abc import Sequence
 
-import openai
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from deepprune_agents.backends.openai_stream import (
@@ -24,6 +23,7 @@ from deepprune_agents.backends.openai_stream import (
     BranchStream,
     Endpoint,
     is_retryable,
+    loaded_types,
     translate_open_error,
 )
 from deepprune_agents.backends.placement import place
@@ -112,7 +112,7 @@ class EndpointPool:
                     endpoint.failures = 0
                     endpoint.down_until = 0.0
                     return endpoint, stream
-        except (openai.APIError, openai.OpenAIError) as exc:
+        except loaded_types("openai", "OpenAIError") as exc:  # no openai import unless one was raised
             failed = last[1] if last else self.endpoints[0]
             raise translate_open_error(exc, failed.base_url, req.model) from exc
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
@@ -136,7 +136,7 @@ class EndpointPool:
         for endpoint in self.endpoints:
             try:
                 listed = await endpoint.list_models()
-            except openai.APIError as exc:
+            except loaded_types("openai", "APIError") as exc:
                 errors.append(f"{endpoint.base_url}: {type(exc).__name__}")
                 continue
             if not listed:

@@ -6,6 +6,10 @@ which is the whole point of pruning.
 
 Retries (tenacity) wrap only the *opening* of a stream: once a token was consumed, retrying would
 generate it twice and silently change the sample, so a mid-stream failure fails that branch instead.
+
+Requests go out on the raw httpx2 client; openai is imported only when an error has to be raised with its
+types (``_openai``), so a run that meets no error never pays its import (~0.45 s of CPU on every
+``deepprune ask``, issue 37).
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ import functools
 import json
 import os
 import ssl
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx2
-import openai
-from openai import AsyncOpenAI
 
 from deepprune_agents.backends.reasoning import (
     ReasoningFormat,
@@ -40,6 +44,29 @@ EndpointKind = Literal["chat", "completions"]
 
 SHARDS = 16  # HTTP client pools per endpoint for branch streams
 SHARD_STREAMS = 128  # connections each pool keeps alive for reuse
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+
+def _openai() -> ModuleType:
+    """The openai module, imported on the error paths only (raising an error with openai's types)."""
+    import openai
+
+    return openai
+
+
+def loaded_types(
+    module: str, *names: str, plus: tuple[type[BaseException], ...] = ()
+) -> tuple[type[BaseException], ...]:
+    """``plus`` and the exception classes ``names`` of ``module`` if it is imported.
+
+    An exception of openai's (or anyio's) types can only exist once its module was imported, so an
+    ``except`` or ``isinstance`` over this tuple matches exactly what one naming the classes did, without
+    importing the module: a branch pruned or cancelled (GeneratorExit, CancelledError passing through
+    ``except`` clauses) is the success path, and must not pay for openai."""
+    found = sys.modules.get(module)
+    return plus + tuple(getattr(found, name) for name in names) if found is not None else plus
 
 
 def api_key_from_env() -> str:
@@ -101,15 +128,19 @@ class StreamChunk:
 
 def is_retryable(exc: BaseException) -> bool:
     """Connection problems, 429 and 5xx may pass; every other status is the caller's mistake."""
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+    if isinstance(exc, loaded_types("openai", "APIConnectionError")):  # includes APITimeoutError
         return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
+    if isinstance(exc, loaded_types("openai", "APIStatusError")):
+        status: int = getattr(exc, "status_code", 0)
+        return status == 429 or status >= 500
     return False
 
 
 def translate_open_error(exc: BaseException, base_url: str, model: str) -> Exception:
     """Map openai's exceptions to ours, with a message that names the fix."""
+    if not loaded_types("openai", "OpenAIError"):  # openai never imported: exc is none of its errors
+        return BackendRequestError(f"{base_url}: {type(exc).__name__}: {_short(exc)}")
+    openai = _openai()
     if isinstance(exc, openai.NotFoundError):
         return ModelNotFoundError(
             f"{base_url} does not serve model {model!r} (404: {_short(exc)}). Pass --model with a name from "
@@ -159,11 +190,9 @@ class Endpoint:
             "Accept": "text/event-stream",
             "Accept-Encoding": "identity",  # the body is read raw (no decoder layer per chunk)
         }
-        # max_retries=0: tenacity owns retries, and only around opening a stream. The openai client serves
-        # GET /models and turns an HTTP error response into openai's typed exceptions.
-        self.client = AsyncOpenAI(
-            base_url=self.base_url, api_key=api_key_from_env(), max_retries=0, http_client=self._http
-        )
+        # Built on the first HTTP error response only, to turn it into openai's typed exception (see
+        # ``_status_error``); requests themselves never go through it.
+        self._openai_client: AsyncOpenAI | None = None
 
     def _new_http_client(self) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
@@ -200,26 +229,51 @@ class Endpoint:
         try:
             response = await http.send(request, stream=True)
         except httpx2.TimeoutException as exc:
-            raise openai.APITimeoutError(request=request) from exc
+            raise _openai().APITimeoutError(request=request) from exc
         except httpx2.TransportError as exc:
-            raise openai.APIConnectionError(message=f"{type(exc).__name__}: {exc}", request=request) from exc
+            raise _openai().APIConnectionError(message=f"{type(exc).__name__}: {exc}", request=request) from exc
         if response.status_code >= 400:
             try:
                 await response.aread()
             finally:
                 await response.aclose()
-            raise self.client._make_status_error_from_response(response)
+            raise self._status_error(response)
         # The raw response, not openai's AsyncStream: building a pydantic model per chunk cost ~300 µs, which
         # at 512 branches kept the orchestrator's event loop busy for seconds at a time (bench/scale.py).
         return BranchStream(RawLines(response), req.endpoint, req.reasoning_format)
 
+    def _status_error(self, response: httpx2.Response) -> Exception:
+        """openai's typed exception for an HTTP error response (NotFoundError for 404, ...), as its client
+        raised it: the message and body parsing are openai's own. max_retries=0: tenacity owns retries."""
+        if self._openai_client is None:
+            self._openai_client = _openai().AsyncOpenAI(
+                base_url=self.base_url, api_key=api_key_from_env(), max_retries=0, http_client=self._http
+            )
+        error: Exception = self._openai_client._make_status_error_from_response(response)
+        return error
+
     async def list_models(self) -> list[str]:
-        page = await self.client.models.list()
-        return [m.id for m in page.data]
+        """The model ids of GET /models, sent with the HTTP client; failures raise what openai's
+        ``client.models.list()`` raised (APITimeoutError, APIConnectionError, the status errors)."""
+        headers = {"Authorization": self._headers["Authorization"], "Accept": "application/json"}
+        request = self._http.build_request("GET", self.base_url + "/models", headers=headers)
+        try:
+            response = await self._http.send(request)
+        except httpx2.TimeoutException as exc:
+            raise _openai().APITimeoutError(request=request) from exc
+        except loaded_types("anyio", "EndOfStream", plus=(httpx2.RequestError, ssl.SSLError)) as exc:
+            raise _openai().APIConnectionError(request=request) from exc  # openai's own message
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        try:
+            return [str(m["id"]) for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _openai().APIResponseValidationError(
+                response, _short(Exception(response.text)), message=f"GET /models returned no model list: {exc!r}"
+            ) from exc
 
     async def aclose(self) -> None:
-        await self.client.close()
-        await self._http.aclose()
+        await self._http.aclose()  # the openai client, if one was built, shares this HTTP client
         for shard in self._shards:
             await shard.aclose()
         self._shards.clear()
@@ -307,12 +361,12 @@ class BranchStream:
         try:
             async for chunk in self._chunks():
                 yield chunk
-        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+        except loaded_types("openai", "APITimeoutError", plus=(httpx2.TimeoutException,)) as exc:
             raise StreamBrokenError(
                 "the stream stalled: no data within the read timeout (request_timeout_s); the server is "
                 "overloaded or hung."
             ) from exc
-        except (openai.APIConnectionError, httpx2.TransportError) as exc:
+        except loaded_types("openai", "APIConnectionError", plus=(httpx2.TransportError,)) as exc:
             raise StreamBrokenError(
                 f"the connection broke mid-stream ({_short(exc)}): the server was stopped, restarted or crashed."
             ) from exc
