@@ -171,8 +171,9 @@ async def start_run(
     except BaseException:
         await endpoints.aclose()
         raise
-    first = sorted(set(policy.first_wave(ctx.n)))
-    held = [i for i in range(ctx.n) if i not in set(first)]
+    started = set(policy.first_wave(ctx.n))
+    first = sorted(started)
+    held = [i for i in range(ctx.n) if i not in started]
     run = _register(run_id, pool, policy, judge, endpoints, ctx, runs, held)
     return StartedRun(run=run, model=model, urls=urls, warm_error=warm_error, first_wave=first)
 

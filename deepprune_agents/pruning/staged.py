@@ -109,8 +109,9 @@ class StagedPolicy:
     ) -> None:
         self.truncation = truncation
         self.knobs = knobs or StagedKnobs()
-        self.tau = (clustering or ClusteringKnobs()).tau
-        self.stop_when_decided = (clustering or ClusteringKnobs()).stop_when_decided
+        clustering = clustering or ClusteringKnobs()
+        self.tau = clustering.tau
+        self.stop_when_decided = clustering.stop_when_decided
         self.seed = seed
         self.judge_timeout_s = judge_timeout_s
         self.rule = AdaptiveKnobs(
