@@ -196,7 +196,7 @@ class Endpoint:
 
     def _new_http_client(self) -> httpx2.AsyncClient:
         return httpx2.AsyncClient(
-            verify=_ssl_context(),  # loading the CA bundle cost ~20 ms per client, on the event loop
+            verify=ssl_context(),  # loading the CA bundle cost ~20 ms per client, on the event loop
             timeout=self._timeout,
             limits=httpx2.Limits(max_connections=None, max_keepalive_connections=SHARD_STREAMS),
         )
@@ -280,7 +280,7 @@ class Endpoint:
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     """One default TLS context (system CA bundle) for every client of the process."""
     return ssl.create_default_context()
 

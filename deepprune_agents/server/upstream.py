@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from deepprune_agents.backends.openai_stream import _ssl_context, api_key_from_env
+from deepprune_agents.backends.openai_stream import api_key_from_env, ssl_context
 from deepprune_agents.server.errors import MODEL_NOT_FOUND, UPSTREAM_UNAVAILABLE, ClientError
 
 PROBE_TIMEOUT_S = 5.0
@@ -37,7 +37,7 @@ class Upstreams:
         CA bundle on the event loop each time (~30 ms), which with 64 requests arriving at once kept the
         loop from accepting connections for seconds (bench/proxy.py, sigterm scenario)."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, verify=_ssl_context())
+            self._http = httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, verify=ssl_context())
         return self._http
 
     async def aclose(self) -> None:
