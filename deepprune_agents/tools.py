@@ -51,8 +51,8 @@ DEFAULT_DESCRIPTION = (
 
 # Derived from the settings default, so the model is never told a default the tool does not have.
 _JUDGE_DESCRIPTION = (
-    "Judge that decides which branches are redundant: 'constant' (none: keep a share of the branches), "
-    "'embedding', 'trained', 'numbers' or 'llm'. "
+    "Judge that reads the branches' openings: 'numbers' (number overlap; under the default policy it decides "
+    "when to start the remaining branches), 'constant' (no judging), 'embedding', 'trained' or 'llm'. "
     f"Default: the tool's setting ('{DeepPruneContext.judge}' unless the tool was configured otherwise)."
 )
 

@@ -5,25 +5,32 @@ branches that start together also finish together, so a stopping rule alone save
 that cancels half of a cluster whatever it says is cons@(N/2) under another name (issue 34). So this
 policy starts a *first wave* and lets the evidence decide when the rest start:
 
-1. **First wave.** Branches ``0 .. first_wave - 1`` start at once (ESC's window of 5, Li et al. 2024); the
-   others stay unstarted, with the seeds (and so the traces) an all-at-once run would give them.
+1. **First wave.** Branches ``0 .. first_wave - 1`` start at once; the others stay unstarted, with the seeds
+   (and so the traces) an all-at-once run would give them. Four, not ESC's window of five: four equal answers
+   are the fewest the Beta rule at 0.95 stops on (P = 0.97; three give 0.94), so a first wave of four can
+   settle an uncontested question alone, while a fifth branch would only run beside the fourth to be
+   cancelled (measured with the constant judge: MATH x8 1,564 tokens per question with four, 1,799 with
+   five; ESC 1,866).
 2. **Contested: start the rest early (the judge).** Once every first-wave branch has its judge input
    (its truncated prefix, or its whole text if it finished sooner), the judge scores every pair of them,
-   once. A mean similarity at or below ``tau`` (the clustering's own "would not join" line) reads the
-   question as split, and every remaining branch starts at once, so a contested question's wall time
-   stays near cons@N's instead of ESC's window after window. The judge's measured strength is this:
+   once. A mean similarity below ``split_tau`` reads the question as split, and every remaining branch
+   starts at once, so a contested question's wall time stays near cons@N's instead of ESC's window after
+   window. The judge's measured strength is this:
    telling how contested a question is (pooled AUROC 0.73-0.84 at 32 tokens), not ranking two branches
-   of one question.
+   of one question. The line sits just below the lexical judges' frequent tie at 0.5 (half of the pairs
+   sharing their numbers): read as split, that tie started MATH x8's three remaining branches on 37% of
+   its runs though only 12% were contested (2,039 tokens per question against ESC's 1,866).
 3. **Uncontested: stop on the answers (no judge).** Only finished answers are votes. The run stops once
    Adaptive-Consistency's Beta rule holds (``pruning.adaptive.stop_is_safe``: P(leader is the majority)
    >= ``confidence``, 0.95 as in the paper; at least ``min_votes`` answers and ``min_vote_share`` of the
-   launched branches), or once no outcome of the branches still to come can change the winner. Four
-   equal answers of a first wave of five stop the run and its straggler: cancelled on the evidence of
-   four finished answers, never on a quota.
+   launched branches: when a split read started all of them, the first to finish are the shortest traces,
+   a biased sample, so 30% of them must have answered: at 10%, OVM Mistral N = 64 lost 1 point to
+   cons@64, at 30% none), or once no outcome of the branches still to come
+   can change the winner. Four equal answers of a first wave stop the run and cancel what still runs (a
+   straggler of a larger wave): cancelled on the evidence of four finished answers, never on a quota.
 4. **Not yet decided: start what the rule needs.** When the answers so far cannot stop the run even if
    every running branch answered with the leader (a finished answer disagreed), the next wave starts at
-   once: the branches the rule would still need, at least ``first_wave`` of them (never smaller
-   windows than ESC's, so wall time stays below its window-after-window schedule).
+   once: the branches the rule would still need, at least ``first_wave`` of them.
 
 A running branch is only ever cancelled by rule 3, i.e. when finished answers argue for it; the judge
 only ever *starts* branches. With the ``constant`` judge (no information) rule 2 never fires and the
@@ -51,18 +58,27 @@ from deepprune_agents.truncation import TruncationSpec, reached
 
 @dataclass(frozen=True)
 class StagedKnobs(Knobs):
-    """The staged policy's own knobs (it also reads ``tau`` from ``ClusteringKnobs``): settings
-    ``staged_<name>``, flags ``--staged-<name>``."""
+    """The staged policy's knobs (it reads ``stop_when_decided`` from ``ClusteringKnobs``): settings
+    ``staged_<name>``, flags ``--staged-<name>``. Chosen on every shared set at N = 8-64 at once
+    (docs/staged_fanout.md), not on one."""
 
     prefix = "staged_"
     policies = ("staged",)
 
     first_wave: int = knob(
-        5,
+        4,
         "Branches started at once; the others start when the judge reads the first wave as split, or when "
-        "the finished answers need more votes (then at least this many at a time). ESC's window.",
+        "the finished answers need more votes (then at least this many at a time). Four equal answers are "
+        "the fewest the Beta rule at 0.95 stops on.",
         low=1,
         high=1 << 20,
+    )
+    split_tau: float = knob(
+        0.45,
+        "Read the question as split, and start every other branch at once, when the mean judge similarity "
+        "of the first wave's pairs is below this.",
+        low=0.0,
+        high=1.0,
     )
     confidence: float = knob(
         0.95,
@@ -73,7 +89,7 @@ class StagedKnobs(Knobs):
     )
     min_votes: int = knob(3, "Stop only once this many finished branches have an answer.", low=1, high=1 << 20)
     min_vote_share: float = knob(
-        0.1,
+        0.3,
         "Stop only once this share of the launched branches have answered (the first to finish are the "
         "shortest traces, a biased sample).",
         low=0.0,
@@ -110,7 +126,6 @@ class StagedPolicy:
         self.truncation = truncation
         self.knobs = knobs or StagedKnobs()
         clustering = clustering or ClusteringKnobs()
-        self.tau = clustering.tau
         self.stop_when_decided = clustering.stop_when_decided
         self.seed = seed
         self.judge_timeout_s = judge_timeout_s
@@ -143,7 +158,7 @@ class StagedPolicy:
         return self._split_due(views) or sum(1 for v in views if v.finished) > self.votes_seen
 
     async def _read_split(self, views: Sequence[BranchView], judge: Judge, decision: Decision) -> bool:
-        """Score every pair of the first wave's judge inputs once; split when their mean is <= tau."""
+        """Score every pair of the first wave's judge inputs once; split when their mean is below split_tau."""
         self.judged = True
         wave = [views[i] for i in self.wave if views[i].finished or views[i].alive]
         inputs = [judge_input(v, self.truncation) for v in wave]
@@ -155,7 +170,7 @@ class StagedPolicy:
         decision.judge_calls += 1
         decision.pairs_scored += len(pairs)
         self.similarity = sum(scores) / len(scores)
-        return self.similarity <= self.tau
+        return self.similarity < self.knobs.split_tau
 
     # -- a round -------------------------------------------------------------------------------
     async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:

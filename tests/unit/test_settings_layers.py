@@ -89,11 +89,12 @@ def test_every_setting_has_a_variable() -> None:
 def test_the_cli_passes_only_the_flags_given(monkeypatch: pytest.MonkeyPatch) -> None:
     from deepprune_agents.cli import build_parser
     from deepprune_agents.cli.ask_cmd import context_from_args
+    from deepprune_agents.evaluation.replay_eval import setting_default
 
     monkeypatch.setenv("DEEPPRUNE_N", "16")
     monkeypatch.setenv("DEEPPRUNE_BASE_URLS", "http://gpu:8000/v1")
     parser = build_parser()
     unset = context_from_args(parser.parse_args(["ask", "q"]))
-    assert unset.n == 16 and unset.base_urls == ["http://gpu:8000/v1"] and unset.policy == "adaptive"
+    assert unset.n == 16 and unset.base_urls == ["http://gpu:8000/v1"] and unset.policy == setting_default("policy")
     given = context_from_args(parser.parse_args(["ask", "q", "--n", "8", "--base-url", "http://x:1/v1"]))
     assert given.n == 8 and given.base_urls == ["http://x:1/v1"]

@@ -59,7 +59,7 @@ class FixedJudge:
 
 
 def test_first_wave_is_the_lowest_ids_capped_by_n() -> None:
-    assert policy().first_wave(16) == [0, 1, 2, 3, 4]
+    assert policy().first_wave(16) == [0, 1, 2, 3]  # four equal answers: the fewest the Beta rule stops on
     assert policy().first_wave(3) == [0, 1, 2]
     assert policy(first_wave=8).first_wave(8) == list(range(8))
 
@@ -67,21 +67,32 @@ def test_first_wave_is_the_lowest_ids_capped_by_n() -> None:
 async def test_a_split_first_wave_launches_every_other_branch_at_once() -> None:
     p = policy()
     p.first_wave(12)
-    views = [view(i, "running") for i in range(5)] + [view(i, "unstarted") for i in range(5, 12)]
+    views = [view(i, "running") for i in range(4)] + [view(i, "unstarted") for i in range(4, 12)]
     assert p.ready(views)
-    judge = FixedJudge(0.1)  # <= tau: the first wave reads as split
+    judge = FixedJudge(0.1)  # < split_tau: the first wave reads as split
     d = await p.step(views, judge)
-    assert d.launch == list(range(5, 12)) and not d.cancel and not d.decided
-    assert d.events[0]["why"] == "judge-split" and d.judge_calls == 1 and d.pairs_scored == 10
+    assert d.launch == list(range(4, 12)) and not d.cancel and not d.decided
+    assert d.events[0]["why"] == "judge-split" and d.judge_calls == 1 and d.pairs_scored == 6
     assert not p.ready(views)  # read once
+
+
+@pytest.mark.parametrize(("score", "split"), [(0.5, False), (0.45, False), (0.449, True)])
+async def test_the_split_line_is_strictly_below_split_tau(score: float, split: bool) -> None:
+    """A mean of exactly 0.5 (a lexical judge's frequent tie: half of the pairs share their numbers) is not
+    read as split by default; only a mean below ``split_tau`` (0.45) is."""
+    p = policy()
+    p.first_wave(8)
+    views = [view(i, "running") for i in range(4)] + [view(i, "unstarted") for i in range(4, 8)]
+    d = await p.step(views, FixedJudge(score))
+    assert (d.launch == list(range(4, 8))) is split and p.similarity == pytest.approx(score)
 
 
 async def test_an_agreeing_first_wave_launches_nothing_and_cancels_nothing() -> None:
     p = policy()
     p.first_wave(12)
-    views = [view(i, "running") for i in range(5)] + [view(i, "unstarted") for i in range(5, 12)]
+    views = [view(i, "running") for i in range(4)] + [view(i, "unstarted") for i in range(4, 12)]
     d = await p.step(views, ConstantJudge())
-    assert d == Decision(judge_calls=1, pairs_scored=10)
+    assert d == Decision(judge_calls=1, pairs_scored=6)
 
 
 async def test_four_equal_answers_stop_the_run_and_cancel_the_straggler() -> None:
@@ -105,13 +116,15 @@ async def test_three_equal_answers_do_not_stop_and_need_no_more_branches() -> No
 
 
 async def test_a_disagreement_starts_the_next_wave_at_once() -> None:
+    """1:1 needs five more answers for the leader (6:1 is P = 0.965); two branches run, so three more are
+    missing, and a wave is at least a first wave's worth (four)."""
     p = policy()
     p.first_wave(16)
-    views = [view(0, "finished", "7"), view(1, "finished", "9")] + [view(i, "running") for i in (2, 3, 4)]
-    views += [view(i, "unstarted") for i in range(5, 16)]
+    views = [view(0, "finished", "7"), view(1, "finished", "9")] + [view(i, "running") for i in (2, 3)]
+    views += [view(i, "unstarted") for i in range(4, 16)]
     d = await p.step(views, ConstantJudge())
     assert not d.cancel and not d.decided
-    assert d.launch == list(range(5, 10))  # at least a first wave's worth
+    assert d.launch == list(range(4, 8))
     assert d.events[-1]["why"] == "answers-need"
 
 
@@ -124,12 +137,12 @@ def test_leader_votes_needed_follows_the_beta_rule() -> None:
 
 
 async def test_simulator_starts_a_later_wave_at_the_next_tick() -> None:
-    """Branches 0 and 1 finish at tick 6 with different answers: 1:1 needs five more for the leader, three
-    run, so the next wave (5-7) is launched in that round and receives its first piece at tick 7."""
-    traces = [trace(6, "9"), trace(6, "7"), trace(10, "7"), trace(10, "7"), trace(10, "7")]
-    traces += [trace(8, "7") for _ in range(3)]
+    """Branches 0 and 1 finish at tick 6 with different answers: 1:1 needs five more for the leader, two
+    run, so the next wave (4-7) is launched in that round and receives its first piece at tick 7."""
+    traces = [trace(6, "9"), trace(6, "7"), trace(10, "7"), trace(10, "7")]
+    traces += [trace(8, "7") for _ in range(4)]
     result = await simulate(policy(), ConstantJudge(), traces)
-    assert result.start_ticks == [0, 0, 0, 0, 0, 6, 6, 6]
+    assert result.start_ticks == [0, 0, 0, 0, 6, 6, 6, 6]
     assert result.answer == "7"
     assert result.wall == max(s + t for s, t in zip(result.start_ticks, result.branch_tokens, strict=True))
     assert "unstarted" not in result.statuses
@@ -137,7 +150,7 @@ async def test_simulator_starts_a_later_wave_at_the_next_tick() -> None:
 
 async def test_simulator_leaves_branches_unstarted_when_the_first_wave_agrees() -> None:
     traces = [trace(10 + i, "7") for i in range(5)] + [trace(8, "3") for _ in range(11)]
-    result = await simulate(policy(), ConstantJudge(), traces)
+    result = await simulate(policy(first_wave=5), ConstantJudge(), traces)
     assert result.statuses[5:] == ["unstarted"] * 11
     assert result.launched == 5 and result.answer == "7"
     # branch 3's 13th piece is the 4th equal answer: the round runs before branch 4's 13th piece
