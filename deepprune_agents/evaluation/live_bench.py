@@ -185,6 +185,8 @@ async def run_live_bench(
                 "client_tokens": result.tokens_generated,
                 "cancelled": result.cancelled,
                 "failed": result.failed,
+                # branches a request was sent for (a staged run may leave some unstarted)
+                "launched": sum(br.status != "unstarted" for br in result.branches),
                 "correct_branches": sum(answers_equal(b.answer, truth) for b in result.branches),
                 "answers": answer_histogram(b.answer for b in result.branches),
             }

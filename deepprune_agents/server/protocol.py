@@ -144,6 +144,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "start": ("n", "model", "policy", "judge"),
     "tokens": ("branches",),  # per branch that moved: id, tokens, status, delta (new text), answer once finished
     "judge": ("round", "cancelled", "vote_decided", "clusters"),
+    "launch": ("branches", "why"),  # staged fan-out: which branches start now, and why (first wave, judge-split, ...)
     "result": ("answer", "votes", "tokens_generated", "token_saving"),
 }
 
@@ -313,6 +314,14 @@ class ProgressLines:
                 ids = ", ".join(str(i) for i in event["vote_decided"])
                 out.append(f"{PROGRESS_PREFIX}vote decided: stopped branch(es) {ids}\n")
             return out
+        if kind == "launch" and event.get("branches"):
+            ids = event["branches"]
+            shown = (
+                f"{ids[0]}-{ids[-1]}"
+                if len(ids) > 2 and ids == list(range(ids[0], ids[-1] + 1))
+                else (", ".join(str(i) for i in ids))
+            )
+            return [f"{PROGRESS_PREFIX}started branch(es) {shown} ({str(event.get('why', '')).replace('-', ' ')})\n"]
         if kind == "judge_error":
             error = first_sentence(str(event.get("error")))[:120]
             return [f"{PROGRESS_PREFIX}judge error, branches go on unpruned: {error}\n"]

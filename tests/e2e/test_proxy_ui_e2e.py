@@ -77,8 +77,10 @@ def tab(browser: Any) -> Iterator[Page]:
     tab.context.close()
 
 
-def start_proxy(upstream: ReplayServer, **config: Any) -> ProxyServer:
+def start_proxy(upstream: ReplayServer, policy: str | None = None, **config: Any) -> ProxyServer:
     ctx = DeepPruneContext(base_urls=[upstream.base_url], judge="numbers", truncate="tokens:12")
+    if policy is not None:
+        ctx = ctx.replace(policy=policy)
     return ProxyServer(ProxyConfig(ctx, ui=True, **config)).start()
 
 
@@ -111,12 +113,17 @@ def ask(page: Any, question: str) -> Any:
     return info.value
 
 
-def test_the_page_shows_the_branches_live_and_the_run_s_voted_answer(tab: Page, tmp_path: Path) -> None:
-    with ReplayServer([QUESTION], tokens_per_s=50) as upstream:  # ~1.2 s per branch: time to watch
-        proxy = start_proxy(upstream)
+# The default policy (staged: a first wave, the rest unstarted unless needed) and one that prunes running branches.
+@pytest.mark.parametrize("policy", [None, "adaptive"], ids=["default", "adaptive"])
+def test_the_page_shows_the_branches_live_and_the_run_s_voted_answer(
+    tab: Page, tmp_path: Path, policy: str | None
+) -> None:
+    with ReplayServer([QUESTION], tokens_per_s=20) as upstream:  # ~3 s per branch: time to watch
+        proxy = start_proxy(upstream, policy)
         try:
             page = tab.open(proxy)
-            assert "n=8 · adaptive policy · numbers judge" in page.text_content("#defaults")
+            shown_policy = policy or DeepPruneContext().policy
+            assert f"n=8 · {shown_policy} policy · numbers judge" in page.text_content("#defaults")
             assert page.is_hidden("#key")  # no proxy key: nothing to ask for
             response = ask(page, QUESTION.question)
             # Live: rows exist and run while the stream is open, before the vote.
@@ -126,7 +133,10 @@ def test_the_page_shows_the_branches_live_and_the_run_s_voted_answer(tab: Page, 
             body = response.text()  # the SSE body the page read, as the browser received it
             shown = rows(page)
             answer = page.text_content("#answer")
-            stats = {s: page.text_content(f'.stat[data-stat="{s}"] b') for s in ("finished", "cancelled", "tokens")}
+            stats = {
+                s: page.text_content(f'.stat[data-stat="{s}"] b')
+                for s in ("finished", "cancelled", "not started", "tokens")
+            }
             reply = page.text_content("#reply")
             shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "proxy_ui.png")
             page.screenshot(path=str(shot), full_page=True)
@@ -143,16 +153,27 @@ def test_the_page_shows_the_branches_live_and_the_run_s_voted_answer(tab: Page, 
         b["id"]: (b["status"], b["tokens"], b["answer"]) for b in summary["branches"]
     }
     statuses = [r["status"] for r in shown.values()]
-    assert len(shown) == 8 == len(records) and "finished" in statuses and "cancelled" in statuses
+    started = [r for r in shown.values() if r["status"] != "unstarted"]
+    assert len(shown) == 8 and len(records) == len(started) and "finished" in statuses  # one request per started row
+    if policy == "adaptive":
+        assert len(records) == 8 and "cancelled" in statuses  # it prunes running branches
     assert all(r["reason"] in ("pruned", "vote decided") for r in shown.values() if r["status"] == "cancelled")
     assert stats == {
         "finished": str(summary["finished"]),
         "cancelled": str(summary["cancelled"]),
+        "not started": str(statuses.count("unstarted")),
         "tokens": str(summary["tokens_generated"]),
     }
     assert reply == "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     events = [c["deepprune"]["event"] for c in chunks if c.get("deepprune", {}).get("data") is not None]
     assert events[0] == "start" and events.count("tokens") >= 2 and "judge" in events and events[-1] == "result"
+    if len(started) < 8:  # a staged run says which branches its first wave started
+        launches = [
+            c["deepprune"]["data"]
+            for c in chunks
+            if c.get("deepprune", {}).get("event") == "launch" and c["deepprune"].get("data") is not None
+        ]
+        assert launches[0]["why"] == "first wave" and len(launches[0]["branches"]) < 8
     assert upstream.base_url.removesuffix("/v1") not in body  # the start event's endpoints stay in the proxy
     assert tab.problems == []  # no script error, no CSP refusal
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -151,7 +151,12 @@ def test_progress_lines_report_each_state_change_once() -> None:
     judged = lines.lines({"event": "judge", "round": 2, "cancelled": [0, 3], "clusters": [[1], [2]]})
     assert judged == ["deepprune: judge round 2: pruned branch(es) 0, 3 (2 clusters)\n"]
     assert lines.lines({"event": "cluster", "branch": 1, "cluster": 0}) == []
-    assert all(line.startswith(wire.PROGRESS_PREFIX) and line.endswith("\n") for line in start + judged)
+    launched = lines.lines({"event": "launch", "branches": [4, 5, 6, 7], "why": "judge-split", "similarity": 0.2})
+    assert launched == ["deepprune: started branch(es) 4-7 (judge split)\n"]
+    assert lines.lines({"event": "launch", "branches": [0, 2], "why": "first wave"}) == [
+        "deepprune: started branch(es) 0, 2 (first wave)\n"
+    ]
+    assert all(line.startswith(wire.PROGRESS_PREFIX) and line.endswith("\n") for line in start + judged + launched)
 
 
 def result_of(branches: list[BranchResult], answer: str | None) -> DeepPruneResult:

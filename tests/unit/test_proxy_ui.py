@@ -137,4 +137,9 @@ def test_event_chunks_carry_the_public_fields_only() -> None:
         "vote_decided": [],
         "clusters": [[0], [1]],
     }
+    launch = {"event": "launch", "branches": [4, 5], "why": "answers-need", "votes": [1, 1]}
+    assert wire.event_chunk("id", "m", 1, launch)["deepprune"]["data"] == {  # type: ignore[index]
+        "branches": [4, 5],
+        "why": "answers-need",
+    }
     assert wire.event_chunk("id", "m", 1, {"event": "resume", "run_id": "r"}) is None
