@@ -224,6 +224,12 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
             judge_errors.append(str(exc))
             run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S
             writer({"event": "judge_error", "error": str(exc)})
+            if len(judge_errors) >= MAX_JUDGE_ERRORS and not deadline_hit:
+                # Degraded to plain cons@N: the branches a staged policy held back start now, unjudged.
+                held = [b.id for b in run.pool.branches if b.status == "unstarted"]
+                if held:
+                    decision.launch = held
+                    decision.events.append({"event": "launch", "branches": held, "why": "judge-failed"})
     await run.pool.cancel(decision.cancel, "pruned")
     await run.pool.cancel(decision.decided, "vote-decided")
     run.pool.launch(decision.launch)  # the policy's ``launch`` event (in decision.events) says why
@@ -254,8 +260,18 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
 
 
 def after_judge(state: State, runs: RunRegistry) -> Literal["judge", "vote"]:
+    """Another round while a branch runs; and once more when none does but some are unstarted and the policy
+    is due: the last running branches may have finished after the round read them as running, and only a
+    round that sees their answers can start the next wave (staged fan-out) instead of voting too early."""
     run = runs.get(state.get("run_id", ""))
-    return "judge" if run is not None and run.pool.alive else "vote"
+    if run is None:
+        return "vote"
+    if run.pool.alive:
+        return "judge"
+    if state.get("deadline_hit") or len(state.get("judge_errors", [])) >= MAX_JUDGE_ERRORS:
+        return "vote"  # no round would run the policy: vote over what ran
+    views = run.pool.views()
+    return "judge" if any(v.unstarted for v in views) and run.policy.ready(views) else "vote"
 
 
 async def vote(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:

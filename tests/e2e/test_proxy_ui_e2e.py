@@ -190,9 +190,12 @@ def test_stop_closes_every_branch_upstream(tab: Page) -> None:
             page.wait_for_selector("#phase:has-text('stopped')")
             assert upstream.wait_idle(5.0), "branches kept running upstream after Stop"
             records = upstream.records()
-            assert len(records) == 8 and all(r.disconnected and r.finish_reason is None for r in records)
+            shown = rows(page).values()
+            started = [r for r in shown if r["status"] != "unstarted"]  # a staged run holds some back
+            assert len(shown) == 8 and len(records) == len(started) > 0
+            assert all(r.disconnected and r.finish_reason is None for r in records)
             assert page.text_content("#answer") == "—" and page.is_enabled("#send")
-            assert {r["status"] for r in rows(page).values()} == {"cancelled"}
+            assert {r["status"] for r in started} == {"cancelled"}
         finally:
             proxy.stop()
     assert tab.problems == []
