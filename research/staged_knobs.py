@@ -42,17 +42,17 @@ NEIGHBOURS = {
 
 
 def verdicts(cases: dict[str, dict[str, dict[str, float]]]) -> dict[str, int]:
-    """Bar and judge-pays tallies over cases, each case a map of method -> {accuracy, tokens, wall}."""
+    """Bar and judge-pays tallies over cases, each case a map of method -> {accuracy, tokens, wall}; the rules
+    are bench/staged_fanout.py's (one definition of issue 34's Done-when)."""
+    import staged_fanout
+
     bar = pays = better = 0
     for m in cases.values():
-        d, c, cons, esc = m["numbers"], m["constant"], m["cons"], m["esc"]
-        bar += (
-            d["accuracy"] >= cons["accuracy"] - 0.01 - 1e-9
-            and d["tokens"] <= esc["tokens"] + 1e-9
-            and d["wall"] <= esc["wall"] + 1e-9
-        )
-        pays += c["tokens"] >= 1.1 * d["tokens"] or c["wall"] >= 1.1 * d["wall"]
-        better += c["tokens"] < 0.98 * d["tokens"] and c["wall"] < 0.98 * d["wall"]
+        methods = {"cons": m["cons"], "esc": m["esc"], "staged/numbers": m["numbers"], "staged/constant": m["constant"]}
+        bar += staged_fanout.checks(methods, "staged/numbers")["bar"]
+        worse, both = staged_fanout.judge_pays(methods, "staged/numbers")
+        pays += worse
+        better += both
     return {"cases": len(cases), "bar": bar, "pays": pays, "constant_better_on_both": better}
 
 
