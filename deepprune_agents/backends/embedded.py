@@ -385,6 +385,40 @@ def _require_vllm() -> None:
         )
 
 
+class ServerProcess:
+    """A child server of ours: its own process group, so ``stop`` signals the workers it forks too, with its
+    stdout and stderr in a log file. ``EmbeddedServer`` and ``router.RouterProcess`` each own one (and their
+    own lock: this class does not lock)."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_fh: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self, command: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self._log_fh = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            list(command),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, timeout_s: float) -> None:
+        """SIGTERM the process group, SIGKILL after ``timeout_s``; close the log. Idempotent."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            terminate_group(proc, timeout_s)
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
+
 class EmbeddedServer:
     """A vLLM OpenAI server subprocess on 127.0.0.1, in its own process group so stop() takes all of it.
 
@@ -420,8 +454,7 @@ class EmbeddedServer:
         self.dtype = given[-1] if given else _local_dtype()
         self.stop_timeout_s = stop_timeout_s
         self.log_path: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_fh: IO[bytes] | None = None
+        self._child = ServerProcess()
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------------------------- properties
@@ -441,7 +474,7 @@ class EmbeddedServer:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._child.running
 
     def describe(self) -> dict[str, str]:
         """What a record of work done on this server needs to say which server it was: the same model,
@@ -507,15 +540,7 @@ class EmbeddedServer:
             logs = cache_dir() / "logs"
             logs.mkdir(parents=True, exist_ok=True)
             self.log_path = logs / f"vllm-{self.port}-{os.getpid()}.log"
-            self._log_fh = self.log_path.open("wb")
-            self._proc = subprocess.Popen(
-                self.command(model_dir),
-                env=self.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() signals the engine workers too
-            )
+            self._child.spawn(self.command(model_dir), self.log_path, env=self.environment())
         try:
             self._wait_healthy()
         except BaseException:
@@ -524,10 +549,10 @@ class EmbeddedServer:
         return self
 
     def _wait_healthy(self) -> None:
-        assert self._proc is not None and self.log_path is not None
+        assert self._child.proc is not None and self.log_path is not None
         log = self.log_path
         wait_healthy(
-            self._proc,
+            self._child.proc,
             self.root_url,
             self.startup_timeout_s,
             exited=lambda code: EmbeddedServerError(
@@ -544,12 +569,7 @@ class EmbeddedServer:
     def stop(self) -> None:
         """SIGTERM the process group, wait, SIGKILL after ``stop_timeout_s``. Idempotent."""
         with self._lock:
-            proc, self._proc = self._proc, None
-            if proc is not None:
-                terminate_group(proc, self.stop_timeout_s)
-            if self._log_fh is not None:
-                self._log_fh.close()
-                self._log_fh = None
+            self._child.stop(self.stop_timeout_s)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

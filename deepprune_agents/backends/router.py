@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
 from deepprune_agents.backends.embedded import (
     EmbeddedServer,
+    ServerProcess,
     free_port,
     log_tail,
     root_url_of,
-    terminate_group,
     wait_healthy,
 )
 from deepprune_agents.errors import BackendUnavailableError, ConfigError
@@ -91,8 +90,7 @@ class RouterProcess(_Started):
         self.extra_args = tuple(extra_args)
         self.startup_timeout_s = startup_timeout_s
         self.log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_fh: IO[bytes] | None = None
+        self._child = ServerProcess()
         self._lock = threading.Lock()
 
     @property
@@ -107,7 +105,7 @@ class RouterProcess(_Started):
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._child.running
 
     def command(self, executable: str) -> list[str]:
         return [
@@ -147,14 +145,7 @@ class RouterProcess(_Started):
                 self.metrics_port = free_port()
             if self.log_path is None:
                 self.log_path = Path(tempfile.gettempdir()) / f"vllm-router-{self.port}-{os.getpid()}.log"
-            self._log_fh = self.log_path.open("wb")
-            self._proc = subprocess.Popen(
-                self.command(executable),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self._child.spawn(self.command(executable), self.log_path)
         try:
             self._wait_healthy()
         except BaseException:
@@ -163,10 +154,10 @@ class RouterProcess(_Started):
         return self
 
     def _wait_healthy(self) -> None:
-        assert self._proc is not None and self.log_path is not None
+        assert self._child.proc is not None and self.log_path is not None
         log = self.log_path
         wait_healthy(
-            self._proc,
+            self._child.proc,
             self.root_url,
             self.startup_timeout_s,
             exited=lambda code: BackendUnavailableError(
@@ -182,12 +173,7 @@ class RouterProcess(_Started):
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM the process group, SIGKILL after ``timeout_s`` (as the embedded server's). Idempotent."""
         with self._lock:
-            proc, self._proc = self._proc, None
-            if proc is not None:
-                terminate_group(proc, timeout_s)
-            if self._log_fh is not None:
-                self._log_fh.close()
-                self._log_fh = None
+            self._child.stop(timeout_s)
 
 
 class Replicas(_Started):
