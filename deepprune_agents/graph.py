@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
@@ -193,13 +194,18 @@ async def policy_step(policy: PruningPolicy, views: list[BranchView], judge: Jud
     return await asyncio.to_thread(asyncio.run, policy.step(views, judge))
 
 
+def gave_up_judging(judge_errors: Sequence[str]) -> bool:
+    """After ``MAX_JUDGE_ERRORS`` judge failures a run stops asking its judge: it degrades to plain cons@N."""
+    return len(judge_errors) >= MAX_JUDGE_ERRORS
+
+
 async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegistry) -> State:
     """One judge round: wait until due, run the policy, cancel what it prunes, record the branches."""
     writer = runtime.stream_writer
     run = await live_run(state, context_of(runtime), writer, runs)
     run.touch()
     judge_errors = list(state.get("judge_errors", []))
-    judging = len(judge_errors) < MAX_JUDGE_ERRORS
+    judging = not gave_up_judging(judge_errors)
 
     def due() -> bool:
         return judging and time.monotonic() >= run.judge_retry_at and run.policy.ready(run.pool.views())
@@ -224,7 +230,7 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
             judge_errors.append(str(exc))
             run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S
             writer({"event": "judge_error", "error": str(exc)})
-            if len(judge_errors) >= MAX_JUDGE_ERRORS and not deadline_hit:
+            if gave_up_judging(judge_errors) and not deadline_hit:
                 # Degraded to plain cons@N: the branches a staged policy held back start now, unjudged.
                 held = [b.id for b in run.pool.branches if b.status == "unstarted"]
                 if held:
@@ -268,7 +274,7 @@ def after_judge(state: State, runs: RunRegistry) -> Literal["judge", "vote"]:
         return "vote"
     if run.pool.alive:
         return "judge"
-    if state.get("deadline_hit") or len(state.get("judge_errors", [])) >= MAX_JUDGE_ERRORS:
+    if state.get("deadline_hit") or gave_up_judging(state.get("judge_errors", [])):
         return "vote"  # no round would run the policy: vote over what ran
     views = run.pool.views()
     return "judge" if any(v.unstarted for v in views) and run.policy.ready(views) else "vote"
