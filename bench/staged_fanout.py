@@ -197,9 +197,8 @@ def methods_table(reports: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render() -> tuple[str, dict[str, Any]]:
+def render(reports: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The generated block of docs/staged_fanout.md and the summary the README quotes."""
-    reports = load_reports()
     default = candidate()
     head = [
         "<!-- written by bench/staged_fanout.py; edit the script, not this block -->",
@@ -238,8 +237,8 @@ def write_doc(block: str) -> None:
     DOC.write_text(text[:start] + "\n" + block + "\n" + text[end:])
 
 
-def copy_plots() -> None:
-    for label, r in load_reports().items():
+def copy_plots(reports: dict[str, dict[str, Any]]) -> None:
+    for label, r in reports.items():
         for axis, name in r.get("plots", {}).items():
             if (src := OUT / name).is_file():
                 shutil.copyfile(src, DOC.parent / f"staged_fanout_{label}.{axis}.png")
@@ -256,12 +255,13 @@ def main() -> int:
             return 2
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         measure([s.strip() for s in args.sets.split(",") if s.strip()], args.runs)
-    if not load_reports():
+    reports = load_reports()
+    if not reports:
         print(f"nothing to render: no frontier_*.json in {OUT} (run without --render first)")
         return 2
-    block, summary = render()
+    block, summary = render(reports)
     write_doc(block)
-    copy_plots()
+    copy_plots(reports)
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
     print(block)
     print(f"wrote {DOC}, {SUMMARY} and the plots beside it")

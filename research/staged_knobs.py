@@ -67,17 +67,20 @@ async def measure(sets: list[str], runs: int) -> dict[str, Any]:
         for n in CASES[label]:
             t0 = time.perf_counter()
             sums: dict[str, dict[str, dict[str, float]]] = {name: {} for name in NEIGHBOURS}
+            base_cfg = EvalConfig(n=n, runs=runs)
+            configs = {}
+            for name, change in NEIGHBOURS.items():
+                configs[name] = base_cfg
+                for setting, value in {**DEFAULT, **change}.items():
+                    configs[name] = configs[name].with_setting(setting, value)
             draws = 0
             for q in questions:
                 for r in range(runs):
                     traces = q.drawn(n, r)
                     draws += 1
-                    base = baseline_outcomes(EvalConfig(n=n, runs=runs), traces, False)
+                    base = baseline_outcomes(base_cfg, traces, False)
                     outcomes = {k: base[k] for k in ("cons", "esc")}
-                    for name, change in NEIGHBOURS.items():
-                        cfg = EvalConfig(n=n, runs=runs)
-                        for setting, value in {**DEFAULT, **change}.items():
-                            cfg = cfg.with_setting(setting, value)
+                    for name, cfg in configs.items():
                         for j, judge in judges.items():
                             o = await policy_run(cfg, "staged", judge, traces)
                             acc = sums[name].setdefault(j, {"accuracy": 0.0, "tokens": 0.0, "wall": 0.0})

@@ -11,11 +11,12 @@ from test_proxy_e2e import QUESTION  # tests/e2e is on sys.path (rootdir import 
 from deepprune_agents.evaluation.replay_server import ReplayServer
 from deepprune_agents.judges import register_judge
 from deepprune_agents.judges.base import TracePair
-from deepprune_agents.pruning import StagedKnobs
-from deepprune_agents.pruning.adaptive import AdaptiveKnobs, stop_is_safe
+from deepprune_agents.pruning import StagedPolicy
+from deepprune_agents.pruning.adaptive import stop_is_safe
 from deepprune_agents.pruning.vote import majority_vote, vote_is_decided
 from deepprune_agents.reasoner import DeepPruneReasoner
 from deepprune_agents.settings import DeepPruneContext
+from deepprune_agents.truncation import parse_truncation
 
 
 class RaisingJudge:
@@ -39,8 +40,7 @@ async def test_a_first_wave_that_ends_between_two_rounds_still_starts_the_next_w
     40 seeds voted "1" on a 2:2 or 3:1 first wave with four branches never started. A run may still end with
     branches unstarted, but only on answers that settle the vote."""
     assert DeepPruneContext().policy == "staged"
-    knobs = StagedKnobs()
-    rule = AdaptiveKnobs(confidence=knobs.confidence, min_votes=knobs.min_votes, min_vote_share=knobs.min_vote_share)
+    rule = StagedPolicy(truncation=parse_truncation("tokens:12")).rule  # the default's stopping rule
     with ReplayServer([QUESTION], tokens_per_s=0) as upstream:
         for seed in range(24):
             result = await DeepPruneReasoner(context(upstream, seed=seed)).ainvoke(QUESTION.question)
