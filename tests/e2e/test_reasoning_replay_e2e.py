@@ -81,11 +81,19 @@ def test_ask_prunes_the_minority_from_its_thinking_and_votes_on_the_content(
         assert b["reasoning"].startswith("Tom has 3 apples and buys 4 more") and "<think>" not in b["reasoning"]
         assert "</think>" not in b["reasoning"] and b["text"].strip() == "The answer is 7."
         assert b["answer"] == "7"
-    # 8 minority + the majority beyond K2=20 pruned mid-thinking: ~0.3 on an idle machine. How far each pruned
-    # branch streamed before its round depends on load (0.235 seen on a busy CI box), so the bar has margin;
-    # the per-branch checks above are what prove the pruning read the thinking.
+    # What pruning saved: every cancelled branch (the 8 minority, and majority branches past K2=20 that had not
+    # finished yet) stopped short of its trace, and the run cost fewer tokens than its cons@N estimate. How far
+    # a pruned branch streams before its round depends on load (~0.3 saved on an idle machine, 0.235 and 0.137
+    # seen on busy CI boxes), so the fraction itself is a benchmark's figure, not a bar here.
+    full = {b["id"]: QUESTION.traces[served[b["id"]] or 0].n_tokens for b in branches}
+    cancelled = [b for b in branches if b["status"] == "cancelled"]
+    assert len(cancelled) >= len(minority)
+    for b in cancelled:
+        assert b["tokens"] < full[b["id"]], (b["tokens"], full[b["id"]])
+    assert result["tokens_generated"] == sum(b["tokens"] for b in branches)
+    assert result["tokens_generated"] < sum(full.values())
     saving = result["token_saving"]
-    assert isinstance(saving, float) and saving >= 0.15, saving
+    assert isinstance(saving, float) and saving > 0.0, saving
 
 
 async def test_branch_cut_by_length_mid_thinking_votes_with_the_last_answer_in_its_thinking(
