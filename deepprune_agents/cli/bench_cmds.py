@@ -57,6 +57,10 @@ def print_report(report: dict[str, Any]) -> None:
     table.add_row("server abort latency p99 (ms)", fmt(report["server_abort_latency_p99_ms"]), "")
     if "esc_wall_s" in report:
         table.add_row("DP tokens / ESC tokens", fmt(report["deepprune_tokens_vs_esc"]), "<= 1")
+        for key, label in (("deepprune_tokens_vs_esc_ci", "DP"), ("cons_tokens_vs_esc_ci", "cons")):
+            if key in report:  # paired over the questions: how much of a ratio near 1 sampling alone gives
+                lo, hi = report[key]["ci95"]
+                table.add_row(f"{label} tokens / ESC tokens, 95% CI", f"[{lo:.2f}, {hi:.2f}]", "")
         table.add_row("DP wall / ESC wall", fmt(report["deepprune_wall_vs_esc"]), "")
         table.add_row("accuracy ESC", f"{report['accuracy_esc']:.0%}", "")
     console.print(table)

@@ -29,13 +29,12 @@ from deepprune_agents.evaluation.replay_eval import (
     EvalConfig,
     MethodRows,
     ProgressFn,
-    _bootstrap_ci,
     baseline_outcomes,
     load_judge,
-    paired_delta,
     policy_run,
     prewarm,
 )
+from deepprune_agents.evaluation.stats import bootstrap_ci, paired_delta
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning import AdaptiveKnobs, ClusteringKnobs, PaperKnobs, PeriodicKnobs
 from deepprune_agents.pruning.vote import answer_histogram, plurality_share
@@ -76,7 +75,7 @@ def method_stats(rows: MethodRows, cons: MethodRows | None, reps: int) -> dict[s
     cons_tokens = float(sum(sum(t) for t in cons.tokens)) if cons is not None else 0.0
     return {
         "accuracy": float(per_q.mean()),
-        "accuracy_ci95": _bootstrap_ci(per_q, reps),
+        "accuracy_ci95": bootstrap_ci(per_q, reps),
         "tokens": tokens / draws,
         "wall": float(sum(sum(w) for w in rows.wall)) / draws,
         "token_reduction": 1.0 - tokens / cons_tokens if cons_tokens else 0.0,

@@ -26,6 +26,7 @@ import httpx
 
 from deepprune_agents.answers import answers_equal
 from deepprune_agents.backends.metrics import metric, scrape_samples, wait_until_idle
+from deepprune_agents.evaluation.stats import paired_ratio
 from deepprune_agents.pruning.vote import answer_histogram, plurality_share
 from deepprune_agents.result import DeepPruneResult
 from deepprune_agents.settings import DeepPruneContext
@@ -247,10 +248,15 @@ def _esc_figures(rows: list[dict[str, Any]], dp_wall: float, dp_tok: float) -> d
     """ESC's totals beside the policy's (issue 34's live bar: wall <= 1.1x cons@N's, tokens <= ESC's)."""
     esc_wall = sum(r["esc"]["wall_s"] for r in rows)
     esc_tok = sum(r["esc"]["server_tokens"] for r in rows)
+    esc_per_q = [r["esc"]["server_tokens"] for r in rows]
     return {
         "esc_wall_s": esc_wall,
         "esc_server_tokens": esc_tok,
         "accuracy_esc": sum(r["esc"]["correct"] for r in rows) / len(rows),
         "deepprune_tokens_vs_esc": dp_tok / esc_tok if esc_tok else None,
         "deepprune_wall_vs_esc": dp_wall / esc_wall if esc_wall else None,
+        # Where both run every branch, the token ratio is sampling noise: its paired CI over the questions says
+        # how wide that noise is, and cons@N vs ESC (the same requests, the same seeds) shows it on equal work.
+        "deepprune_tokens_vs_esc_ci": paired_ratio([r["deepprune"]["server_tokens"] for r in rows], esc_per_q),
+        "cons_tokens_vs_esc_ci": paired_ratio([r["cons"]["server_tokens"] for r in rows], esc_per_q),
     }

@@ -55,6 +55,7 @@ from deepprune_agents.evaluation.replay_data import (
     with_extractor,
 )
 from deepprune_agents.evaluation.simulator import simulate
+from deepprune_agents.evaluation.stats import bootstrap_ci, paired_delta
 from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
 from deepprune_agents.pruning import KNOB_CLASSES, KnobSet, default_knobs, make_policy
 from deepprune_agents.pruning.knobs import all_specs
@@ -181,31 +182,6 @@ class MethodRows:
         self.wall[q].append(float(wall))
 
 
-def _bootstrap_ci(per_question: np.ndarray, reps: int, seed: int = 0) -> list[float]:
-    """95% percentile CI of the mean over questions, resampling questions."""
-    if len(per_question) < 2:
-        m = float(per_question.mean()) if len(per_question) else math.nan
-        return [m, m]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_question), size=(reps, len(per_question)))
-    means = per_question[idx].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
-
-
-def paired_delta(
-    per_question: np.ndarray, reference: np.ndarray, reps: int, seed: int = 0
-) -> dict[str, float | int | list[float]]:
-    """Accuracy delta (method - reference) with its paired bootstrap 95% CI over questions, and the number of
-    questions behind it: both methods ran on the same draws, so the questions are resampled together (a
-    question hard for both moves both means, not their difference)."""
-    diff = np.asarray(per_question, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-    return {
-        "delta": float(diff.mean()) if len(diff) else math.nan,
-        "ci95": _bootstrap_ci(diff, reps, seed),
-        "questions": len(diff),
-    }
-
-
 def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int) -> dict[str, Any]:
     """The report's ``methods`` map plus the headline figures."""
 
@@ -226,7 +202,7 @@ def summarize(rows: dict[str, MethodRows], *, main: str, oracle: str, reps: int)
         methods[name] = {
             "oracle_reference": ref,
             "accuracy": float(per_q_acc.mean()),
-            "accuracy_ci95": _bootstrap_ci(per_q_acc, reps),
+            "accuracy_ci95": bootstrap_ci(per_q_acc, reps),
             "tokens": total / draws,
             "tokens_total": total,
             "token_reduction": 1.0 - total / cons_tokens if cons_tokens else 0.0,

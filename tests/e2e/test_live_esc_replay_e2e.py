@@ -41,7 +41,7 @@ def test_esc_stops_after_a_unanimous_window_and_staged_leaves_the_rest_unstarted
     assert row["esc"]["branches"] == 5 and row["esc"]["answer"] == "7"
     assert row["esc"]["server_tokens"] == 5 * length  # one window, to the end
     assert row["cons"]["server_tokens"] == 12 * length
-    # staged: a first wave of 5; four equal answers stop it; branches 5-11 never reach the server
+    # staged: a first wave of 4; four equal answers stop it; branches 4-11 never reach the server
     assert row["deepprune"]["answer"] == "7" and row["deepprune"]["server_tokens"] <= 5 * length
     assert row["deepprune"]["answers"].get("none", 0) >= 7
     assert report["deepprune_tokens_vs_esc"] <= 1.0
@@ -53,3 +53,6 @@ def test_esc_runs_window_after_window_while_answers_differ() -> None:
     (row,) = report["rows"]
     assert row["esc"]["branches"] == 10  # neither window of 5 was unanimous
     assert row["esc"]["server_tokens"] == row["cons"]["server_tokens"]  # the same seeds: the same traces
+    # equal work: the ratio and its paired CI over the (one) question are exactly 1
+    assert report["cons_tokens_vs_esc_ci"] == {"ratio": 1.0, "ci95": [1.0, 1.0], "questions": 1}
+    assert report["deepprune_tokens_vs_esc_ci"]["ratio"] == report["deepprune_tokens_vs_esc"]

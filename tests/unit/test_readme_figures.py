@@ -123,8 +123,13 @@ def _live_report(
         answers = {"7": 4, "12": 2, "none": 10} if i == 0 else {str(k): 1 for k in range(16)}
         rows.append(
             {
-                "cons": {"wall_s": 10.0, "correct_branches": 4 if i == 0 else 1, "answers": answers},
-                "deepprune": {"wall_s": 12.0 if i == 1 else 5.0, "cancelled": c},
+                "cons": {
+                    "wall_s": 10.0,
+                    "correct_branches": 4 if i == 0 else 1,
+                    "answers": answers,
+                    "server_tokens": 1000.0 * (i + 1),
+                },
+                "deepprune": {"wall_s": 12.0 if i == 1 else 5.0, "cancelled": c, "server_tokens": 1200.0 * (i + 1)},
             }
         )
         if launched is not None:
@@ -163,7 +168,7 @@ def test_the_live_section_is_read_from_the_reports(monkeypatch: pytest.MonkeyPat
     report = _live_report("staged", [0, 8, 0], "float32", launched=[16, 12, 16])
     report.update(esc_wall_s=1200.0, esc_server_tokens=15000.0)
     for row, branches in zip(report["rows"], (16, 5, 16), strict=True):  # type: ignore[call-overload]
-        row["esc"] = {"branches": branches}
+        row["esc"] = {"branches": branches, "server_tokens": 1000.0}
     (out / "live_vllm_a.json").write_text(json.dumps(report))
     monkeypatch.setattr(rf, "REPO", tmp_path)
     text = "\n".join(rf.live_section())
@@ -174,6 +179,8 @@ def test_the_live_section_is_read_from_the_reports(monkeypatch: pytest.MonkeyPat
     assert "started all 16 branches on 2 of 3 questions (12-16 per question)" in text
     assert "slower than cons@16 on 1" in text
     assert "ESC ran all 16 branches on 2 of 3 questions" in text and "differ by +52.8%" in text
+    # cons costs 1x, 2x, 3x ESC's 1,000 per question, DeepPrune 1.2x that: ratios of resampled sums, paired
+    assert "95% CIs of the token ratios are [1.00, 3.00] for cons@16 / ESC and [1.20, 3.60] for `staged` / ESC" in text
 
 
 def test_the_headline_items_and_the_dtype_table_are_read_from_the_reports(
@@ -204,8 +211,11 @@ def test_the_headline_items_and_the_dtype_table_are_read_from_the_reports(
     assert "0.69x the wall time of cons@16 with 42.0% fewer server tokens;" in live[0] and "7.1 ms (p99)" in live[0]
     report = _live_report("staged", [0, 0, 0], "float32")
     report.update(esc_server_tokens=13199.0 / 1.2, deepprune_tokens_vs_esc=1.2, deepprune_wall_vs_esc=0.5)
+    for i, row in enumerate(report["rows"]):  # type: ignore[call-overload]
+        row["esc"] = {"server_tokens": 1000.0 * (i + 1)}  # DeepPrune 1.2x and cons 1x on every question
     (out / "live_vllm_a.json").write_text(json.dumps(report))
-    assert "and 1.20x the tokens and 0.50x the wall time of an ESC run (windows of 5)" in rf.headline_live()[0]
+    esc = "and 1.20x the tokens (95% CI [1.20, 1.20] over 3 questions; cons@16 vs ESC, equal work: 1.00x, [1.00, 1.00])"
+    assert esc + " and 0.50x the wall time of an ESC run (windows of 5)" in rf.headline_live()[0]
     assert "2,048 branches" in rf.headline_load()[0] and "lag p99 13 ms, 0 branches lost" in rf.headline_load()[0]
     assert "RSS +1.6 MB, TCP sockets 1 -> 2" in rf.headline_soak()[0]
     table = "\n".join(rf.server_dtype_section())
