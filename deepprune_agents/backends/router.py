@@ -16,20 +16,12 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from deepprune_agents.backends.embedded import (
-    EmbeddedServer,
-    ServerProcess,
-    free_port,
-    log_tail,
-    root_url_of,
-    wait_healthy,
-)
+from deepprune_agents.backends.child import ChildServer, Startable, free_port, log_tail
+from deepprune_agents.backends.embedded import EmbeddedServer, root_url_of
 from deepprune_agents.errors import BackendUnavailableError, ConfigError
 
 ROUTER_EXECUTABLE = "vllm-router"
@@ -48,25 +40,7 @@ def router_executable() -> str | None:
     return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-class _Started:
-    """``with X(...) as x:`` starts and stops it."""
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class RouterProcess(_Started):
+class RouterProcess(ChildServer):
     """``vllm-router`` in its own process group on 127.0.0.1, in front of ``worker_urls``.
 
     ``with RouterProcess([a.root_url, b.root_url]) as router: ... router.base_url ...``"""
@@ -83,29 +57,11 @@ class RouterProcess(_Started):
     ) -> None:
         if not worker_urls:
             raise ConfigError("vllm-router needs at least one worker URL.")
+        super().__init__(port=port, startup_timeout_s=startup_timeout_s, stop_timeout_s=10.0, log_path=log_path)
         self.worker_urls = [root_url_of(u) for u in worker_urls]
         self.policy = policy
-        self.port = port
         self.metrics_port: int | None = None
         self.extra_args = tuple(extra_args)
-        self.startup_timeout_s = startup_timeout_s
-        self.log_path = log_path
-        self._child = ServerProcess()
-        self._lock = threading.Lock()
-
-    @property
-    def root_url(self) -> str:
-        if self.port is None:
-            raise ConfigError("the router has no port yet: call start() first.")
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.root_url + "/v1"
-
-    @property
-    def running(self) -> bool:
-        return self._child.running
 
     def command(self, executable: str) -> list[str]:
         return [
@@ -131,52 +87,38 @@ class RouterProcess(_Started):
             *self.extra_args,
         ]
 
-    def start(self) -> Self:
-        """Start and block until ``/health`` answers 200 (the router checks its workers first)."""
+    # ------------------------------------------------------------------------------ start-up (ChildServer)
+    poll_s = 0.1
+
+    def launch(self) -> tuple[list[str], dict[str, str] | None]:
         executable = router_executable()
         if executable is None:
             raise BackendUnavailableError(f"the vllm-router executable is not installed: {INSTALL_ROUTER}.")
-        with self._lock:
-            if self.running:
-                return self
-            if self.port is None:
-                self.port = free_port()
-            if self.metrics_port is None:
-                self.metrics_port = free_port()
-            if self.log_path is None:
-                self.log_path = Path(tempfile.gettempdir()) / f"vllm-router-{self.port}-{os.getpid()}.log"
-            self._child.spawn(self.command(executable), self.log_path)
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        if self.port is None:
+            self.port = free_port()
+        if self.metrics_port is None:
+            self.metrics_port = free_port()
+        if self.log_path is None:
+            self.log_path = Path(tempfile.gettempdir()) / f"vllm-router-{self.port}-{os.getpid()}.log"
+        return self.command(executable), None
 
-    def _wait_healthy(self) -> None:
-        assert self._child.proc is not None and self.log_path is not None
-        log = self.log_path
-        wait_healthy(
-            self._child.proc,
-            self.root_url,
-            self.startup_timeout_s,
-            exited=lambda code: BackendUnavailableError(
-                f"vllm-router exited with code {code} while starting (log: {log}):\n{log_tail(log)}"
-            ),
-            timed_out=lambda: BackendUnavailableError(
-                f"vllm-router did not become healthy within {self.startup_timeout_s:.0f} s (are its "
-                f"workers up? {self.worker_urls}; log: {log}):\n{log_tail(log)}"
-            ),
-            poll_s=0.1,
+    def not_started(self) -> Exception:
+        return ConfigError("the router has no port yet: call start() first.")
+
+    def exited(self, code: int) -> Exception:
+        return BackendUnavailableError(
+            f"vllm-router exited with code {code} while starting (log: {self.log_path}):\n{log_tail(self.log_path)}"
         )
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout_s`` (as the embedded server's). Idempotent."""
-        with self._lock:
-            self._child.stop(timeout_s)
+    def timed_out(self) -> Exception:
+        # the router checks its workers before it answers /health
+        return BackendUnavailableError(
+            f"vllm-router did not become healthy within {self.startup_timeout_s:.0f} s (are its "
+            f"workers up? {self.worker_urls}; log: {self.log_path}):\n{log_tail(self.log_path)}"
+        )
 
 
-class Replicas(_Started):
+class Replicas(Startable):
     """N embedded vLLM-CPU servers, optionally behind vllm-router: ``base_urls`` is what a client uses
     (the router's one URL, or every replica's URL for the client's own placement)."""
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from rich.console import Console
 
-from deepprune_agents.backends.embedded import EmbeddedServer, log_tail
+from deepprune_agents.backends.child import log_tail
+from deepprune_agents.backends.embedded import EmbeddedServer
 from deepprune_agents.cli._eval_parser import from_args
 from deepprune_agents.cli.ask_cmd import add_run_options, context_from_args
 from deepprune_agents.errors import ConfigError, EmbeddedServerError
