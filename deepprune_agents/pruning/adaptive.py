@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from deepprune_agents.judges.base import Judge
 from deepprune_agents.pruning.clustering import Clusters, GreedyClusteringPolicy
@@ -102,7 +102,19 @@ def answer_counts(ballots: Sequence[tuple[int, str | None, float]]) -> list[int]
     return [int(c) for c in weighted_vote([(b, a, 1.0) for b, a, _ in ballots]).counts.values()]
 
 
-def votes_needed(knobs: AdaptiveKnobs, n: int) -> int:
+class StopRule(Protocol):
+    """What the Beta stopping rule reads. ``AdaptiveKnobs`` and ``StagedKnobs`` each declare these three
+    knobs (their own settings, defaults and texts), and either is passed to the rule as it is."""
+
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def min_votes(self) -> int: ...
+    @property
+    def min_vote_share(self) -> float: ...
+
+
+def votes_needed(knobs: StopRule, n: int) -> int:
     """Finished answers the stopping rule needs before it may stop a run of ``n`` parallel branches.
 
     The Beta rule assumes the answers in hand are a fair sample, which holds for Adaptive-Consistency's
@@ -114,7 +126,7 @@ def votes_needed(knobs: AdaptiveKnobs, n: int) -> int:
     return max(knobs.min_votes, math.ceil(knobs.min_vote_share * n - 1e-9))
 
 
-def stop_is_safe(counts: Sequence[float], knobs: AdaptiveKnobs, n: int = 0) -> bool:
+def stop_is_safe(counts: Sequence[float], knobs: StopRule, n: int = 0) -> bool:
     """The Beta stopping rule over the vote counts of the finished branches' answer classes, for a run of
     ``n`` parallel branches (0: answers that arrive one at a time, as in Adaptive-Consistency)."""
     ordered = sorted((int(c) for c in counts), reverse=True)
@@ -245,4 +257,12 @@ class AdaptivePolicy(GreedyClusteringPolicy):
         self.votes_seen = 0  # re-check the stopping rule on the first round after resuming
 
 
-__all__ = ["AdaptiveKnobs", "AdaptivePolicy", "answer_counts", "majority_probability", "stop_is_safe", "votes_needed"]
+__all__ = [
+    "AdaptiveKnobs",
+    "AdaptivePolicy",
+    "StopRule",
+    "answer_counts",
+    "majority_probability",
+    "stop_is_safe",
+    "votes_needed",
+]

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
-from deepprune_agents.pruning.adaptive import AdaptiveKnobs, stop_is_safe
+from deepprune_agents.pruning.adaptive import StopRule, stop_is_safe
 from deepprune_agents.pruning.clustering import ClusteringKnobs, call_judge, judge_input
 from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
@@ -97,7 +97,7 @@ class StagedKnobs(Knobs):
     )
 
 
-def leader_votes_needed(counts: Sequence[int], rule: AdaptiveKnobs, launched: int, running: int, more: int) -> int:
+def leader_votes_needed(counts: Sequence[int], rule: StopRule, launched: int, running: int, more: int) -> int:
     """The fewest further answers, all for the leader, after which the Beta rule would stop the run, counting
     that answers beyond the ``running`` branches need newly launched ones (``more`` unstarted at most);
     ``running + more`` when not even all of them would do."""
@@ -129,9 +129,6 @@ class StagedPolicy:
         self.stop_when_decided = clustering.stop_when_decided
         self.seed = seed
         self.judge_timeout_s = judge_timeout_s
-        self.rule = AdaptiveKnobs(
-            confidence=self.knobs.confidence, min_votes=self.knobs.min_votes, min_vote_share=self.knobs.min_vote_share
-        )
         self.wave: list[int] = []
         self.judged = False
         self.similarity: float | None = None
@@ -192,7 +189,7 @@ class StagedPolicy:
         launched = len(views) - len(unstarted)
         if self.stop_when_decided and vote_is_decided(ballots, float(len(running) + len(unstarted))):
             self.stopped = "vote-decided"
-        elif stop_is_safe(counts, self.rule, launched):
+        elif stop_is_safe(counts, self.knobs, launched):
             self.stopped = "beta-stop"
         if self.stopped is not None:
             decision.launch = []  # a judge-split launch in this same round is moot: the vote is settled
@@ -201,7 +198,7 @@ class StagedPolicy:
                 decision.decided = running
             decision.events.append({"event": "stop", "rule": self.stopped, "votes": counts})
             return decision
-        need = leader_votes_needed(counts, self.rule, launched, len(running), len(unstarted))
+        need = leader_votes_needed(counts, self.knobs, launched, len(running), len(unstarted))
         missing = need - len(running)
         if missing > 0 and unstarted:
             more = unstarted[: max(missing, self.knobs.first_wave)]

@@ -40,7 +40,7 @@ async def test_a_first_wave_that_ends_between_two_rounds_still_starts_the_next_w
     40 seeds voted "1" on a 2:2 or 3:1 first wave with four branches never started. A run may still end with
     branches unstarted, but only on answers that settle the vote."""
     assert DeepPruneContext().policy == "staged"
-    rule = StagedPolicy(truncation=parse_truncation("tokens:12")).rule  # the default's stopping rule
+    rule = StagedPolicy(truncation=parse_truncation("tokens:12")).knobs  # the default's stopping rule
     with ReplayServer([QUESTION], tokens_per_s=0) as upstream:
         for seed in range(24):
             result = await DeepPruneReasoner(context(upstream, seed=seed)).ainvoke(QUESTION.question)

@@ -170,7 +170,7 @@ class CheckingPolicy(StagedPolicy):
             assert ballots, "a running branch was cancelled before any finished answer"
             undecided = float(sum(1 for v in views if v.alive or v.unstarted))
             launched = sum(1 for v in views if not v.unstarted)
-            assert stop_is_safe(counts, self.rule, launched) or vote_is_decided(ballots, undecided)
+            assert stop_is_safe(counts, self.knobs, launched) or vote_is_decided(ballots, undecided)
         return d
 
 
