@@ -13,9 +13,10 @@ command with ``KeyboardInterrupt`` (``main`` prints the message and returns 130)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,6 +55,24 @@ def install() -> None:
     """Route SIGINT through ``_on_sigint`` (main thread only; Python allows signal handlers nowhere else)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # not counted: a stop asked for by SIGTERM is a clean exit, not Ctrl-C's 130
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM raises ``KeyboardInterrupt`` in the main thread (the previous handler is put back
+    after), so a foreground server (``serve``, ``replicas``, the proxy) stops the same way on Ctrl-C and on
+    ``docker stop``/systemd, through its ``except KeyboardInterrupt`` and ``finally``, with exit status 0."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run_command(coro: Coroutine[Any, Any, T], runs: RunRegistry | None = None) -> T:

@@ -9,14 +9,13 @@ the client's own placement (a run on one endpoint, runs spread).
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
 from typing import Any
 
 from rich.console import Console
 
 from deepprune_agents.backends.router import DEFAULT_POLICY, SESSION_POLICIES, Replicas
-from deepprune_agents.cli.serve_cmd import _raise_interrupt
+from deepprune_agents.cli._interrupt import sigterm_as_interrupt
 from deepprune_agents.errors import ConfigError
 
 
@@ -47,26 +46,23 @@ def _run(args: argparse.Namespace) -> int:
     out = Console()
     replicas = Replicas(args.n, router=args.router, policy=args.router_policy, router_port=args.port,
                         startup_timeout_s=args.startup_timeout)  # fmt: skip
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    try:
-        with out.status(f"Starting {args.n} vLLM replica(s) (about a minute each on a small CPU machine)..."):
-            replicas.start()
-        for s in replicas.servers:
-            out.print(f"replica [bold]{s.base_url}[/] (log: {s.log_path})")
-        if replicas.router is not None:
-            out.print(f"[bold green]vllm-router ({args.router_policy})[/] at [bold]{replicas.router.base_url}[/]")
-        urls = ",".join(replicas.base_urls)
-        out.print(f"  use it: [cyan]export DEEPPRUNE_BASE_URL={urls}[/]")
-        out.print("  Ctrl-C to stop.")
-        while all(s.running for s in replicas.servers) and (replicas.router is None or replicas.router.running):
-            threading.Event().wait(1.0)
-        out.print("[bold red]a replica or the router exited on its own[/]")
-        return 1
-    except KeyboardInterrupt:
-        out.print("Stopping the replicas...")
-        return 0
-    finally:
-        replicas.stop()
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():
+        try:
+            with out.status(f"Starting {args.n} vLLM replica(s) (about a minute each on a small CPU machine)..."):
+                replicas.start()
+            for s in replicas.servers:
+                out.print(f"replica [bold]{s.base_url}[/] (log: {s.log_path})")
+            if replicas.router is not None:
+                out.print(f"[bold green]vllm-router ({args.router_policy})[/] at [bold]{replicas.router.base_url}[/]")
+            urls = ",".join(replicas.base_urls)
+            out.print(f"  use it: [cyan]export DEEPPRUNE_BASE_URL={urls}[/]")
+            out.print("  Ctrl-C to stop.")
+            while all(s.running for s in replicas.servers) and (replicas.router is None or replicas.router.running):
+                threading.Event().wait(1.0)
+            out.print("[bold red]a replica or the router exited on its own[/]")
+            return 1
+        except KeyboardInterrupt:
+            out.print("Stopping the replicas...")
+            return 0
+        finally:
+            replicas.stop()

@@ -10,11 +10,10 @@ base URL and a model name (other languages, IDE assistants, chat front ends) get
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
-import signal
 import threading
 from dataclasses import fields
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -22,6 +21,7 @@ from rich.console import Console
 from deepprune_agents.backends.child import log_tail
 from deepprune_agents.backends.embedded import EmbeddedServer
 from deepprune_agents.cli._eval_parser import from_args
+from deepprune_agents.cli._interrupt import sigterm_as_interrupt
 from deepprune_agents.cli.ask_cmd import add_run_options, context_from_args
 from deepprune_agents.errors import ConfigError, EmbeddedServerError
 from deepprune_agents.server.options import MODEL_FREE_JUDGES
@@ -131,20 +131,9 @@ def run_proxy(args: argparse.Namespace) -> int:
     config = from_args(ProxyConfig, args, defaults=defaults, seed=getattr(args, "seed", None))
     # uvicorn re-raises the signal that stopped it once it has drained; as KeyboardInterrupt it ends in
     # a clean exit status 0, like the embedded server's.
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    try:
+    with sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):
         serve_forever(config, host=args.host, port=port, access_log=not args.no_access_log)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def run_serve(port: int | None = None, *, startup_timeout_s: float = 300.0, console: Console | None = None) -> int:
@@ -154,27 +143,24 @@ def run_serve(port: int | None = None, *, startup_timeout_s: float = 300.0, cons
         raise EmbeddedServerError(f"--port must be between 1 and 65535 (got {port}).")
     out = console or Console()
     server = EmbeddedServer(port=port, startup_timeout_s=startup_timeout_s)
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
-    try:
-        with out.status("Starting the embedded vLLM server (about a minute on a small CPU machine)..."):
-            server.start()
-        out.print(f"[bold green]vLLM is serving[/] model [bold]{server.model}[/] at [bold]{server.base_url}[/]")
-        out.print(f"  log: {server.log_path}")
-        out.print(f'  use it: [cyan]deepprune ask "What is 17*3?" --base-url {server.base_url}[/]')
-        out.print(f"      or: [cyan]export DEEPPRUNE_BASE_URL={server.base_url}[/]")
-        out.print("  Ctrl-C to stop.")
-        while server.running:
-            threading.Event().wait(1.0)
-        log = server.log_path
-        out.print(f"[bold red]the vLLM server exited on its own[/] (log: {log})")
-        if log is not None:
-            out.print(log_tail(log), markup=False, highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        out.print("Stopping the vLLM server...")
-        return 0
-    finally:
-        server.stop()
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_interrupt():
+        try:
+            with out.status("Starting the embedded vLLM server (about a minute on a small CPU machine)..."):
+                server.start()
+            out.print(f"[bold green]vLLM is serving[/] model [bold]{server.model}[/] at [bold]{server.base_url}[/]")
+            out.print(f"  log: {server.log_path}")
+            out.print(f'  use it: [cyan]deepprune ask "What is 17*3?" --base-url {server.base_url}[/]')
+            out.print(f"      or: [cyan]export DEEPPRUNE_BASE_URL={server.base_url}[/]")
+            out.print("  Ctrl-C to stop.")
+            while server.running:
+                threading.Event().wait(1.0)
+            log = server.log_path
+            out.print(f"[bold red]the vLLM server exited on its own[/] (log: {log})")
+            if log is not None:
+                out.print(log_tail(log), markup=False, highlight=False)
+            return 1
+        except KeyboardInterrupt:
+            out.print("Stopping the vLLM server...")
+            return 0
+        finally:
+            server.stop()
