@@ -78,6 +78,7 @@ class DeepPruneResult(BaseModel):
     finished: int = 0
     cancelled: int = 0
     failed: int = 0
+    unstarted: int = Field(0, description="Branches a staged run never started (no request was sent).")
     deadline_hit: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
@@ -101,6 +102,7 @@ class DeepPruneResult(BaseModel):
             finished=sum(b.status == "finished" for b in branches),
             cancelled=sum(b.status == "cancelled" for b in branches),
             failed=sum(b.status == "failed" for b in branches),
+            unstarted=sum(b.status == "unstarted" for b in branches),
             **fields,
         )
 
@@ -108,11 +110,15 @@ class DeepPruneResult(BaseModel):
         """The JSON form of the graph's output ``result``."""
         return cast(DeepPruneResultDict, self.model_dump())
 
+    def not_started(self) -> str:
+        """ ", k not started" where a staged run left branches unstarted ('' otherwise), for the status lines."""
+        return f", {self.unstarted} not started" if self.unstarted else ""
+
     def summary(self) -> str:
         return (
             f"answer={self.answer!r} votes={self.votes} branches: {self.finished} finished "
             f"({self.no_answer} without an answer), "
-            f"{self.cancelled} cancelled, {self.failed} failed; tokens {self.tokens_generated} vs "
+            f"{self.cancelled} cancelled, {self.failed} failed{self.not_started()}; tokens {self.tokens_generated} vs "
             f"cons@{self.n} ≈{self.tokens_cons_estimate} ({self.token_saving:.0%} saved); {self.wall_time_s:.1f} s"
         )
 
@@ -181,5 +187,6 @@ class DeepPruneResultDict(TypedDict):
     finished: int
     cancelled: int
     failed: int
+    unstarted: int
     deadline_hit: bool
     no_answer: int

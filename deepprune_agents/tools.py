@@ -125,7 +125,7 @@ def format_content(result: DeepPruneResult, *, summary_chars: int = 400, thinkin
     votes = ", ".join(f"{k}: {v:g}" for k, v in sorted(result.votes.items(), key=lambda kv: -kv[1])) or "none"
     stats = (
         f"DeepPrune: {result.n} branches, {result.finished} finished, {result.cancelled} stopped early "
-        f"({pruned} pruned as redundant), {result.failed} failed; votes {{{votes}}}; "
+        f"({pruned} pruned as redundant), {result.failed} failed{result.not_started()}; votes {{{votes}}}; "
         f"{result.tokens_generated} tokens vs ~{result.tokens_cons_estimate} unpruned "
         f"({result.token_saving:.0%} saved)."
     )

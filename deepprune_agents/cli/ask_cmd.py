@@ -139,7 +139,8 @@ def _summary(result: DeepPruneResult) -> Table:
     t = Table(show_header=False, title="result")
     t.add_row("answer", Text(str(result.answer), style="bold green"))
     t.add_row("votes", json.dumps(result.votes))
-    t.add_row("branches", f"{result.finished} finished, {result.cancelled} cancelled, {result.failed} failed")
+    counts = f"{result.finished} finished, {result.cancelled} cancelled, {result.failed} failed{result.not_started()}"
+    t.add_row("branches", counts)
     if result.no_answer:
         t.add_row("no answer", f"{result.no_answer} finished branch(es) gave no extractable answer (no vote)")
     t.add_row(

@@ -14,6 +14,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OUTCOMES = ("ok", "upstream_error", "server_error", "cancelled", "shutdown")
+# "started" is the sum of the next three; "unstarted" branches never reached the upstream.
+BRANCH_STATES = ("started", "finished", "cancelled", "failed", "unstarted")
 
 
 class ProxyMetrics:
@@ -27,7 +29,8 @@ class ProxyMetrics:
         self.runs = Counter("deepprune_proxy_runs", "Runs by outcome.", ["outcome"], registry=r)
         self.branches = Counter(
             "deepprune_proxy_branches",
-            "Branches of completed runs: started, then finished, cancelled (pruned, vote-decided, deadline) or failed.",
+            "Branches of completed runs: started, then finished, cancelled (pruned, vote-decided, deadline) or "
+            "failed; or never started (a staged run that needed fewer).",
             ["state"],
             registry=r,
         )
@@ -56,14 +59,14 @@ class ProxyMetrics:
         self.queued = Gauge("deepprune_proxy_queued_requests", "Requests waiting for a run slot.", registry=r)
         for outcome in OUTCOMES:  # exported at 0 from the start, so a rate() sees the first increase
             self.runs.labels(outcome=outcome)
-        for state in ("started", "finished", "cancelled", "failed"):
+        for state in BRANCH_STATES:
             self.branches.labels(state=state)
 
     def record_result(self, result: DeepPruneResult) -> None:
         """A run that returned: its outcome, branches and tokens (what its ``deepprune`` summary says)."""
         self.runs.labels(outcome="ok").inc()
-        self.branches.labels(state="started").inc(len(result.branches))
-        for state in ("finished", "cancelled", "failed"):
+        self.branches.labels(state="started").inc(sum(b.status != "unstarted" for b in result.branches))
+        for state in ("finished", "cancelled", "failed", "unstarted"):
             self.branches.labels(state=state).inc(sum(b.status == state for b in result.branches))
         if result.failed:
             self.upstream_errors.labels(kind="branch_failed").inc(result.failed)

@@ -217,9 +217,10 @@ def reply(result: DeepPruneResult, mode: str, max_tokens: int) -> Reply:
 
 
 def usage(result: DeepPruneResult, prompt_tokens_per_branch: int) -> dict[str, int]:
-    """Tokens actually spent: every branch that reached the server read the prompt, and
-    ``completion_tokens`` is the sum over all branches, cancelled ones included."""
-    opened = sum(1 for b in result.branches if b.status != "failed" or b.tokens > 0)
+    """Tokens actually spent: every branch that reached the server read the prompt (not one a staged run
+    never started, nor one that failed before a token), and ``completion_tokens`` is the sum over all
+    branches, cancelled ones included."""
+    opened = sum(1 for b in result.branches if b.status != "unstarted" and (b.status != "failed" or b.tokens > 0))
     prompt = prompt_tokens_per_branch * opened
     completion = sum(b.tokens for b in result.branches)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -244,6 +245,7 @@ def deepprune_summary(result: DeepPruneResult, *, prompt_tokens_estimated: bool)
         "finished": result.finished,
         "cancelled": result.cancelled,
         "failed": result.failed,
+        "unstarted": result.unstarted,
         "judge_rounds": result.judge_rounds,
         "fallback": result.fallback,
         "wall_time_s": result.wall_time_s,

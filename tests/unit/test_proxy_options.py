@@ -206,6 +206,34 @@ def test_usage_counts_every_branch_that_reached_the_server() -> None:
     assert "text" not in summary["branches"][0] and "endpoint" not in summary["branches"][0]
 
 
+def test_a_branch_a_staged_run_never_started_costs_no_prompt_and_is_not_counted_as_started() -> None:
+    staged = [*BRANCHES, BranchResult(id=4, status="unstarted", tokens=0)]
+    result = DeepPruneResult.from_branches(
+        staged, question="q", answer="7", policy="staged", judge="numbers", model="m", wall_time_s=0.1
+    )
+    assert wire.usage(result, prompt_tokens_per_branch=20) == wire.usage(result_of(BRANCHES, "7"), 20)
+    summary = wire.deepprune_summary(result, prompt_tokens_estimated=False)
+    assert (summary["n"], summary["finished"], summary["cancelled"], summary["failed"], summary["unstarted"]) == (
+        5, 2, 1, 1, 1,
+    )  # fmt: skip
+    assert "1 failed, 1 not started;" in result.summary()
+    assert "not started" not in result_of(BRANCHES, "7").summary()
+
+    pytest.importorskip("prometheus_client")
+    from deepprune_agents.server.metrics import ProxyMetrics
+
+    metrics = ProxyMetrics()
+    metrics.record_result(result)
+    value = metrics.registry.get_sample_value
+    started = value("deepprune_proxy_branches_total", {"state": "started"})
+    assert (
+        started
+        == 4
+        == sum(value("deepprune_proxy_branches_total", {"state": s}) or 0 for s in ("finished", "cancelled", "failed"))
+    )
+    assert value("deepprune_proxy_branches_total", {"state": "unstarted"}) == 1
+
+
 def test_content_pieces_rebuild_the_text() -> None:
     text = "x" * 150
     assert "".join(wire.content_pieces(text)) == text and wire.content_pieces("") == [""]
