@@ -128,7 +128,7 @@ def run_proxy(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be between 0 and 65535 (got {port}).")
     args.base_urls = [*args.upstream, *getattr(args, "base_urls", [])]
     defaults = context_from_args(args)
-    config = from_args(ProxyConfig, args, defaults=defaults, seed=getattr(args, "seed", None))
+    config = from_args(ProxyConfig, args, defaults=defaults)
     # uvicorn re-raises the signal that stopped it once it has drained; as KeyboardInterrupt it ends in
     # a clean exit status 0, like the embedded server's.
     with sigterm_as_interrupt(), contextlib.suppress(KeyboardInterrupt):

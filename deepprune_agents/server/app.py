@@ -3,6 +3,7 @@ and serving it (in a thread for tests, in the foreground for the CLI). The run o
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -32,7 +33,6 @@ from deepprune_agents.server.options import (
     OFFLINE_JUDGES,
     SUFFIX,
     OptionsError,
-    RequestOptions,
     parse_options,
 )
 from deepprune_agents.server.queue import RunSlots
@@ -72,6 +72,8 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         if not self.defaults.base_urls:
             raise ConfigError("the proxy needs at least one upstream: pass --upstream http://HOST:PORT/v1.")
+        if self.seed is not None:  # the runs' seed is the defaults' (a request that sets none gets it)
+            self.defaults = self.defaults.replace(seed=self.seed)
         if self.max_concurrent < 1:
             raise ConfigError(f"max_concurrent must be >= 1 (got {self.max_concurrent}).")
         if self.queue_size < 0 or self.queue_timeout_s <= 0:
@@ -151,13 +153,7 @@ async def _prepare(state: ProxyState, config: ProxyConfig, body: dict[str, Any])
     if convo.system:
         changes["system_prompt"] = (ctx.system_prompt + "\n\n" + convo.system).strip()
     try:
-        opts = RequestOptions(
-            context=ctx.replace(**changes),
-            model=model,
-            progress=opts.progress,
-            content=opts.content,
-            events=opts.events,
-        )
+        opts = dataclasses.replace(opts, context=ctx.replace(**changes), model=model)
     except ConfigError as exc:
         raise ClientError(400, str(exc), code=err.INVALID_VALUE) from None
     include_usage = bool(req.stream_options and req.stream_options.include_usage)

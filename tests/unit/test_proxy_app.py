@@ -80,3 +80,15 @@ def test_the_proxy_needs_an_upstream_and_a_positive_limit(monkeypatch: pytest.Mo
         ProxyConfig(DeepPruneContext())
     with pytest.raises(ConfigError, match="max_concurrent"):
         ProxyConfig(DeepPruneContext(base_urls=[UPSTREAM]), max_concurrent=0)
+
+
+def test_the_operators_seed_is_the_seed_every_run_gets() -> None:
+    """``seed=42`` makes the runs reproducible with 42, not with the defaults' seed (the CLI set both alike,
+    which hid that the number was only read as "fixed or not")."""
+    from deepprune_agents.server.options import parse_options
+
+    config = ProxyConfig(DeepPruneContext(base_urls=[UPSTREAM], seed=0), seed=42)
+    assert config.defaults.seed == 42
+    body = {"model": "m", "messages": [{"role": "user", "content": "q"}]}
+    assert parse_options(body, config.defaults, fresh_seed=None).context.seed == 42
+    assert ProxyConfig(DeepPruneContext(base_urls=[UPSTREAM], seed=5)).defaults.seed == 5  # None: fresh per request
