@@ -230,12 +230,6 @@ async def judge(state: State, runtime: Runtime[DeepPruneContext], runs: RunRegis
             judge_errors.append(str(exc))
             run.judge_retry_at = time.monotonic() + JUDGE_ERROR_BACKOFF_S
             writer({"event": "judge_error", "error": str(exc)})
-            if gave_up_judging(judge_errors) and not deadline_hit:
-                # Degraded to plain cons@N: the branches a staged policy held back start now, unjudged.
-                held = [b.id for b in run.pool.branches if b.status == "unstarted"]
-                if held:
-                    decision.launch = held
-                    decision.events.append({"event": "launch", "branches": held, "why": "judge-failed"})
     await run.pool.cancel(decision.cancel, "pruned")
     await run.pool.cancel(decision.decided, "vote-decided")
     run.pool.launch(decision.launch)  # the policy's ``launch`` event (in decision.events) says why

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepprune_agents.judges.base import Judge, RunAwareJudge, TracePair
-from deepprune_agents.pruning.adaptive import StopRule, stop_is_safe
+from deepprune_agents.pruning.adaptive import StopRule, answer_counts, stop_is_safe
 from deepprune_agents.pruning.clustering import ClusteringKnobs, call_judge, judge_input
 from deepprune_agents.pruning.knobs import Knobs, knob
 from deepprune_agents.pruning.types import BranchView, Decision, VoteResult
@@ -133,7 +133,7 @@ class StagedPolicy:
         self.judged = False
         self.similarity: float | None = None
         self.stopped: str | None = None
-        self.votes_seen = 0
+        self.ended_seen = 0
 
     # -- what starts when ----------------------------------------------------------------------
     def first_wave(self, n: int) -> list[int]:
@@ -151,8 +151,11 @@ class StagedPolicy:
         return bool(wave) and all(self._read_ready(v) for v in wave)
 
     def ready(self, views: Sequence[BranchView]) -> bool:
-        """Due when the first wave can be read, or one more branch finished (a new vote)."""
-        return self._split_due(views) or sum(1 for v in views if v.finished) > self.votes_seen
+        """Due when the first wave can be read, or one more launched branch ended: a new vote, or one fewer to
+        come (a branch that failed may leave the rule short of answers, and only a round starts more)."""
+        if self.stopped is not None:
+            return False  # settled: the branches it cancelled ending is no news
+        return self._split_due(views) or sum(1 for v in views if v.ended) > self.ended_seen
 
     async def _read_split(self, views: Sequence[BranchView], judge: Judge, decision: Decision) -> bool:
         """Score every pair of the first wave's judge inputs once; split when their mean is below split_tau."""
@@ -171,32 +174,32 @@ class StagedPolicy:
 
     # -- a round -------------------------------------------------------------------------------
     async def step(self, views: Sequence[BranchView], judge: Judge) -> Decision:
+        """The stop rules first, on the branches as they are (a held branch counts as still to come); then,
+        when the run goes on, the split read or the answers decide what starts."""
         decision = Decision()
-        unstarted = [v.id for v in views if v.unstarted]
-        if self._split_due(views) and await self._read_split(views, judge, decision):
-            decision.launch = unstarted
-            decision.events.append(
-                {"event": "launch", "branches": unstarted, "why": "judge-split", "similarity": self.similarity}
-            )
-            unstarted = []
-        finished = [v for v in views if v.finished]
-        self.votes_seen = len(finished)
+        self.ended_seen = sum(1 for v in views if v.ended)
         if self.stopped is not None:
             return decision
+        finished = [v for v in views if v.finished]
         ballots = [(v.id, v.answer, 1.0) for v in finished if v.answer is not None]
-        counts = sorted((int(c) for c in majority_vote([(b, a) for b, a, _ in ballots]).counts.values()), reverse=True)
+        counts = sorted(answer_counts(ballots), reverse=True)
         running = [v.id for v in views if v.alive]
+        unstarted = [v.id for v in views if v.unstarted]
         launched = len(views) - len(unstarted)
         if self.stop_when_decided and vote_is_decided(ballots, float(len(running) + len(unstarted))):
             self.stopped = "vote-decided"
         elif stop_is_safe(counts, self.knobs, launched):
             self.stopped = "beta-stop"
         if self.stopped is not None:
-            decision.launch = []  # a judge-split launch in this same round is moot: the vote is settled
-            decision.events = [e for e in decision.events if e.get("event") != "launch"]
             if running:
                 decision.decided = running
             decision.events.append({"event": "stop", "rule": self.stopped, "votes": counts})
+            return decision
+        if self._split_due(views) and await self._read_split(views, judge, decision):
+            decision.launch = unstarted
+            decision.events.append(
+                {"event": "launch", "branches": unstarted, "why": "judge-split", "similarity": self.similarity}
+            )
             return decision
         need = leader_votes_needed(counts, self.knobs, launched, len(running), len(unstarted))
         missing = need - len(running)
@@ -227,7 +230,7 @@ class StagedPolicy:
         self.judged = bool(exported.get("judged", False))
         self.similarity = exported.get("similarity")
         self.stopped = exported.get("stopped")
-        self.votes_seen = 0  # re-check the rules on the first round after resuming
+        self.ended_seen = 0  # re-check the rules on the first round after resuming
 
 
 __all__ = ["StagedKnobs", "StagedPolicy", "leader_votes_needed"]

@@ -45,6 +45,11 @@ class BranchView:
     def unstarted(self) -> bool:
         return self.status == "unstarted"
 
+    @property
+    def ended(self) -> bool:
+        """Launched and done: finished, cancelled or failed."""
+        return not self.alive and not self.unstarted
+
 
 @dataclass(kw_only=True)
 class BaseBranch(ABC):

@@ -1,6 +1,7 @@
 """The default ``staged`` policy on the real engine and LangGraph runtime, against the replay server over HTTP:
-a first wave that finishes between two judge rounds still gets its next wave, and a judge that keeps failing
-degrades a staged run to plain cons@N (every held-back branch starts) instead of voting over the first wave."""
+a first wave that finishes between two judge rounds still gets its next wave, and a judge that fails leaves a
+staged run to its answers (the stop rules and the launches they need, as with the constant judge) instead of
+voting over the first wave."""
 
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ async def test_a_first_wave_that_ends_between_two_rounds_still_starts_the_next_w
         assert upstream.wait_idle(5.0)
 
 
-async def test_a_failing_judge_degrades_a_staged_run_to_cons_at_n() -> None:
+async def test_a_failing_judge_leaves_a_staged_run_to_its_answers() -> None:
+    """A staged run asks its judge once (the split read). When that call fails, nothing is read as split and
+    the answers decide: here they disagree, so every held-back branch starts and all of them run."""
     with ReplayServer([QUESTION], tokens_per_s=200) as upstream:
         result = await DeepPruneReasoner(context(upstream, judge="test-staged-raises")).ainvoke(QUESTION.question)
         assert upstream.wait_idle(5.0)

@@ -128,6 +128,35 @@ async def test_a_disagreement_starts_the_next_wave_at_once() -> None:
     assert d.events[-1]["why"] == "answers-need"
 
 
+async def test_a_split_read_of_a_finished_first_wave_starts_the_rest_instead_of_stopping_on_it() -> None:
+    """3:1 over a first wave that finished before it was read, four held back: undecided, whatever the judge
+    says. The stop rules count the held branches as still to come; a split read then starts them (it had made
+    the run stop at once on 3:1, as if the branches it had just started were already counted)."""
+    for score, why in ((0.0, "judge-split"), (0.9, "answers-need")):
+        p = policy()
+        p.first_wave(8)
+        wave = [view(0, "finished", "7"), view(1, "finished", "7"), view(2, "finished", "7"), view(3, "finished", "12")]
+        d = await p.step([*wave, *(view(i, "unstarted") for i in range(4, 8))], FixedJudge(score))
+        assert p.stopped is None and not d.decided, (score, d.events)
+        assert d.launch == [4, 5, 6, 7] and d.events[-1]["why"] == why
+
+
+async def test_a_branch_that_fails_after_a_round_makes_the_policy_due_to_start_more() -> None:
+    """Three equal answers (P = 0.94 < 0.95) and one branch running: nothing starts. When that branch fails,
+    the run is one answer short with nobody to give it; the policy must be due again (a round starts more)
+    instead of letting the run vote 3:0 with four branches never started."""
+    p = policy()
+    p.first_wave(8)
+    done = [view(i, "finished", "7") for i in range(3)]
+    held = [view(i, "unstarted") for i in range(4, 8)]
+    d = await p.step([*done, view(3, "running"), *held], FixedJudge(0.9))
+    assert not d.launch and p.stopped is None
+    after = [*done, view(3, "failed"), *held]
+    assert p.ready(after)
+    d = await p.step(after, FixedJudge(0.9))
+    assert d.launch == [4, 5, 6, 7] and d.events[-1]["why"] == "answers-need"
+
+
 def test_leader_votes_needed_follows_the_beta_rule() -> None:
     rule = AdaptiveKnobs(confidence=0.95, min_votes=3, min_vote_share=0.1)
     assert leader_votes_needed([], rule, launched=5, running=5, more=0) == 4  # 4:0 is P = 0.969
