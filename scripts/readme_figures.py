@@ -22,6 +22,7 @@ page's text; where the page has none, a line says which command produces it. Not
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from datetime import UTC, datetime
@@ -51,8 +52,10 @@ class Placeholder(NamedTuple):
 Section = list[str] | Placeholder
 
 
+@functools.cache
 def _load_bench(name: str) -> Any:
-    """A bench script as a module (they import their shared bench/_common.py, hence the path)."""
+    """A bench script as a module (they import their shared bench/_common.py, hence the path); executed once
+    per render, however many sections read it."""
     import importlib.util
 
     if str(REPO / "bench") not in sys.path:

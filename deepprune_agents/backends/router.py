@@ -151,8 +151,9 @@ class Replicas(Startable):
             for server in self.servers:
                 server.start()
             if self._router_args is not None:
-                policy, port = self._router_args
-                self.router = RouterProcess([s.root_url for s in self.servers], policy=policy, port=port)
+                if self.router is None:  # a second start() reuses it (a new one would orphan the first)
+                    policy, port = self._router_args
+                    self.router = RouterProcess([s.root_url for s in self.servers], policy=policy, port=port)
                 self.router.start()
         except BaseException:
             self.stop()

@@ -73,7 +73,7 @@ def subsample(traces: Sequence[ReplayTrace], k: int, *, seed: int = 0, max_token
     return cons_at_n([traces[i] for i in chosen], max_tokens=max_tokens)
 
 
-def _unanimous(answers: Sequence[str | None]) -> bool:
+def unanimous(answers: Sequence[str | None]) -> bool:
     """All answers present and equal (one answer class covering every member)."""
     if not answers or any(a is None for a in answers):
         return False
@@ -91,7 +91,7 @@ def esc(traces: Sequence[ReplayTrace], *, window: int = 5, max_tokens: int | Non
         chunk = traces[used : used + window]
         wall += max(lengths[used : used + window])  # a window's traces run in parallel, windows in sequence
         used += len(chunk)
-        if _unanimous([t.answer for t in chunk]):
+        if unanimous([t.answer for t in chunk]):
             break
     vote = majority_vote([(i, t.answer) for i, t in enumerate(traces[:used])])
     return MethodOutcome(vote.answer, sum(lengths[:used]), used, len(vote.voters), wall=wall)

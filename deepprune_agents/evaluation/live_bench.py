@@ -114,31 +114,45 @@ async def _server_tokens(root_url: str) -> float:
     return metric(await scrape_samples(root_url), "vllm:generation_tokens_total")
 
 
+async def _measured_run(
+    reasoner: Any, question: str, configurable: dict[str, Any], root_url: str, sampler: RunningSampler | None = None
+) -> tuple[DeepPruneResult, float, float]:
+    """One run between two idle points of the server: its result, wall seconds and server tokens (the
+    counter's difference, so nothing another request generated is counted)."""
+    await wait_until_idle(root_url, timeout_s=60)
+    before = await _server_tokens(root_url)
+    if sampler is not None:
+        sampler.start()
+    t0 = time.perf_counter()
+    try:
+        result = await reasoner.ainvoke(question, config={"configurable": configurable})
+    finally:
+        wall = time.perf_counter() - t0
+        if sampler is not None:
+            await sampler.stop()
+    await wait_until_idle(root_url, timeout_s=60)
+    return result, wall, await _server_tokens(root_url) - before
+
+
 async def live_esc(reasoner: Any, question: str, ctx: DeepPruneContext, root_url: str, window: int) -> dict[str, Any]:
     """ESC on the live server: windows of ``window`` branches one after another (cons runs of ``window``
     branches whose seeds continue the N-branch run's: window k has branches k*window ...), stopping after
     the first window whose answers are all equal; majority vote over every branch sampled. Tokens from the
     server's counter, wall time summed over the windows."""
-    from deepprune_agents.answers import group_answers
+    from deepprune_agents.evaluation.baselines import unanimous
     from deepprune_agents.pruning.vote import majority_vote
 
     answers: list[str | None] = []
     wall = tokens = 0.0
     for start in range(0, ctx.n, window):
         k = min(window, ctx.n - start)
-        await wait_until_idle(root_url, timeout_s=60)
-        before = await _server_tokens(root_url)
-        t0 = time.perf_counter()
-        result = await reasoner.ainvoke(
-            question, config={"configurable": {"policy": "none", "n": k, "seed": ctx.seed + start}}
-        )
-        wall += time.perf_counter() - t0
-        await wait_until_idle(root_url, timeout_s=60)
-        tokens += await _server_tokens(root_url) - before
+        configurable = {"policy": "none", "n": k, "seed": ctx.seed + start}
+        result, seconds, used = await _measured_run(reasoner, question, configurable, root_url)
+        wall += seconds
+        tokens += used
         got = [b.answer for b in result.branches]
         answers += got
-        groups = group_answers(got) if all(a is not None for a in got) else []
-        if len(groups) == 1 and len(groups[0]) == len(got):
+        if unanimous(got):  # the offline ESC's stop rule (evaluation/baselines.esc)
             break
     vote = majority_vote(list(enumerate(answers)))
     return {"answer": vote.answer, "wall_s": wall, "server_tokens": tokens, "branches": len(answers)}
@@ -166,18 +180,8 @@ async def run_live_bench(
     for q, truth in questions:
         row: dict[str, Any] = {"question": q, "truth": truth}
         for method, policy in (("cons", "none"), ("deepprune", ctx.policy)):
-            await wait_until_idle(root_url, timeout_s=60)
-            before = await _server_tokens(root_url)
             sampler = RunningSampler(root_url)
-            sampler.start()
-            t0 = time.perf_counter()
-            try:
-                result = await reasoner.ainvoke(q, config={"configurable": {"policy": policy}})
-            finally:
-                wall = time.perf_counter() - t0
-                await sampler.stop()
-            await wait_until_idle(root_url, timeout_s=60)
-            tokens = await _server_tokens(root_url) - before
+            result, wall, tokens = await _measured_run(reasoner, q, {"policy": policy}, root_url, sampler)
             row[method] = {
                 "answer": result.answer,
                 "correct": answers_equal(result.answer, truth),
@@ -187,7 +191,7 @@ async def run_live_bench(
                 "cancelled": result.cancelled,
                 "failed": result.failed,
                 # branches a request was sent for (a staged run may leave some unstarted)
-                "launched": sum(br.status != "unstarted" for br in result.branches),
+                "launched": result.n - result.unstarted,
                 "correct_branches": sum(answers_equal(b.answer, truth) for b in result.branches),
                 "answers": answer_histogram(b.answer for b in result.branches),
             }

@@ -65,9 +65,9 @@ class ProxyMetrics:
     def record_result(self, result: DeepPruneResult) -> None:
         """A run that returned: its outcome, branches and tokens (what its ``deepprune`` summary says)."""
         self.runs.labels(outcome="ok").inc()
-        self.branches.labels(state="started").inc(sum(b.status != "unstarted" for b in result.branches))
+        self.branches.labels(state="started").inc(result.n - result.unstarted)
         for state in ("finished", "cancelled", "failed", "unstarted"):
-            self.branches.labels(state=state).inc(sum(b.status == state for b in result.branches))
+            self.branches.labels(state=state).inc(getattr(result, state))
         if result.failed:
             self.upstream_errors.labels(kind="branch_failed").inc(result.failed)
         self.tokens_generated.inc(result.tokens_generated)

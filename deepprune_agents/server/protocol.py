@@ -209,7 +209,10 @@ def reply(result: DeepPruneResult, mode: str, max_tokens: int) -> Reply:
             )
             length = True
         elif not finished:
-            content = f"No answer: no branch finished ({result.cancelled} cancelled, {result.failed} failed)."
+            content = (
+                f"No answer: no branch finished ({result.cancelled} cancelled, {result.failed} failed"
+                f"{result.not_started()})."
+            )
         else:
             content = f"No answer: none of the {len(finished)} branches that finished stated one."
     reasoning = branch.reasoning if branch is not None else ""
