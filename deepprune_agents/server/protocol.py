@@ -294,9 +294,9 @@ class ProgressLines:
 
     def lines(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("event")
-        if kind == "start":  # which branches start is a launch line's, where a staged run holds some back
+        if kind == "start":
             return [
-                f"{PROGRESS_PREFIX}{event.get('n')} branches on {event.get('model')} "
+                f"{PROGRESS_PREFIX}{event.get('n')} branches started on {event.get('model')} "
                 f"({event.get('policy')} policy, {event.get('judge')} judge)\n"
             ]
         if kind == "tokens":

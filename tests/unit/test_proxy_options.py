@@ -144,7 +144,7 @@ def test_sampling_fields_reach_every_branch_and_a_seed_is_fresh_unless_set() -> 
 def test_progress_lines_report_each_state_change_once() -> None:
     lines = wire.ProgressLines()
     start = lines.lines({"event": "start", "n": 4, "model": "m", "policy": "paper", "judge": "numbers"})
-    assert start == ["deepprune: 4 branches on m (paper policy, numbers judge)\n"]
+    assert start == ["deepprune: 4 branches started on m (paper policy, numbers judge)\n"]
     tick = {"event": "tokens", "branches": [{"id": 1, "status": "finished", "tokens": 9, "delta": ""}]}
     assert lines.lines(tick) == ["deepprune: branch 1 finished (9 tokens)\n"]
     assert lines.lines(tick) == []  # reported once
